@@ -1,0 +1,174 @@
+"""halbench command line: run, profile, report, compare, list.
+
+Exit codes: 0 the command did its job (failed trials are rows, not a crash); 2 bad input, with
+one line on stderr naming the file or field; 1 an internal failure; 3 `compare` found a
+regression; 130 interrupted (what finished is written, and the command says how to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from halbench import __version__
+from halbench.errors import UserError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage mistakes are one line and exit 2 like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="halbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"halbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a suite: one Ray Tune trial per grid point")
+    run.add_argument("suite", type=Path, help="suite YAML file")
+    run.add_argument("--output", "-o", type=Path, help="run directory (default reports/<suite>/<UTC time>)")
+    run.add_argument("--resume", action="store_true", help="finish the run in --output: only missing trials run")
+    run.add_argument("--max-concurrent", type=_positive_int, help="at most N trials at once")
+    run.add_argument("--address", help="existing Ray cluster ('auto' or host:port; default $RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--num-cpus", type=_positive_int, help="CPUs for a local Ray (default: all)")
+    run.add_argument("--num-gpus", type=int, help="GPUs for a local Ray (default: all visible)")
+    run.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 and print its URL")
+    run.add_argument("--no-ray", action="store_true", help="run trials one by one in this process (debugging)")
+    run.add_argument("--datasets", type=_csv, help="only these of the suite's datasets (comma-separated)")
+    run.add_argument("--no-report", action="store_true", help="write parquet files only")
+
+    from halbench import profile
+    from halbench.report import commands as report_commands
+
+    profile.add_arguments(sub.add_parser("profile", help="sweep loss calls alone: FLOPs, time, memory"))
+    report_commands.add_report_arguments(
+        sub.add_parser("report", help="(re)build report.md and report.html from run directories")
+    )
+    report_commands.add_compare_arguments(
+        sub.add_parser("compare", help="what changed between two runs; exit 3 on a regression")
+    )
+
+    lst = sub.add_parser("list", help="list registered losses, datasets or models")
+    lst.add_argument("kind", choices=["losses", "datasets", "models"])
+    lst.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'nca*'")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from halbench.runner import run_suite
+    from halbench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    if args.resume and args.output is None:
+        raise UserError("--resume needs --output DIR: the run directory to finish")
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    if args.no_ray and address:
+        raise UserError("--no-ray and --address exclude each other")
+
+    def report(out_dir: Path) -> None:
+        if args.no_report:
+            return
+        from halbench.report import build_report
+
+        try:
+            paths = build_report([out_dir], out_dir)
+        except Exception as err:  # noqa: BLE001 - results are safe on disk; the report can be rebuilt
+            print(f"[halbench] warning: report failed ({type(err).__name__}: {err}); "
+                  f"rebuild with: halbench report {out_dir}", file=sys.stderr)
+            return
+        for path in paths.values():
+            print(f"[halbench] wrote {path}", file=sys.stderr)
+
+    summary = run_suite(
+        suite,
+        args.suite,
+        output=args.output,
+        resume=args.resume,
+        max_concurrent=args.max_concurrent,
+        address=address,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        dashboard=args.dashboard,
+        use_ray=not args.no_ray,
+        datasets=args.datasets,
+        build_report=report,
+    )
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "no trials"
+    print(f"[halbench] {summary.out_dir}: {counts}", file=sys.stderr)
+    if summary.interrupted:
+        print(f"[halbench] interrupted; finish with: halbench run {args.suite} "
+              f"--output {summary.out_dir} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from halbench import data, losses, models
+
+    module = {"losses": losses, "datasets": data, "models": models}[args.kind]
+    names = module.available(args.pattern)
+    if not names:
+        raise UserError(f"list {args.kind}: nothing matches {args.pattern!r}")
+    print("\n".join(names))
+    if args.kind == "losses":
+        print("pml:<ClassName>[:key=value,...]  (any pytorch-metric-learning loss)")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "list":
+            return _cmd_list(args)
+        if args.command == "profile":
+            from halbench import profile
+
+            return profile.main(args)
+        from halbench.report import commands as report_commands
+
+        if args.command == "report":
+            return report_commands.report_main(args)
+        return report_commands.compare_main(args)
+    except UserError as err:
+        print(f"halbench: error: {err}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("halbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # noqa: BLE001 - an internal failure: show the traceback, exit 1
+        traceback.print_exc()
+        print("halbench: internal error (this is a bug; the traceback is above)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()
