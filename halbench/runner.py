@@ -125,8 +125,10 @@ def _trainable(config: dict[str, Any], suite_json: dict[str, Any]) -> None:
     """The Tune function trainable: one grid point."""
     from ray import tune
 
+    from halbench.plugins import load_plugins
     from halbench.trial import run_trial
 
+    load_plugins()  # the worker process may not have imported the user's plugin modules yet
     suite = Suite.model_validate(suite_json)
     spec = TrialSpec.model_validate(config["spec"])
 

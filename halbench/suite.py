@@ -301,7 +301,9 @@ def load_suite(path: str | Path) -> Suite:
 def _check_names(suite: Suite, path: Path) -> None:
     """Unknown datasets, models and losses, and bad loss parameters, fail before any trial."""
     from halbench import data, losses, models
+    from halbench.plugins import load_plugins
 
+    load_plugins()
     for i, ds in enumerate(suite.datasets):
         if ds.name not in data.DATASETS:
             raise UserError(
