@@ -1,0 +1,87 @@
+"""End to end: a suite through Ray Tune to parquet and reports, and a real-data run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from halbench.cli import main
+from halbench.results import EPOCH_SCHEMA, TRIAL_SCHEMA
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def ray_env(monkeypatch):
+    # Ray workers import halbench from the repository even without an installed package.
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_smoke_suite_through_ray(tmp_path, ray_env, capsys) -> None:
+    out = tmp_path / "run"
+    rc = main(["run", str(ROOT / "suites/smoke.yaml"), "--output", str(out), "--num-cpus", "2"])
+    assert rc == 0, capsys.readouterr().err
+    for name in ("suite.yaml", "env.json", "trials.parquet", "epochs.parquet", "report.md", "report.html"):
+        assert (out / name).exists(), name
+
+    env = json.loads((out / "env.json").read_text())
+    assert env["suite"] == "smoke" and len(env["suite_hash"]) == 12 and env["torch"]
+
+    trials = pl.read_parquet(out / "trials.parquet")
+    assert set(TRIAL_SCHEMA) <= set(trials.columns)
+    assert trials.height == 4  # 2 losses x 1 batch size x 1 dim x 2 seeds
+    assert trials["status"].to_list() == ["ok"] * 4, trials.select("trial_id", "status", "error")
+    assert sorted(trials["loss"].unique().to_list()) == ["hal", "nca"]
+    # 4 synthetic classes: chance is 25%; a trained model is far above it.
+    assert trials["knn_acc_10"].min() > 0.6, trials.select("trial_id", "knn_acc_10")
+    assert (trials["loss_call_ms"] > 0).all()
+
+    epochs = pl.read_parquet(out / "epochs.parquet")
+    assert set(EPOCH_SCHEMA) <= set(epochs.columns)
+    assert epochs.height == 4 * 2
+    assert epochs.group_by("trial_id").len()["len"].to_list() == [2] * 4
+
+
+@pytest.mark.slow
+def test_report_regenerates_from_parquet_alone(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    suite = yaml.safe_load((ROOT / "suites/smoke.yaml").read_text())
+    suite["grid"]["seed"] = [0]
+    path = tmp_path / "smoke1.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    assert main(["run", str(path), "--output", str(out), "--no-ray"]) == 0
+    before = (out / "report.md").read_text()
+    for name in ("report.md", "report.html"):
+        (out / name).unlink()
+    shutil.rmtree(out / "trials")  # only the parquet files (and provenance) remain
+    assert main(["report", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "report.html").stat().st_size > 10_000
+    after = (out / "report.md").read_text()
+    assert "hal" in after and "nca" in after
+    assert len(after.splitlines()) == len(before.splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist_run(tmp_path, capsys) -> None:
+    suite = yaml.safe_load((ROOT / "suites/quickstart.yaml").read_text())
+    suite["dataset"].update(train_size=2000, test_size=1000)
+    suite["grid"]["seed"] = [0]
+    suite["train"]["epochs"] = 1
+    path = tmp_path / "fm.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--output", str(out), "--no-ray", "--no-report"]) == 0
+    trials = pl.read_parquet(out / "trials.parquet")
+    assert trials["status"].to_list() == ["ok", "ok"], trials.select("trial_id", "error")
+    # Ten classes: chance is 10%. One short epoch on 2,000 real images gives far more.
+    assert trials["knn_acc_10"].min() > 0.6, trials.select("loss", "knn_acc_10")
