@@ -1,0 +1,245 @@
+"""The KNNLoss base class, the loss registry, parameter checks and shared numerics.
+
+FLOP rules shared by every `flops()` formula (docs/losses.md lists them per loss): a matmul
+[m, k] x [k, n] is 2mkn; every elementwise arithmetic op or comparison is 1 per output element;
+a reduction (sum, max, any) is 1 per input element; selections and copies (where, masked_fill,
+fill_diagonal_, indexing, casts) are 0. Composite ops count their parts (see the *_flops helpers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from halbench.registry import Registry
+
+# Norms are clamped here before dividing, so a zero embedding gives a zero direction, not NaN.
+EPS = 1e-12
+
+METRICS = ("cosine", "l2")
+
+
+class KNNLoss(nn.Module):
+    """A loss whose embeddings are meant to be searched with k-NN.
+
+    Subclasses implement `compute` (inputs already checked) and `flops`. Learnable parameters
+    (anchors, proxies) are ordinary nn.Parameters; `anchors()` returns one vector per class when
+    the loss has them. `metric` is what k-NN should use; losses with a distance option set it per
+    instance, so read it from the built loss.
+    """
+
+    name: ClassVar[str] = ""
+    metric: str = "l2"
+    has_anchors: ClassVar[bool] = False
+    # build() passes memory_size (the number of training samples) only to losses that set this.
+    needs_memory_size: ClassVar[bool] = False
+
+    def __init__(self, num_classes: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim, minimum=1)
+        self.lr_scale = 1.0
+
+    def forward(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None = None) -> Tensor:
+        """Scalar loss of a batch; raises ValueError on malformed inputs."""
+        labels = self._check_inputs(embeddings, labels)
+        return self.compute(embeddings, labels, indices)
+
+    def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
+        """The loss itself, on checked inputs (labels are int64 and in range)."""
+        raise NotImplementedError
+
+    def anchors(self) -> Tensor | None:
+        """Class anchors/proxies [C, d] for nearest-anchor accuracy, or None."""
+        return None
+
+    def flops(
+        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
+    ) -> dict[str, int]:
+        """Analytic FLOPs of one forward call: {"matmul": ..., "total": ...}."""
+        raise NotImplementedError(f"loss '{self.name}' has no analytic cost formula")
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups for this loss's own parameters, at lr * lr_scale."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": lr * self.lr_scale}] if params else []
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}"
+
+    def _check_inputs(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        if not isinstance(embeddings, Tensor) or not embeddings.is_floating_point():
+            raise ValueError(f"{self.name}: embeddings must be a floating-point tensor")
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
+            raise ValueError(
+                f"{self.name}: embeddings must have shape [B, {self.embedding_dim}], "
+                f"got {list(embeddings.shape)}"
+            )
+        if embeddings.shape[0] == 0:
+            raise ValueError(f"{self.name}: empty batch (B = 0)")
+        if (
+            not isinstance(labels, Tensor)
+            or labels.is_floating_point()
+            or labels.is_complex()
+            or labels.dtype == torch.bool
+        ):
+            raise ValueError(f"{self.name}: labels must be an integer tensor")
+        if labels.shape != embeddings.shape[:1]:
+            raise ValueError(
+                f"{self.name}: labels must have shape [{embeddings.shape[0]}] to match the "
+                f"embeddings, got {list(labels.shape)}"
+            )
+        # One host sync per call; cheap next to a training step and it turns silent CUDA
+        # index errors into a readable message.
+        if bool(((labels < 0) | (labels >= self.num_classes)).any()):
+            raise ValueError(
+                f"{self.name}: labels must be in [0, {self.num_classes}), got values in "
+                f"[{int(labels.min())}, {int(labels.max())}]"
+            )
+        return labels.long()
+
+
+L = TypeVar("L", bound=type[KNNLoss])
+
+LOSSES: Registry[type[KNNLoss]] = Registry("loss")
+
+
+def register_loss(name: str) -> Callable[[L], L]:
+    """Class decorator: registers a KNNLoss subclass under `name` and sets its `name`."""
+
+    def decorator(cls: L) -> L:
+        cls.name = name
+        LOSSES.register(name)(cls)
+        return cls
+
+    return decorator
+
+
+# ----- parameter checks: one-line ValueErrors naming the parameter --------------------------
+
+
+def check_int(name: str, value: Any, *, minimum: int) -> int:
+    """An int >= minimum (bools are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A finite float > 0 (scales, temperatures)."""
+    if _check_real(name, value) <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """A finite float >= 0 (margins)."""
+    if _check_real(name, value) < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """A float in [0, 1) (momenta)."""
+    if not 0 <= _check_real(name, value) < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of a fixed set of strings."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A real bool (YAML true/false), not a truthy string."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+# ----- shared numerics, each with its cost formula ------------------------------------------
+
+
+def as_float32(logits: Tensor) -> Tensor:
+    """Upcast half/bfloat16 logits: softmax statistics need fp32 range and precision."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def inverse_norm(x: Tensor) -> Tensor:
+    """1 / ||x_i|| per row, [m, 1], with the norm clamped at EPS."""
+    return torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(EPS).reciprocal()
+
+
+def inverse_norm_flops(m: int, n: int) -> int:
+    """vector_norm (square + sum per element, sqrt per row), clamp, reciprocal."""
+    return 2 * m * n + 3 * m
+
+
+def normalize(x: Tensor) -> Tensor:
+    """Rows scaled to unit L2 norm (F.normalize with a clamped norm)."""
+    return F.normalize(x, dim=1, eps=EPS)
+
+
+def normalize_flops(m: int, n: int) -> int:
+    """vector_norm (2 per element, sqrt per row), clamp per row, divide per element."""
+    return 3 * m * n + 2 * m
+
+
+def squared_norms(x: Tensor) -> Tensor:
+    """||x_i||^2 per row, [m]."""
+    return (x * x).sum(dim=1)
+
+
+def squared_norms_flops(m: int, n: int) -> int:
+    """Square and sum per element."""
+    return 2 * m * n
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean softmax cross-entropy, computed in fp32 for low-precision logits."""
+    return F.cross_entropy(as_float32(logits), labels)
+
+
+def cross_entropy_flops(m: int, n: int) -> int:
+    """log_softmax (max, sub, exp, sum, sub per element; log per row) + mean NLL (per row)."""
+    return 5 * m * n + 2 * m
+
+
+def neighbour_nll(logits: Tensor, positive: Tensor) -> Tensor:
+    """NCA loss from logits: mean over rows with a positive of -log sum_{j pos} softmax_ij.
+
+    Entries that are not candidates at all (self-pairs, empty memory slots) must already hold
+    the dtype's lowest finite value: a finite mask keeps logsumexp free of inf - inf, so a row
+    with nothing in it gives a finite value that `where` then drops with a zero gradient. A batch
+    without any positive gives 0 with a (zero) gradient, not NaN.
+    """
+    logits = as_float32(logits)
+    lowest = torch.finfo(logits.dtype).min
+    has_positive = positive.any(dim=1)
+    per_row = logits.logsumexp(dim=1) - torch.where(positive, logits, lowest).logsumexp(dim=1)
+    per_row = torch.where(has_positive, per_row, 0.0)
+    return per_row.sum() / has_positive.sum().clamp_min(1)
+
+
+def neighbour_nll_flops(m: int, n: int) -> int:
+    """any (mn), two logsumexp (4mn + 2m each), sub, sum, count (m each), clamp and divide."""
+    return 9 * m * n + 7 * m + 2
+
+
+def lowest(dtype: torch.dtype) -> float:
+    """The most negative finite value of a float dtype (the mask value for logits)."""
+    return torch.finfo(dtype).min
