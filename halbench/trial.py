@@ -1,0 +1,442 @@
+"""One trial: build data, model and loss; train; evaluate k-NN each epoch; report.
+
+`run_trial` never raises for a failed trial (only KeyboardInterrupt / SystemExit pass): an
+out-of-memory error gives status 'oom', a NaN/inf loss stops training with status 'diverged',
+anything else gives 'error' with "ExceptionType: message". Metrics of the epochs that did
+finish stay in the epoch rows.
+
+Conventions of the numbers:
+- Times are training time only (k-NN evaluation excluded); `elapsed_s` is cumulative.
+- `best_knn_acc` / `best_epoch` and the convergence columns use the k-NN accuracy at k = 10
+  when 10 is among the suite's ks, else at the largest k.
+- `epochs_to_90` is the first epoch whose accuracy reaches 90% of the final epoch's accuracy;
+  `seconds_to_90` is the training time elapsed at the end of that epoch (same for 95).
+- Data subsets (and synthetic data) use a fixed data seed (DATA_SEED), so that trial seeds vary
+  only the initialization, the batch order and the augmentation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from halbench import data, knn, losses, models
+from halbench.suite import Suite, TrainConfig, TrialSpec
+
+DATA_SEED = 0
+# Steps between finiteness checks of the running loss: each check syncs a GPU, and a NaN
+# found a few steps late costs nothing since the trial stops anyway.
+CHECK_EVERY = 20
+
+try:
+    from halbench.probes import TrialProbe
+except ImportError:  # probes land separately; until then trials run unprobed
+    TrialProbe = None
+
+
+@dataclass
+class TrialResult:
+    row: dict[str, Any]  # one trials.parquet row (results.TRIAL_SCHEMA + knn_acc_<k>)
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # epochs.parquet rows
+
+
+class Diverged(Exception):
+    """The training loss (or an embedding) became NaN or infinite."""
+
+
+def run_trial(
+    suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], None] | None = None
+) -> TrialResult:
+    """Train and evaluate one grid point; failures become a status, never an exception."""
+    result = TrialResult(row=_base_row(suite, spec))
+    row = result.row
+    try:
+        with _torch_settings(suite.train.deterministic):
+            _train(suite, spec, result, report)
+        row["status"] = "ok"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Diverged as err:
+        row["status"], row["error"] = "diverged", str(err)
+    except Exception as err:  # noqa: BLE001 - a failed trial is a row, the suite goes on
+        row["status"] = "oom" if is_oom(err) else "error"
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        row["error"] = f"{type(err).__name__}: {message}"
+    if row["status"] != "ok" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    row["epochs_done"] = len(result.epochs)
+    return result
+
+
+def is_oom(err: BaseException) -> bool:
+    """Out of memory on the GPU (CUDA) or on the host (allocator failure, MemoryError)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    message = str(err)
+    return "out of memory" in message or "can't allocate memory" in message
+
+
+def select_k(ks: list[int]) -> int:
+    """The k whose accuracy ranks epochs: 10 when evaluated, else the largest k."""
+    return 10 if 10 in ks else max(ks)
+
+
+def _base_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
+    return {
+        "trial_id": spec.trial_id,
+        "suite": suite.name,
+        "suite_hash": suite.hash(),
+        "dataset": spec.dataset.name,
+        "model": suite.model.backbone,
+        "loss": spec.loss.display,
+        "loss_name": spec.loss.name,
+        "loss_params": json.dumps(spec.loss.params, sort_keys=True),
+        "batch_size": spec.batch_size,
+        "embedding_dim": spec.embedding_dim,
+        "seed": spec.seed,
+        "epochs": suite.train.epochs,
+        "epochs_done": 0,
+        "status": "error",
+        "error": None,
+        "node": socket.gethostname(),
+    }
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def _device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return "cpu"
+
+
+@contextlib.contextmanager
+def _torch_settings(deterministic: bool) -> Iterator[None]:
+    """Deterministic algorithms (or cuDNN autotuning) for this trial; restored afterwards."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    if deterministic:
+        # cuBLAS reads this when it initializes; required for deterministic matmuls.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=True)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1:]
+
+
+def build_optimizer(
+    train: TrainConfig, model: nn.Module, loss_fn: losses.KNNLoss
+) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW over the model's and the loss's parameters.
+
+    Weight decay applies to the model's weight matrices and kernels, not to its biases and
+    norm scales (the usual practice), and not to the loss's anchors/proxies; those run at
+    lr * loss_lr_mult times the loss's own lr_scale (KNNLoss.param_groups).
+    """
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups: list[dict[str, Any]] = [
+        {"params": decay, "weight_decay": train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    groups += [
+        {**g, "weight_decay": 0.0} for g in loss_fn.param_groups(train.lr * train.loss_lr_mult)
+    ]
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups,
+            lr=train.lr,
+            momentum=train.momentum,
+            nesterov=train.nesterov and train.momentum > 0,
+        )
+    return torch.optim.AdamW(groups, lr=train.lr)
+
+
+def lr_factor(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Per-step multiplier of the base lr: linear warm-up, then cosine, step or constant."""
+    total = train.epochs * steps_per_epoch
+    warm = round(train.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if train.schedule == "constant":
+            return 1.0
+        if train.schedule == "step":
+            return train.gamma ** ((step // steps_per_epoch) // train.step_size)
+        progress = (step - warm) / max(1, total - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class _NoProbe:
+    """Stands in for probes.TrialProbe when probing is off or unavailable."""
+
+    def start(self) -> None:
+        pass
+
+    def step(self, index: int) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def loss_call(self, loss_fn: nn.Module, *args: torch.Tensor) -> torch.Tensor:
+        return loss_fn(*args)
+
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+@torch.no_grad()
+def embed(
+    model: nn.Module,
+    splits: data.Splits,
+    split: str,
+    batch_size: int,
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Embeddings of a whole split in eval mode, without augmentation, in row order."""
+    model.eval()
+    out = []
+    for x, _, _ in splits.batches(split, batch_size, shuffle=False, augment=False):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(model(x).float())
+    return torch.cat(out)
+
+
+def _train(
+    suite: Suite,
+    spec: TrialSpec,
+    result: TrialResult,
+    report: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    row, tcfg, ecfg = result.row, suite.train, suite.eval
+    device = resolve_device(tcfg.device)
+    row["device"] = _device_label(device)
+    torch.manual_seed(spec.seed)
+    ds = spec.dataset
+    splits = data.load(
+        ds.name,
+        root=ds.root,
+        train_size=ds.train_size,
+        test_size=ds.test_size,
+        seed=DATA_SEED,
+        device=device,
+        download=ds.download,
+        **ds.params,
+    )
+    n_train = splits.train_x.shape[0]
+    row["num_classes"] = splits.num_classes
+    model = models.build(
+        suite.model.backbone,
+        in_channels=splits.in_channels,
+        image_size=splits.image_size,
+        embedding_dim=spec.embedding_dim,
+        **suite.model.params,
+    ).to(device)
+    on_gpu = device.type == "cuda"
+    amp = tcfg.amp and on_gpu
+    channels_last = tcfg.channels_last and on_gpu
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    # build() hands memory_size only to the losses that declare needs_memory_size.
+    loss_fn = losses.build(
+        spec.loss.name,
+        num_classes=splits.num_classes,
+        embedding_dim=spec.embedding_dim,
+        memory_size=n_train,
+        **spec.loss.params,
+    ).to(device)
+    metric = loss_fn.metric if ecfg.metric == "auto" else ecfg.metric
+    row["metric"] = metric
+    has_anchors = bool(getattr(loss_fn, "has_anchors", False))
+
+    # A last partial batch would give BatchNorm (and in-batch losses) a batch of one.
+    drop_last = n_train >= spec.batch_size
+    steps = n_train // spec.batch_size if drop_last else 1
+    if tcfg.max_steps_per_epoch is not None:
+        steps = min(steps, tcfg.max_steps_per_epoch)
+    optimizer = build_optimizer(tcfg, model, loss_fn)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(tcfg, steps))
+    train_model = torch.compile(model) if tcfg.compile else model
+    augment = splits.augment_default if tcfg.augment == "auto" else tcfg.augment
+    generator = torch.Generator().manual_seed(spec.seed)
+    probe = _NoProbe()
+    if TrialProbe is not None and suite.probes.enabled:
+        probe = TrialProbe(every_n_steps=suite.probes.every_n_steps, enabled=True, device=device)
+    ks = list(ecfg.ks)
+    k_sel = select_k(ks)
+    elapsed, images_total, global_step = 0.0, 0, 0
+    probe.start()
+    try:
+        for epoch in range(1, tcfg.epochs + 1):
+            model.train()
+            loss_fn.train()
+            _sync(device)
+            start = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            images = n_steps = 0
+            batches = splits.batches(
+                "train",
+                spec.batch_size,
+                shuffle=True,
+                augment=augment,
+                generator=generator,
+                drop_last=drop_last,
+            )
+            for x, y, idx in batches:
+                if n_steps == steps:
+                    break
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with probe.step(global_step):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        emb = train_model(x)
+                    # The loss runs in float32: its exp/log are where bf16 loses accuracy.
+                    loss = probe.loss_call(loss_fn, emb.float(), y, idx)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                loss_sum += loss.detach()
+                images += y.shape[0]
+                global_step += 1
+                n_steps += 1
+                if n_steps % CHECK_EVERY == 0:
+                    _check_finite(loss_sum, epoch)
+            _sync(device)
+            epoch_time = time.perf_counter() - start
+            _check_finite(loss_sum, epoch)
+            elapsed += epoch_time
+            images_total += images
+            train_loss = loss_sum.item() / n_steps
+
+            eval_start = time.perf_counter()
+            last = epoch == tcfg.epochs
+            metrics = _evaluate(
+                model, loss_fn, splits, ecfg, metric, ks, has_anchors, amp, channels_last, last
+            )
+            epoch_row = {
+                "trial_id": spec.trial_id,
+                "epoch": epoch,
+                "train_loss": train_loss,
+                **{f"knn_acc_{k}": metrics[f"knn_acc_{k}"] for k in ks},
+                "anchor_acc": metrics["anchor_acc"],
+                "epoch_time_s": epoch_time,
+                "elapsed_s": elapsed,
+                "images_per_s": images / epoch_time,
+                "lr": optimizer.param_groups[0]["lr"],
+                "eval_time_s": time.perf_counter() - eval_start,
+            }
+            result.epochs.append(epoch_row)
+            row["epochs_done"] = epoch
+            if report is not None:
+                report(epoch_row)
+        row.update(metrics)
+        row["final_train_loss"] = train_loss
+        row["train_time_s"] = elapsed
+        row["images_per_s"] = images_total / elapsed
+        row.update(convergence(result.epochs, k_sel))
+        row.update(probe.summary())
+    finally:
+        probe.close()
+
+
+def convergence(epochs: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """Best epoch and accuracy, and epochs / seconds to 90% and 95% of the final accuracy."""
+    accs = [e[f"knn_acc_{k}"] for e in epochs]
+    best = max(range(len(accs)), key=lambda i: accs[i])  # first of equal maxima
+    out: dict[str, Any] = {"best_epoch": epochs[best]["epoch"], "best_knn_acc": accs[best]}
+    for pct in (90, 95):
+        reached = next(e for e, a in zip(epochs, accs, strict=True) if a >= pct / 100 * accs[-1])
+        out[f"epochs_to_{pct}"] = reached["epoch"]
+        out[f"seconds_to_{pct}"] = reached["elapsed_s"]
+    return out
+
+
+def _evaluate(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    splits: data.Splits,
+    ecfg: Any,
+    metric: str,
+    ks: list[int],
+    has_anchors: bool,
+    amp: bool,
+    channels_last: bool,
+    final: bool,
+) -> dict[str, Any]:
+    """k-NN accuracies (and anchor accuracy); the final epoch adds p_at_1 and MAP@R."""
+    train_emb = embed(model, splits, "train", ecfg.batch_size, amp=amp, channels_last=channels_last)
+    test_emb = embed(model, splits, "test", ecfg.batch_size, amp=amp, channels_last=channels_last)
+    if not (torch.isfinite(train_emb).all() and torch.isfinite(test_emb).all()):
+        raise Diverged("embeddings became NaN or infinite")
+    anchors = loss_fn.anchors() if has_anchors else None
+    if final:
+        return knn.evaluate(
+            train_emb,
+            splits.train_y,
+            test_emb,
+            splits.test_y,
+            ks=ks,
+            metric=metric,
+            anchors=anchors,
+            weighted=ecfg.weighted,
+        )
+    accs = knn.knn_accuracy(
+        train_emb,
+        splits.train_y,
+        test_emb,
+        splits.test_y,
+        ks=ks,
+        metric=metric,
+        weighted=ecfg.weighted,
+    )
+    out: dict[str, Any] = {f"knn_acc_{k}": a for k, a in accs.items()}
+    out["anchor_acc"] = (
+        knn.anchor_accuracy(anchors, test_emb, splits.test_y, metric=metric)
+        if anchors is not None
+        else None
+    )
+    return out
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int) -> None:
+    if not torch.isfinite(loss_sum).item():
+        raise Diverged(f"training loss became NaN or infinite in epoch {epoch}")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,163 @@
+"""k-NN evaluation against naive per-query loops, and faiss against torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from halbench import knn
+
+BACKENDS = ["torch"] + (["faiss"] if knn.faiss is not None else [])
+
+
+def _data(n: int = 300, q: int = 80, d: int = 8, c: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(c, d, generator=g) * 2
+    ytr = torch.randint(0, c, (n,), generator=g)
+    yte = torch.randint(0, c, (q,), generator=g)
+    xtr = centers[ytr] + torch.randn(n, d, generator=g) * 1.5
+    xte = centers[yte] + torch.randn(q, d, generator=g) * 1.5
+    return xtr, ytr, xte, yte
+
+
+def _naive_order(xtr: torch.Tensor, query: torch.Tensor, metric: str) -> np.ndarray:
+    a, b = xtr.double().numpy(), query.double().numpy()
+    if metric == "cosine":
+        dist = 1 - a @ b / (np.linalg.norm(a, axis=1) * np.linalg.norm(b))
+    else:
+        dist = np.linalg.norm(a - b, axis=1)
+    return np.argsort(dist, kind="stable"), dist
+
+
+def _naive_predict(labels: list[int], dists: list[float] | None) -> int:
+    """Majority (or 1/(d+1e-6)-weighted) vote; ties go to the nearest tied class."""
+    score: dict[int, float] = {}
+    for i, y in enumerate(labels):
+        score[y] = score.get(y, 0.0) + (1.0 if dists is None else 1.0 / (dists[i] + 1e-6))
+    best = max(score.values())
+    return next(y for y in labels if score[y] == best)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_accuracy_matches_a_naive_loop(backend: str, metric: str, weighted: bool) -> None:
+    xtr, ytr, xte, yte = _data()
+    ks = [1, 4, 7, 10]
+    got = knn.knn_accuracy(
+        xtr, ytr, xte, yte, ks=ks, metric=metric, weighted=weighted, backend=backend
+    )
+    for k in ks:
+        correct = 0
+        for query, label in zip(xte, yte.tolist(), strict=True):
+            order, dist = _naive_order(xtr, query, metric)
+            nb = order[:k]
+            pred = _naive_predict(ytr[nb].tolist(), dist[nb].tolist() if weighted else None)
+            correct += pred == label
+        assert got[k] == pytest.approx(correct / len(yte)), f"k={k}"
+
+
+@pytest.mark.skipif(knn.faiss is None, reason="faiss is not installed")
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_faiss_and_torch_find_the_same_neighbours(metric: str) -> None:
+    g = torch.Generator().manual_seed(1)
+    ref, queries = torch.randn(3000, 32, generator=g), torch.randn(500, 32, generator=g)
+    d_f, i_f = knn.search(ref, queries, 20, metric, backend="faiss")
+    d_t, i_t = knn.search(ref, queries, 20, metric, backend="torch")
+    assert torch.equal(i_f, i_t)
+    torch.testing.assert_close(d_f, d_t, atol=1e-4, rtol=1e-4)
+    assert (d_t[:, 1:] >= d_t[:, :-1]).all(), "nearest first"
+
+
+def test_chunked_search_equals_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    xtr, _, xte, _ = _data(n=500, q=90)
+    whole = knn.search(xtr, xte, 5, "l2", backend="torch")
+    monkeypatch.setattr(knn, "CHUNK_BYTES", 4 * 500 * 7)  # 7 queries per chunk
+    assert knn._chunk_rows(500) == 7
+    chunked = knn.search(xtr, xte, 5, "l2", backend="torch")
+    assert torch.equal(whole[1], chunked[1])
+
+
+def test_vote_tie_goes_to_the_nearest_tied_class() -> None:
+    labels = torch.tensor([[3, 1, 1, 3, 2], [2, 0, 0, 2, 0]])
+    assert knn.vote(labels[:, :4]).tolist() == [3, 2]  # 2-2 ties, class of neighbour 0
+    assert knn.vote(labels).tolist() == [3, 0]  # [3,1,1,3,2]: still a 3/1 tie; 0 wins 3-2
+    dist = torch.tensor([[1.0, 0.1, 0.1, 1.0, 1.0]])
+    assert knn.vote(labels[:1], dist).tolist() == [1]  # close neighbours outweigh the count
+
+
+def test_cosine_and_l2_rank_differently() -> None:
+    ref = torch.tensor([[1.0, 0.0], [10.0, 1.0]])
+    query = torch.tensor([[9.0, 1.0]])
+    assert knn.search(ref, query, 1, "cosine")[1].item() == 1
+    assert knn.search(ref, query, 1, "l2", backend="torch")[1].item() == 1
+    query = torch.tensor([[2.0, 0.0]])
+    assert knn.search(ref, query, 1, "cosine")[1].item() == 0
+    assert knn.search(ref, torch.tensor([[3.0, 2.0]]), 1, "l2")[1].item() == 0
+    assert knn.search(ref, torch.tensor([[3.0, 2.0]]), 1, "cosine")[1].item() == 1
+
+
+def _naive_map_at_r(xtr, ytr, xte, yte, metric: str) -> float:
+    aps = []
+    for query, label in zip(xte, yte.tolist(), strict=True):
+        order, _ = _naive_order(xtr, query, metric)
+        r = int((ytr == label).sum())
+        rel = (ytr[order[:r]] == label).numpy()
+        precision = np.cumsum(rel) / np.arange(1, r + 1)
+        aps.append((precision * rel).sum() / r)
+    return float(np.mean(aps))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_map_at_r_matches_the_definition(metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    xtr, ytr, xte, yte = _data(n=200, q=50, c=3)
+    expected = _naive_map_at_r(xtr, ytr, xte, yte, metric)
+    assert knn.map_at_r(xtr, ytr, xte, yte, metric=metric) == pytest.approx(expected)
+    monkeypatch.setattr(knn, "CHUNK_BYTES", 4 * 200 * 9)
+    assert knn.map_at_r(xtr, ytr, xte, yte, metric=metric) == pytest.approx(expected)
+
+
+def test_map_at_r_is_one_for_separated_classes() -> None:
+    ytr = torch.arange(30) % 3
+    xtr = torch.nn.functional.one_hot(ytr, 3).float() + 0.01 * torch.randn(30, 3)
+    assert knn.map_at_r(xtr, ytr, xtr[:6], ytr[:6], metric="cosine") == pytest.approx(1.0)
+
+
+def test_anchor_accuracy_uses_the_nearest_anchor() -> None:
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    emb = torch.tensor([[5.0, 0.1], [0.2, 3.0], [-0.5, 0.0], [0.0, -1.0]])
+    labels = torch.tensor([0, 1, 2, 2])
+    assert knn.anchor_accuracy(anchors, emb, labels, metric="cosine") == 0.75
+    # By L2, [5, 0.1] is nearer anchor 0 and [-0.5, 0] nearer anchor 2, as by cosine.
+    assert knn.anchor_accuracy(anchors, emb, labels, metric="l2") == 0.75
+    with pytest.raises(ValueError, match="anchors"):
+        knn.anchor_accuracy(torch.zeros(3, 5), emb, labels, metric="l2")
+
+
+def test_evaluate_reports_every_metric() -> None:
+    xtr, ytr, xte, yte = _data()
+    out = knn.evaluate(xtr, ytr, xte, yte, ks=[5, 10], metric="l2")
+    accs = knn.knn_accuracy(xtr, ytr, xte, yte, ks=[1, 5, 10], metric="l2")
+    assert out["knn_acc_5"] == accs[5] and out["knn_acc_10"] == accs[10]
+    assert out["p_at_1"] == accs[1] and "knn_acc_1" not in out
+    assert 0 < out["map_at_r"] <= 1 and out["anchor_acc"] is None
+    centers = torch.stack([xtr[ytr == c].mean(0) for c in range(4)])
+    with_anchors = knn.evaluate(xtr, ytr, xte, yte, ks=[5], metric="l2", anchors=centers)
+    assert with_anchors["anchor_acc"] > 0.5
+
+
+def test_bad_arguments_raise_value_errors() -> None:
+    xtr, ytr, xte, yte = _data(n=20, q=5)
+    with pytest.raises(ValueError, match="metric"):
+        knn.knn_accuracy(xtr, ytr, xte, yte, ks=[1], metric="dot")
+    with pytest.raises(ValueError, match="ks"):
+        knn.knn_accuracy(xtr, ytr, xte, yte, ks=[21], metric="l2")
+    with pytest.raises(ValueError, match="ks"):
+        knn.knn_accuracy(xtr, ytr, xte, yte, ks=[], metric="l2")
+    with pytest.raises(ValueError, match="same d"):
+        knn.knn_accuracy(xtr, ytr, xte[:, :3], yte, ks=[1], metric="l2")
+    with pytest.raises(ValueError, match="one label per"):
+        knn.knn_accuracy(xtr, ytr[:5], xte, yte, ks=[1], metric="l2")
+    with pytest.raises(ValueError, match="backend"):
+        knn.search(xtr, xte, 1, "l2", backend="annoy")
