@@ -1,0 +1,165 @@
+"""Assemble the report model from run directories and write report.md and report.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from halbench.report import figures, tables
+from halbench.report.claims import ClaimResult, evaluate_claims, load_claims
+from halbench.report.load import RunGroup, load_groups
+from halbench.report.model import (
+    VERDICT_SYMBOLS,
+    Block,
+    Cell,
+    Figure,
+    Paragraph,
+    Report,
+    Section,
+    Table,
+    Verdict,
+)
+
+
+def claims_summary(results: list[ClaimResult], prefix: str) -> Table:
+    return Table(
+        id=f"{prefix}-claims-summary",
+        title="Claims at a glance",
+        columns=["claim", "verdict", "measured"],
+        rows=[
+            [
+                Cell(f"{r.id}: {r.title}"),
+                Cell(f"{VERDICT_SYMBOLS[r.verdict]} {r.verdict}"),
+                Cell(r.summary),
+            ]
+            for r in results
+        ],
+    )
+
+
+def claim_blocks(result: ClaimResult) -> list[Block]:
+    return [
+        Verdict(result.id, result.title, result.verdict, result.summary),
+        Paragraph(f"**The paper says** (paraphrased): {result.statement}"),
+        Paragraph(f"**Rule:** {result.rule}"),
+        *result.tables,
+    ]
+
+
+def _figures(group: RunGroup, prefix: str) -> tuple[list[Block], list[Block]]:
+    """(accuracy figures, cost figures) that the group's data supports."""
+    datasets = sorted(set(group.trials["dataset"].drop_nulls().to_list()))
+    accuracy: list[Block] = []
+    for ds in datasets:
+        slug = tables.slug(ds)
+        for fig_id, title, fig in [
+            (
+                f"{prefix}-fig-acc-b-{slug}",
+                f"{ds}: accuracy vs batch size",
+                figures.accuracy_vs(group, ds, "batch_size"),
+            ),
+            (
+                f"{prefix}-fig-acc-d-{slug}",
+                f"{ds}: accuracy vs embedding dim",
+                figures.accuracy_vs(group, ds, "embedding_dim"),
+            ),
+            (
+                f"{prefix}-fig-epochs-{slug}",
+                f"{ds}: k-NN accuracy per epoch (best configuration "
+                "of each loss; band = 95% CI over seeds)",
+                figures.accuracy_per_epoch(group, ds),
+            ),
+            (
+                f"{prefix}-fig-pareto-{slug}",
+                f"{ds}: accuracy against loss-call time",
+                figures.pareto(group, ds),
+            ),
+        ]:
+            if fig is not None:
+                accuracy.append(Figure(fig_id, title, fig))
+    cost: list[Block] = []
+    for fig_id, title, fig in [
+        (
+            f"{prefix}-fig-cost",
+            "Loss-call cost vs batch size (log-log; legend: fitted slopes)",
+            figures.cost_vs_batch(group),
+        ),
+        (
+            f"{prefix}-fig-ratio",
+            "Cost ratio to NCA vs batch size (below the red line: under 10% of NCA)",
+            figures.ratio_vs_batch(group),
+        ),
+    ]:
+        if fig is not None:
+            cost.append(Figure(fig_id, title, fig))
+    return accuracy, cost
+
+
+def group_sections(group: RunGroup, index: int, claims: list[dict]) -> list[Section]:
+    prefix = f"g{index}"
+    results = evaluate_claims(group, claims, prefix)
+    acc_figs, cost_figs = _figures(group, prefix)
+    hash_text = f" ({group.suite_hash[:12]})" if group.suite_hash else ""
+    head = Section(
+        f"{prefix}-suite",
+        f"Suite {group.name}{hash_text}",
+        [tables.header(group), claims_summary(results, prefix)],
+        level=2,
+    )
+    claim_section = Section(
+        f"{prefix}-claims", "Claims", [b for r in results for b in claim_blocks(r)], level=3
+    )
+    acc_blocks: list[Block] = [*tables.accuracy_tables(group, prefix)]
+    best = tables.best_config_table(group, prefix)
+    if best is not None:
+        acc_blocks.append(best)
+    acc_blocks += acc_figs
+    cost_blocks: list[Block] = [
+        t
+        for t in (
+            tables.profile_cost_table(group, prefix),
+            tables.trial_cost_table(group, prefix),
+            tables.slope_table(group, prefix),
+        )
+        if t is not None
+    ]
+    cost_blocks += cost_figs
+    sections = [head, claim_section]
+    if acc_blocks:
+        sections.append(Section(f"{prefix}-accuracy", "Accuracy", acc_blocks, level=3))
+    if cost_blocks:
+        sections.append(Section(f"{prefix}-cost", "Cost per loss call", cost_blocks, level=3))
+    return sections
+
+
+def build_model(run_dirs: list[Path], claims_path: Path | None = None) -> Report:
+    """The report model of these run directories (one group per suite hash)."""
+    groups = load_groups(run_dirs)
+    claims = load_claims(claims_path)
+    sections: list[Section] = []
+    for i, group in enumerate(groups, start=1):
+        sections += group_sections(group, i, claims)
+    if len(groups) > 1:
+        note = Paragraph(
+            f"{len(groups)} different suites: each has its own section; their "
+            "numbers are never averaged together."
+        )
+        sections.insert(0, Section("suites", "Suites", [note], level=2))
+    title = "halbench report: " + ", ".join(dict.fromkeys(g.name for g in groups))
+    return Report(title, sections)
+
+
+def build_report(
+    run_dirs: list[Path], out_dir: Path, claims_path: Path | None = None
+) -> dict[str, Path]:
+    """Write report.md and report.html for these run directories into out_dir."""
+    from halbench.report.html import render_html
+    from halbench.report.markdown import render_markdown
+
+    report = build_model([Path(d) for d in run_dirs], claims_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / "report.md"
+    html = out_dir / "report.html"
+    md.write_text(render_markdown(report, out_dir, html.name))
+    html.write_text(render_html(report))
+    return {"markdown": md, "html": html}

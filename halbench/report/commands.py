@@ -1,0 +1,96 @@
+"""`halbench report` and `halbench compare`: argument parsing and entry points for the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from halbench.errors import UserError
+
+EXIT_REGRESSION = 3
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="run or profile directories; runs of one suite are merged",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        help="where to write report.md and report.html (default: the single "
+        "DIR; required with several)",
+    )
+    parser.add_argument(
+        "--claims",
+        type=Path,
+        default=None,
+        help="claims YAML file (default: the bundled hal2023.yaml)",
+    )
+
+
+def report_main(args: argparse.Namespace) -> int:
+    from halbench.report import build_report
+
+    if args.output is None and len(args.dirs) > 1:
+        raise UserError("--output: required when several run directories are given")
+    out = args.output if args.output is not None else args.dirs[0]
+    paths = build_report(args.dirs, out, claims_path=args.claims)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("old", type=Path, metavar="OLD_DIR", help="the reference run")
+    parser.add_argument("new", type=Path, metavar="NEW_DIR", help="the run to check")
+    parser.add_argument(
+        "--threshold",
+        type=_non_negative,
+        default=0.2,
+        help="relative cost growth counted as a regression (default 0.2 = 20%%)",
+    )
+    parser.add_argument(
+        "--acc-threshold",
+        type=_non_negative,
+        default=1.0,
+        help="accuracy drop in points counted as a regression when beyond the noise (default 1.0)",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        help="also write the comparison as Markdown to this file",
+    )
+
+
+def compare_main(args: argparse.Namespace) -> int:
+    """Print what changed; exit 3 on a regression beyond the thresholds, 0 otherwise."""
+    from halbench.report.compare import compare_runs, comparison_markdown
+
+    result = compare_runs(
+        args.old, args.new, threshold=args.threshold, acc_threshold=args.acc_threshold
+    )
+    text = comparison_markdown(result)
+    sys.stdout.write(text)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+    return EXIT_REGRESSION if result.regressions else 0

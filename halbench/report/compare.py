@@ -1,0 +1,204 @@
+"""What changed between two runs, and whether it is beyond the noise.
+
+Accuracy per (dataset, loss, B, d): new − old with a 95% interval over seeds (paired when both
+runs have the same seeds). Cost per point: new / old of the median. A regression is a trial that
+was ok and no longer is, an accuracy drop whose interval lies below 0 and whose mean exceeds the
+accuracy threshold (with one seed a side: the drop alone), or a cost that grew by more than the
+relative threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from halbench.report.load import RunGroup, load_groups
+from halbench.report.model import Cell, Table
+from halbench.report.stats import diff_ci
+from halbench.report.tables import (
+    fmt_interval,
+    fmt_ratio,
+    group_by,
+    median_of,
+    ok_rows,
+    point_order,
+    primary_k,
+    ratio,
+    seed_values,
+)
+
+TRIAL_KEY = ["dataset", "loss", "batch_size", "embedding_dim"]
+PROFILE_KEY = ["loss", "batch_size", "embedding_dim", "num_classes", "memory_size", "device"]
+TRIAL_COSTS = [
+    ("loss_call_ms", "time"),
+    ("loss_flops_fwd", "FLOPs fwd"),
+    ("loss_peak_mem_bytes", "peak mem"),
+]
+PROFILE_COSTS = [
+    ("time_fwdbwd_ms", "time"),
+    ("flops_fwd", "FLOPs fwd"),
+    ("peak_mem_bytes", "peak mem"),
+]
+
+
+@dataclass
+class Comparison:
+    old: Path
+    new: Path
+    tables: list[Table] = field(default_factory=list)
+    regressions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _one(path: Path) -> RunGroup:
+    return load_groups([path])[0]
+
+
+def _key_text(key: tuple) -> str:
+    return " ".join(str(x) for x in key)
+
+
+def _status(group: RunGroup, keys: list[str], rows: list[dict] | None = None) -> dict:
+    """(key..., seed) -> status, for trials; key -> status for profile rows."""
+    if rows is None:
+        return {(*(r[k] for k in keys), r["seed"]): r["status"] for r in group.trials.to_dicts()}
+    return {tuple(r[k] for k in keys): r["status"] for r in rows}
+
+
+def _status_changes(old: dict, new: dict, result: Comparison) -> None:
+    for key in sorted(set(old) & set(new), key=point_order):
+        if old[key] == "ok" and new[key] != "ok":
+            result.regressions.append(f"{_key_text(key)}: status ok → {new[key]}")
+
+
+def _cost_rows(
+    old_cells: dict,
+    new_cells: dict,
+    costs: list[tuple[str, str]],
+    threshold: float,
+    result: Comparison,
+) -> list[list[Cell]]:
+    rows = []
+    for key in sorted(set(old_cells) & set(new_cells), key=point_order):
+        cells = [Cell(_key_text(key))]
+        for column, name in costs:
+            r = ratio(median_of(new_cells[key], column), median_of(old_cells[key], column))
+            worse = r is not None and r > 1.0 + threshold
+            better = r is not None and r < 1.0 / (1.0 + threshold)
+            cells.append(
+                Cell(fmt_ratio(r) + (" ▲ worse" if worse else " ▼ better" if better else ""), r)
+            )
+            if worse:
+                result.regressions.append(f"{_key_text(key)}: {name} × {r:.3g} (new / old)")
+        rows.append(cells)
+    return rows
+
+
+def compare_runs(
+    old_dir: Path, new_dir: Path, *, threshold: float = 0.2, acc_threshold: float = 1.0
+) -> Comparison:
+    """Compare two run directories (training or profile runs)."""
+    if threshold < 0:
+        raise ValueError(f"threshold: expected a relative change >= 0, got {threshold}")
+    if acc_threshold < 0:
+        raise ValueError(f"acc_threshold: expected points >= 0, got {acc_threshold}")
+    old, new = _one(Path(old_dir)), _one(Path(new_dir))
+    result = Comparison(Path(old_dir), Path(new_dir))
+    if old.suite_hash != new.suite_hash:
+        result.notes.append(
+            f"Different suites (hash {old.suite_hash} vs {new.suite_hash}): "
+            "only configurations present in both are compared."
+        )
+    _compare_trials(old, new, threshold, acc_threshold, result)
+    _compare_profiles(old, new, threshold, result)
+    if not result.tables:
+        result.notes.append("No configuration is present in both runs.")
+    return result
+
+
+def _compare_trials(
+    old: RunGroup, new: RunGroup, threshold: float, acc_threshold: float, result: Comparison
+) -> None:
+    _status_changes(_status(old, TRIAL_KEY), _status(new, TRIAL_KEY), result)
+    old_cells, new_cells = group_by(ok_rows(old), TRIAL_KEY), group_by(ok_rows(new), TRIAL_KEY)
+    common = sorted(set(old_cells) & set(new_cells), key=point_order)
+    only_old = set(old_cells) - set(new_cells)
+    if only_old:
+        result.notes.append(
+            f"{len(only_old)} configuration(s) only in the old run, e.g. "
+            f"{_key_text(sorted(only_old, key=point_order)[0])}."
+        )
+    k = primary_k(new)
+    if not common or k is None:
+        return
+    rows = []
+    for key in common:
+        column = f"knn_acc_{k}"
+        diff = diff_ci(
+            seed_values(new_cells[key], column, 100.0), seed_values(old_cells[key], column, 100.0)
+        )
+        if diff is None:
+            continue
+        if diff.hi is not None:
+            worse, better = diff.hi < 0, diff.lo is not None and diff.lo > 0
+        else:  # one seed a side: no noise estimate, only the threshold
+            worse, better = diff.mean < -acc_threshold, diff.mean > acc_threshold
+        label = "▲ better" if better else "▼ worse" if worse else "within noise"
+        if worse and -diff.mean > acc_threshold:
+            result.regressions.append(f"{_key_text(key)}: k-NN@{k} {fmt_interval(diff)} points")
+        rows.append([Cell(_key_text(key)), Cell(fmt_interval(diff), diff.mean), Cell(label)])
+    result.tables.append(
+        Table(
+            "compare-accuracy",
+            f"k-NN@{k} accuracy, new − old (points, 95% CI over seeds)",
+            ["dataset loss B d", "new − old", "change"],
+            rows,
+        )
+    )
+    cost_rows = _cost_rows(old_cells, new_cells, TRIAL_COSTS, threshold, result)
+    if any(c.value is not None for row in cost_rows for c in row[1:]):
+        result.tables.append(
+            Table(
+                "compare-cost",
+                "Loss-call cost during training, new / old (median over seeds)",
+                ["dataset loss B d"] + [name for _, name in TRIAL_COSTS],
+                cost_rows,
+                [f"▲ worse: grew by more than {threshold:.0%}; ▼ better: shrank as much."],
+            )
+        )
+
+
+def _compare_profiles(old: RunGroup, new: RunGroup, threshold: float, result: Comparison) -> None:
+    old_rows, new_rows = old.profile.to_dicts(), new.profile.to_dicts()
+    _status_changes(
+        _status(old, PROFILE_KEY, old_rows), _status(new, PROFILE_KEY, new_rows), result
+    )
+    ok = [[r for r in rows if r["status"] == "ok"] for rows in (old_rows, new_rows)]
+    cost_rows = _cost_rows(
+        group_by(ok[0], PROFILE_KEY), group_by(ok[1], PROFILE_KEY), PROFILE_COSTS, threshold, result
+    )
+    if cost_rows:
+        result.tables.append(
+            Table(
+                "compare-profile",
+                "Profiled loss-call cost, new / old",
+                ["loss B d C M device"] + [name for _, name in PROFILE_COSTS],
+                cost_rows,
+                [f"▲ worse: grew by more than {threshold:.0%}; ▼ better: shrank as much."],
+            )
+        )
+
+
+def comparison_markdown(result: Comparison) -> str:
+    from halbench.report.markdown import table_markdown
+
+    lines = [f"# halbench compare: {result.old} → {result.new}", ""]
+    lines += [f"_{n}_\n" for n in result.notes]
+    for table in result.tables:
+        lines += [table_markdown(table), ""]
+    if result.regressions:
+        lines += [f"**{len(result.regressions)} regression(s) beyond the thresholds:**", ""]
+        lines += [f"- {r}" for r in result.regressions]
+    else:
+        lines.append("**No regression beyond the thresholds.**")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,75 @@
+"""Render the report model as GitHub-flavoured Markdown."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from halbench.report.model import (
+    VERDICT_SYMBOLS,
+    Figure,
+    KeyValues,
+    Paragraph,
+    Report,
+    Table,
+    Verdict,
+)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(table: Table) -> str:
+    lines = [
+        f"**{table.title}**",
+        "",
+        "| " + " | ".join(_cell(c) for c in table.columns) + " |",
+        "|" + "|".join("---" for _ in table.columns) + "|",
+    ]
+    for row in table.rows:
+        cells = [f"**{_cell(c.text)}** ★" if c.best else _cell(c.text) for c in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + [f"_{note}_" for note in table.notes]
+    return "\n".join(lines)
+
+
+def _can_export_images() -> bool:
+    return importlib.util.find_spec("kaleido") is not None
+
+
+def figure_markdown(fig: Figure, out_dir: Path, html_name: str) -> str:
+    """A PNG beside the report when kaleido can render it, else a link to the HTML figure."""
+    if _can_export_images():
+        path = out_dir / "figures" / f"{fig.id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fig.figure.write_image(path, width=1100, height=fig.figure.layout.height or 450)
+            return f"![{fig.title}](figures/{path.name})"
+        except Exception:  # noqa: BLE001 - kaleido without a browser: fall back to the link
+            pass
+    return f"📈 [{fig.title}]({html_name}#{fig.id}) (interactive figure in the HTML report)"
+
+
+def render_markdown(report: Report, out_dir: Path, html_name: str = "report.html") -> str:
+    out = [f"# {report.title}", ""]
+    for section in report.sections:
+        out += [f"{'#' * section.level} {section.title}", ""]
+        for block in section.blocks:
+            if isinstance(block, Table):
+                out.append(table_markdown(block))
+            elif isinstance(block, Paragraph):
+                out.append(block.text)
+            elif isinstance(block, KeyValues):
+                out += ["| | |", "|---|---|"]
+                out += [f"| {_cell(k)} | {_cell(v)} |" for k, v in block.items]
+            elif isinstance(block, Figure):
+                out.append(figure_markdown(block, out_dir, html_name))
+            elif isinstance(block, Verdict):
+                out.append(
+                    f"#### {block.claim_id}: {block.title} — "
+                    f"{VERDICT_SYMBOLS[block.verdict]} {block.verdict}\n\n"
+                    f"Measured: {block.summary}"
+                )
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"

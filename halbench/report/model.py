@@ -1,0 +1,83 @@
+"""The report model: built once from the data, rendered to Markdown and HTML.
+
+Renderers only lay out these blocks; every number and every verdict is decided before them, so
+report.md and report.html state the same facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A table cell: display text, a numeric sort key, and whether it is marked best."""
+
+    text: str
+    value: float | None = None
+    best: bool = False
+
+
+@dataclass
+class Table:
+    id: str
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Paragraph:
+    """Plain text; `**bold**` and `` `code` `` are the only inline markup."""
+
+    text: str
+
+
+@dataclass
+class KeyValues:
+    items: list[tuple[str, str]]
+
+
+@dataclass
+class Figure:
+    id: str
+    title: str
+    figure: Any  # plotly.graph_objects.Figure
+    caption: str = ""
+
+
+@dataclass
+class Verdict:
+    """A claim's verdict line: shown as a heading-like badge in HTML, a symbol in Markdown."""
+
+    claim_id: str
+    title: str
+    verdict: str  # supported | not supported | inconclusive | no data
+    summary: str
+
+
+Block = Table | Paragraph | KeyValues | Figure | Verdict
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+    level: int = 2
+
+
+@dataclass
+class Report:
+    title: str
+    sections: list[Section]
+
+
+VERDICT_SYMBOLS = {
+    "supported": "✅",
+    "not supported": "❌",
+    "inconclusive": "❔",
+    "no data": "∅",
+}
