@@ -1,6 +1,7 @@
 """The loss zoo: HAL, AL and the KNN losses they compete with, built by name.
 
 build("hal", num_classes=10, embedding_dim=128, scale=16) -> KNNLoss
+build("pml:TripletMarginLoss:margin=0.1", num_classes=10, embedding_dim=128)
 available("*nca*") -> ["nca", "nca_memory", "proxy_nca"]
 """
 
@@ -11,8 +12,9 @@ import inspect
 from typing import Any
 
 # Importing the loss modules registers their losses.
-from halbench.losses import anchor, nca  # noqa: F401
+from halbench.losses import anchor, margin, memory, nca, pair, softmax  # noqa: F401
 from halbench.losses.base import LOSSES, KNNLoss
+from halbench.losses.pml import PML_PREFIX, build_pml
 
 __all__ = ["LOSSES", "KNNLoss", "available", "build", "parameters"]
 
@@ -46,6 +48,8 @@ def build(name: str, *, num_classes: int, embedding_dim: int, **params: Any) -> 
     Unknown names and parameters raise ValueError.
     """
     memory_size = params.pop("memory_size", None)
+    if name.startswith(PML_PREFIX):
+        return build_pml(name, num_classes=num_classes, embedding_dim=embedding_dim, **params)
     cls = LOSSES.get(name)
     accepted = parameters(name)
     for key in params:

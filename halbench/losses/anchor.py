@@ -125,7 +125,7 @@ class HypersphereAnchorLoss(AnchorLoss):
 
     Embeddings and anchors are L2-normalized; the scale (inverse temperature) lets the
     softmax saturate although cosines lie in [-1, 1]. Subclasses add a margin to the target
-    logit through `margin`.
+    logit through `adjust_target`.
     """
 
     metric = "cosine"
@@ -143,14 +143,14 @@ class HypersphereAnchorLoss(AnchorLoss):
         a = normalize(self.weight.to(embeddings.dtype))
         # cos = (x a^T) / ||x||: rescaling the [B, C] product is cheaper than normalizing x.
         cosine = (embeddings @ a.T) * inverse_norm(embeddings)
-        return cross_entropy(self.scale * self.margin(cosine, labels), labels)
+        return cross_entropy(self.scale * self.adjust_target(cosine, labels), labels)
 
-    def margin(self, cosine: Tensor, labels: Tensor) -> Tensor:
+    def adjust_target(self, cosine: Tensor, labels: Tensor) -> Tensor:
         """Hook for margin losses: modified target cosines; HAL has no margin."""
         return cosine
 
-    def margin_flops(self, batch_size: int, num_classes: int) -> int:
-        """FLOPs of `margin`."""
+    def adjust_target_flops(self, batch_size: int, num_classes: int) -> int:
+        """FLOPs of `adjust_target`."""
         return 0
 
     def flops(
@@ -163,7 +163,7 @@ class HypersphereAnchorLoss(AnchorLoss):
             + matmul
             + inverse_norm_flops(b, d)
             + b * c  # rescale by 1 / ||x||
-            + self.margin_flops(b, c)
+            + self.adjust_target_flops(b, c)
             + b * c  # times scale
             + cross_entropy_flops(b, c)
         )  # fmt: skip

@@ -1,0 +1,167 @@
+"""Pairwise metric-learning baselines on in-batch Euclidean distances: triplet and contrastive.
+
+Distances are not squared (as in Hermans et al. 2017 and pytorch-metric-learning); with
+normalize=True (default) they are taken between L2-normalized embeddings, so k-NN uses cosine.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from halbench.losses.base import (
+    KNNLoss,
+    as_float32,
+    check_bool,
+    check_choice,
+    check_nonnegative,
+    normalize,
+    normalize_flops,
+    register_loss,
+    squared_norms,
+    squared_norms_flops,
+)
+
+REDUCTIONS = ("mean", "nonzero")
+
+# Floor of squared distances before sqrt: keeps sqrt's derivative finite at zero distance.
+MIN_SQUARED_DISTANCE = 1e-12
+
+
+class PairLoss(KNNLoss):
+    """Shared distance matrix, label masks and hinge reduction of the pairwise losses."""
+
+    def __init__(
+        self, num_classes: int, embedding_dim: int, *, normalize: bool, reduction: str
+    ) -> None:
+        super().__init__(num_classes, embedding_dim)
+        self.normalize_embeddings = check_bool("normalize", normalize)
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        self.metric = "cosine" if self.normalize_embeddings else "l2"
+
+    def distances(self, embeddings: Tensor) -> Tensor:
+        """Euclidean distances [B, B] from one matmul, in fp32 (cancellation near 0)."""
+        x = as_float32(embeddings)
+        if self.normalize_embeddings:
+            x = normalize(x)
+        sq = squared_norms(x)
+        squared = torch.addmm(sq.unsqueeze(1) + sq.unsqueeze(0), x, x.T, alpha=-2)
+        return squared.clamp_min(MIN_SQUARED_DISTANCE).sqrt()
+
+    def distances_flops(self, b: int, d: int) -> int:
+        """Optional normalize, norms, outer sum, addmm (matmul + scale + add), clamp, sqrt."""
+        prep = normalize_flops(b, d) if self.normalize_embeddings else 0
+        return prep + squared_norms_flops(b, d) + b * b + 2 * b * b * d + 2 * b * b + 2 * b * b
+
+    def reduce(self, losses: Tensor, valid: Tensor) -> Tensor:
+        """Mean of the valid hinge terms ('nonzero': of those > 0); 0 with grad if none."""
+        keep = valid & (losses > 0) if self.reduction == "nonzero" else valid
+        return torch.where(keep, losses, 0.0).sum() / keep.sum().clamp_min(1)
+
+    def reduce_flops(self, n: int) -> int:
+        """(> and & per term for 'nonzero'), sum, count, clamp, divide."""
+        return (2 * n if self.reduction == "nonzero" else 0) + 2 * n + 2
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, normalize={self.normalize_embeddings}, "
+            f"reduction={self.reduction!r}"
+        )
+
+
+@register_loss("triplet")
+class BatchHardTriplet(PairLoss):
+    """Batch-hard triplet loss (Hermans et al. 2017): for each sample with a positive and a
+    negative in the batch, relu(d(hardest positive) - d(hardest negative) + margin).
+
+    reduction="mean" averages over those samples (Hermans et al.); "nonzero" averages over the
+    active ones, as pytorch-metric-learning's TripletMarginLoss with a BatchHardMiner. Margin
+    0.2 as FaceNet on normalized embeddings.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        *,
+        margin: float = 0.2,
+        normalize: bool = True,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(num_classes, embedding_dim, normalize=normalize, reduction=reduction)
+        self.margin = check_nonnegative("margin", margin)
+
+    def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
+        dist = self.distances(embeddings)
+        same = labels.unsqueeze(1) == labels.unsqueeze(0)
+        positive = same.clone()
+        positive.fill_diagonal_(False)
+        hardest_positive = torch.where(positive, dist, 0.0).amax(dim=1)
+        # `same` includes the diagonal, so a sample is never its own negative.
+        hardest_negative = torch.where(same, torch.finfo(dist.dtype).max, dist).amin(dim=1)
+        valid = positive.any(dim=1) & ~same.all(dim=1)
+        losses = (hardest_positive - hardest_negative + self.margin).relu()
+        return self.reduce(losses, valid)
+
+    def flops(
+        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
+    ) -> dict[str, int]:
+        b, d = batch_size, embedding_dim
+        masks = b * b  # label equality
+        mining = 2 * b * b  # amax, amin
+        validity = 2 * b * b + 2 * b  # any, all, not, and
+        hinge = 3 * b  # sub, add margin, relu
+        total = (
+            self.distances_flops(b, d) + masks + mining + validity + hinge + self.reduce_flops(b)
+        )
+        return {"matmul": 2 * b * b * d, "total": total}
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, margin={self.margin}"
+
+
+@register_loss("contrastive")
+class Contrastive(PairLoss):
+    """Contrastive loss (Hadsell et al. 2006, pytorch-metric-learning's form): over all ordered
+    pairs, mean relu(d - pos_margin) over positive pairs + mean relu(neg_margin - d) over negative
+    pairs.
+
+    Default reduction "nonzero" (each mean over the active pairs, as pytorch-metric-learning):
+    most negative pairs are soon beyond the margin, and a mean over all of them would shrink the
+    gradient with the batch. Margins 0 and 1 (cosine 0.5 on the unit sphere) as there.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        *,
+        pos_margin: float = 0.0,
+        neg_margin: float = 1.0,
+        normalize: bool = True,
+        reduction: str = "nonzero",
+    ) -> None:
+        super().__init__(num_classes, embedding_dim, normalize=normalize, reduction=reduction)
+        self.pos_margin = check_nonnegative("pos_margin", pos_margin)
+        self.neg_margin = check_nonnegative("neg_margin", neg_margin)
+
+    def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
+        dist = self.distances(embeddings)
+        same = labels.unsqueeze(1) == labels.unsqueeze(0)
+        negative = ~same
+        same.fill_diagonal_(False)
+        positive_loss = self.reduce((dist - self.pos_margin).relu(), same)
+        negative_loss = self.reduce((self.neg_margin - dist).relu(), negative)
+        return positive_loss + negative_loss
+
+    def flops(
+        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
+    ) -> dict[str, int]:
+        b, d = batch_size, embedding_dim
+        masks = 2 * b * b  # label equality, negation
+        hinges = 4 * b * b  # two (sub, relu)
+        total = self.distances_flops(b, d) + masks + hinges + 2 * self.reduce_flops(b * b) + 1
+        return {"matmul": 2 * b * b * d, "total": total}
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pos_margin={self.pos_margin}, neg_margin={self.neg_margin}"

@@ -1,0 +1,112 @@
+"""Plug-in: any pytorch-metric-learning loss as a KNNLoss, `pml:<ClassName>[:key=value,...]`.
+
+pytorch-metric-learning is an optional extra. Its learnable parameters (proxies, W) are
+submodule parameters, so the trainer's optimizer picks them up. Its analytic cost is unknown:
+`flops()` raises NotImplementedError and the probes report measured counts only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from typing import Any
+
+from torch import Tensor, nn
+
+from halbench.losses.base import KNNLoss
+
+PML_PREFIX = "pml:"
+
+
+def parse_pml_name(name: str) -> tuple[str, dict[str, Any]]:
+    """'pml:Class:a=1,b=x' -> ('Class', {'a': 1, 'b': 'x'}); values are int, float, bool,
+    none or strings."""
+    class_name, _, spec = name.removeprefix(PML_PREFIX).partition(":")
+    if not class_name.isidentifier():
+        raise ValueError(f"loss '{name}': expected pml:<ClassName>[:key=value,...]")
+    params: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"loss '{name}': expected key=value, got '{item}'")
+        params[key.strip()] = _parse_value(value.strip())
+    return class_name, params
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any) -> PMLLoss:
+    """Build `pml:<ClassName>[:key=value,...]`; suite params are merged with the name's."""
+    class_name, named = parse_pml_name(name)
+    overlap = sorted(set(named) & set(params))
+    if overlap:
+        raise ValueError(f"loss '{name}': parameter {overlap[0]} given twice")
+    try:
+        pml_losses = importlib.import_module("pytorch_metric_learning.losses")
+    except ImportError:
+        raise ValueError(
+            f"loss '{name}' needs the optional extra pytorch-metric-learning "
+            "(pip install pytorch-metric-learning)"
+        ) from None
+    cls = getattr(pml_losses, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        known = [n for n, obj in vars(pml_losses).items() if isinstance(obj, type)]
+        close = difflib.get_close_matches(class_name, known, n=2)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise ValueError(f"loss '{name}': pytorch-metric-learning has no loss {class_name}{hint}")
+    signature = inspect.signature(cls.__init__).parameters
+    kwargs = {**named, **params}
+    if "num_classes" in signature:
+        kwargs["num_classes"] = num_classes
+    if "embedding_size" in signature:
+        kwargs["embedding_size"] = embedding_dim
+    try:
+        inner = cls(**kwargs)
+    except (TypeError, AssertionError, ValueError) as error:
+        raise ValueError(f"loss '{name}': {error or 'invalid parameters'}") from None
+    return PMLLoss(num_classes, embedding_dim, inner=inner, name=name)
+
+
+class PMLLoss(KNNLoss):
+    """Wraps a pytorch-metric-learning loss module behind the KNNLoss contract.
+
+    metric: cosine when the loss's distance normalizes embeddings (the library's default),
+    else l2. Anchors: `proxies` [C, d] or `W` [d, C] when the loss has them.
+    """
+
+    def __init__(self, num_classes: int, embedding_dim: int, *, inner: nn.Module, name: str):
+        super().__init__(num_classes, embedding_dim)
+        self.inner = inner
+        self.name = name  # type: ignore[misc]  # per instance: the full pml:... spec
+        distance = getattr(inner, "distance", None)
+        self.metric = "cosine" if getattr(distance, "normalize_embeddings", True) else "l2"
+        self.has_anchors = self._class_vectors() is not None  # type: ignore[misc]
+
+    def _class_vectors(self) -> Tensor | None:
+        proxies = getattr(self.inner, "proxies", None)
+        if isinstance(proxies, Tensor) and proxies.shape == (self.num_classes, self.embedding_dim):
+            return proxies
+        weight = getattr(self.inner, "W", None)
+        if isinstance(weight, Tensor) and weight.shape == (self.embedding_dim, self.num_classes):
+            return weight.T
+        return None
+
+    def anchors(self) -> Tensor | None:
+        vectors = self._class_vectors()
+        return None if vectors is None else vectors.detach()
+
+    def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
+        return self.inner(embeddings, labels)
