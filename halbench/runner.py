@@ -3,7 +3,9 @@
 The driver owns the run directory. Trials send their rows back through Tune's reporting (so
 they work on any node of a cluster, shared filesystem or not); a callback on the driver writes
 each finished trial atomically to trials/<trial_id>.json. Those files are the unit of resume:
-a rerun with --resume runs only the trials that have none.
+a rerun with --resume runs only the trials that have none, and trials.parquet / epochs.parquet
+are always rebuilt from all of them, in grid order, so that a resumed run's files equal those
+of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,17 +16,31 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TextIO
 
 from halbench import results
 from halbench.errors import UserError
 from halbench.suite import Suite, TrialSpec, load_suite, suite_diff
 
 FINAL_KEY = "halbench_final"  # the metric that carries a finished trial's rows, as JSON
+# Ray retries a trial whose worker or node was lost; run_trial itself never raises for an
+# OOM, NaN or exception, so only infrastructure failures reach this limit.
+MAX_RAY_RETRIES = 2
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # trials exchange only metrics
+
+
+class TrialOutcome(Protocol):
+    row: dict[str, Any]
+    epochs: list[dict[str, Any]]
+
+
+# run_trial's signature (halbench.trial); tests pass a stand-in that workers can import.
+TrialFn = Callable[..., TrialOutcome]
 
 
 @dataclass
@@ -34,6 +50,7 @@ class RunSummary:
     skipped: int  # already finished before this invocation (resume)
     statuses: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    dashboard_url: str | None = None
 
 
 def default_output(suite: Suite, base: Path = Path("reports")) -> Path:
@@ -46,27 +63,54 @@ def prepare_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bo
     stored = out_dir / "suite.yaml"
     if resume:
         if not stored.exists():
-            raise UserError(f"{out_dir}: no suite.yaml here, nothing to resume (run without --resume)")
+            raise UserError(
+                f"{out_dir}: no suite.yaml here, nothing to resume (run without --resume)"
+            )
         old = load_suite(stored)
         if old.hash() != suite.hash():
             changed = suite_diff(old.science(), suite.science())
+            more = " ..." if len(changed) > 6 else ""
             raise UserError(
                 f"{suite_path}: differs from the suite of the run in {out_dir} "
-                f"(changed: {', '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}); "
+                f"(changed: {', '.join(changed[:6])}{more}); "
                 "resume with the same suite, or start a new output directory"
             )
     elif (out_dir / "trials").exists() and any((out_dir / "trials").glob("*.json")):
-        raise UserError(f"{out_dir}: already holds results; pass --resume to finish it, or choose another --output")
+        raise UserError(
+            f"{out_dir}: already holds results; pass --resume to finish it, "
+            "or choose another --output"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "trials").mkdir(exist_ok=True)
     if not resume:
         shutil.copyfile(suite_path, stored)
 
 
-def write_env(out_dir: Path, suite: Suite, extra: dict[str, Any]) -> None:
+def write_env(out_dir: Path, suite: Suite, invocation: dict[str, Any]) -> None:
+    """env.json: the environment, the suite hash, and one record per invocation of the run.
+
+    `started_at` is the first invocation's start and `finished_at` the last one's end, so a
+    resumed run still reads as one run; `invocations` keeps every start, end and address.
+    """
+    path = out_dir / "env.json"
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        previous = {}
+    invocations = list(previous.get("invocations", []))
+    if invocations and "finished_at" not in invocations[-1] and "finished_at" in invocation:
+        invocations[-1] = {**invocations[-1], **invocation}  # the end of this invocation
+    else:
+        invocations.append(invocation)
     env = results.environment()
-    env.update(suite=suite.name, suite_hash=suite.hash(), **extra)
-    results.write_json_atomic(out_dir / "env.json", env)
+    env.update(
+        suite=suite.name,
+        suite_hash=suite.hash(),
+        started_at=invocations[0].get("started_at"),
+        finished_at=invocations[-1].get("finished_at"),
+        invocations=invocations,
+    )
+    results.write_json_atomic(path, env)
 
 
 def finished_trials(out_dir: Path) -> dict[str, dict[str, Any]]:
@@ -82,7 +126,8 @@ def finished_trials(out_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def save_trial(out_dir: Path, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
-    results.write_json_atomic(out_dir / "trials" / f"{row['trial_id']}.json", {"row": row, "epochs": epochs})
+    path = out_dir / "trials" / f"{row['trial_id']}.json"
+    results.write_json_atomic(path, {"row": row, "epochs": epochs})
 
 
 def collect(out_dir: Path, suite: Suite) -> dict[str, int]:
@@ -92,8 +137,10 @@ def collect(out_dir: Path, suite: Suite) -> dict[str, int]:
     ids = sorted(done, key=lambda t: (order.get(t, len(order)), t))
     rows = [done[t]["row"] for t in ids]
     epochs = [e for t in ids for e in done[t]["epochs"]]
-    results.write_parquet_atomic(results.frame(rows, results.TRIAL_SCHEMA), out_dir / "trials.parquet")
-    results.write_parquet_atomic(results.frame(epochs, results.EPOCH_SCHEMA), out_dir / "epochs.parquet")
+    trials_df = results.frame(rows, results.TRIAL_SCHEMA)
+    results.write_parquet_atomic(trials_df, out_dir / "trials.parquet")
+    epochs_df = results.frame(epochs, results.EPOCH_SCHEMA)
+    results.write_parquet_atomic(epochs_df, out_dir / "epochs.parquet")
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -121,49 +168,68 @@ def failed_row(suite: Suite, spec: TrialSpec, status: str, error: str) -> dict[s
     }
 
 
-def _trainable(config: dict[str, Any], suite_json: dict[str, Any]) -> None:
+def ray_failure(exc: BaseException | None) -> tuple[str, str]:
+    """(status, error) for a trial that Ray gave up on after its retries."""
+    if exc is None:
+        return "error", "RayTrialError: trial process failed"
+    # Ray's memory monitor kills a worker that outgrows the node: that is an OOM, not a bug.
+    from ray.exceptions import OutOfMemoryError
+
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    message = lines[-1] if lines else "trial process failed"
+    status = "oom" if isinstance(exc, OutOfMemoryError) else "error"
+    return status, f"{type(exc).__name__}: {message}"
+
+
+def _trainable(
+    config: dict[str, Any], suite_json: dict[str, Any], trial_fn: TrialFn | None
+) -> None:
     """The Tune function trainable: one grid point."""
     from ray import tune
 
     from halbench.plugins import load_plugins
-    from halbench.trial import run_trial
 
     load_plugins()  # the worker process may not have imported the user's plugin modules yet
+    if trial_fn is None:
+        from halbench.trial import run_trial as trial_fn
     suite = Suite.model_validate(suite_json)
     spec = TrialSpec.model_validate(config["spec"])
 
     def report_epoch(epoch_row: dict[str, Any]) -> None:
         tune.report({k: v for k, v in epoch_row.items() if isinstance(v, int | float)})
 
-    result = run_trial(suite, spec, report=report_epoch)
-    tune.report({FINAL_KEY: json.dumps({"row": result.row, "epochs": result.epochs}, default=str)})
+    result = trial_fn(suite, spec, report=report_epoch)
+    blob = json.dumps({"row": result.row, "epochs": result.epochs}, default=str)
+    tune.report({FINAL_KEY: blob})
 
 
-class _Progress:
+class Progress:
     """One terminal line per finished trial: done/running/failed, elapsed, time left."""
 
-    def __init__(self, total: int, already: int, stream=sys.stderr) -> None:
+    def __init__(self, total: int, already: int, stream: TextIO | None = None) -> None:
         self.total, self.done, self.failed, self.running = total, already, 0, 0
         self.start = time.monotonic()
         self.new_done = 0
-        self.stream = stream
+        self.stream = stream or sys.stderr
 
     def started(self) -> None:
         self.running += 1
 
-    def finished(self, status: str) -> None:
+    def finished(self, trial_id: str, status: str) -> None:
         self.running = max(0, self.running - 1)
         self.done += 1
         self.new_done += 1
         self.failed += status != "ok"
         elapsed = time.monotonic() - self.start
+        # Trials of one suite take similar times: the mean so far predicts the rest.
         left = (self.total - self.done) * elapsed / self.new_done
-        print(
-            f"[halbench] {self.done}/{self.total} trials done ({self.failed} failed, "
-            f"{self.running} running), elapsed {_fmt(elapsed)}, about {_fmt(left)} left",
-            file=self.stream,
-            flush=True,
+        self.say(
+            f"{self.done}/{self.total} trials done ({self.failed} failed, {self.running} "
+            f"running), elapsed {_fmt(elapsed)}, about {_fmt(left)} left; {trial_id}: {status}"
         )
+
+    def say(self, message: str) -> None:
+        print(f"[halbench] {message}", file=self.stream, flush=True)
 
 
 def _fmt(seconds: float) -> str:
@@ -172,8 +238,46 @@ def _fmt(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def _make_callback(out_dir: Path, suite: Suite, specs: dict[str, TrialSpec], progress: _Progress):
-    from ray.tune import Callback
+class _Interrupt:
+    """Ctrl-C while Tune runs: the first one stops the run gracefully, a second one at once.
+
+    Tune's own SIGINT handler is switched off so that we know the run was interrupted (Tune
+    returns from fit() as if it had finished) and can tell a trial killed by the Ctrl-C from a
+    trial that failed.
+    """
+
+    def __init__(self, progress: Progress) -> None:
+        self.requested = False
+        self.progress = progress
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.progress.say("interrupted: stopping running trials (Ctrl-C again to quit now)")
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = signal.signal(signal.SIGINT, self.handle)
+        before = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if before is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = before
+
+
+def _tune_hooks(
+    out_dir: Path, suite: Suite, todo: list[TrialSpec], progress: Progress, interrupt: _Interrupt
+) -> tuple[Any, Any]:
+    """The Tune callback that writes finished trials, and the stopper that obeys Ctrl-C."""
+    from ray.tune import Callback, Stopper
+
+    specs = {s.trial_id: s for s in todo}
 
     class ResultWriter(Callback):
         """Writes each finished trial on the driver, the moment Tune hands us its rows."""
@@ -185,40 +289,27 @@ def _make_callback(out_dir: Path, suite: Suite, specs: dict[str, TrialSpec], pro
             if FINAL_KEY in result:
                 blob = json.loads(result[FINAL_KEY])
                 save_trial(out_dir, blob["row"], blob["epochs"])
-                progress.finished(blob["row"]["status"])
+                progress.finished(blob["row"]["trial_id"], blob["row"]["status"])
+
+        def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
+            progress.say(f"{trial.config['spec']['trial_id']}: worker lost, retrying")
 
         def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
             spec = specs[trial.config["spec"]["trial_id"]]
-            if (out_dir / "trials" / f"{spec.trial_id}.json").exists():
-                return
-            msg = str(getattr(trial, "error_msg", None) or "trial process failed").strip()
-            msg = msg.splitlines()[-1] if msg else "trial process failed"
-            save_trial(out_dir, failed_row(suite, spec, "error", f"RayTrialError: {msg}"), [])
-            progress.finished("error")
+            if interrupt.requested or (out_dir / "trials" / f"{spec.trial_id}.json").exists():
+                return  # killed by the Ctrl-C: not a result, it reruns on --resume
+            status, error = ray_failure(trial.get_pickled_error())
+            save_trial(out_dir, failed_row(suite, spec, status, error), [])
+            progress.finished(spec.trial_id, status)
 
-    return ResultWriter()
+    class StopOnInterrupt(Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
 
+        def stop_all(self) -> bool:
+            return interrupt.requested
 
-def _init_ray(address: str | None, num_cpus: int | None, num_gpus: int | None, dashboard: bool) -> str | None:
-    """Connect to a cluster (address) or start a local Ray. Returns the dashboard URL if any."""
-    import ray
-
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    if address:
-        ctx = ray.init(address=address, log_to_driver=False)
-    else:
-        # A small object store: trials exchange only metrics; /dev/shm may be small.
-        ctx = ray.init(
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            include_dashboard=dashboard,
-            dashboard_host="127.0.0.1",
-            object_store_memory=256 * 1024**2,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    url = getattr(ctx, "dashboard_url", None)
-    return f"http://{url}" if url and not url.startswith("http") else url
+    return ResultWriter(), StopOnInterrupt()
 
 
 def run_suite(
@@ -235,7 +326,20 @@ def run_suite(
     use_ray: bool = True,
     datasets: list[str] | None = None,
     build_report: Callable[[Path], None] | None = None,
+    ray_temp_dir: Path | None = None,
+    storage: str | None = None,
+    trial_fn: TrialFn | None = None,
 ) -> RunSummary:
+    """Run every trial of `suite` that `output` does not hold yet; write the parquet files.
+
+    `address`: an existing Ray cluster ("auto", "host:port", "ray://..."); None starts a local
+    Ray for this run (`num_cpus`, `num_gpus`, `dashboard`, `ray_temp_dir` apply to it); with an
+    address, the cluster's dashboard URL is printed.
+    `storage`: Tune's storage_path (a shared path or a cloud URI on a multi-node cluster);
+    default `<output>/ray`. `trial_fn`: the trial function, importable on the workers
+    (default halbench.trial.run_trial). Returns a summary; `interrupted` is True when some
+    trials are missing (Ctrl-C), and the run can be finished with resume=True.
+    """
     out_dir = (output or default_output(suite)).resolve()
     prepare_run_dir(suite, suite_path, out_dir, resume=resume)
     specs = [s for s in suite.trials() if not datasets or s.dataset.name in datasets]
@@ -244,92 +348,207 @@ def run_suite(
         raise UserError(f"--datasets {','.join(datasets)}: none of the suite's datasets ({known})")
     done = finished_trials(out_dir)
     todo = [s for s in specs if s.trial_id not in done]
-    write_env(out_dir, suite, {"started_at": datetime.now(UTC).isoformat(), "address": address})
-    print(f"[halbench] {suite.name}: {len(specs)} trials, {len(specs) - len(todo)} already done; "
-          f"writing to {out_dir}", file=sys.stderr, flush=True)
+    write_env(
+        out_dir,
+        suite,
+        {
+            "started_at": datetime.now(UTC).isoformat(),
+            "address": address,
+            "argv": sys.argv,
+            "trials_to_run": len(todo),
+        },
+    )
+    progress = Progress(len(specs), len(specs) - len(todo))
+    progress.say(
+        f"{suite.name}: {len(specs)} trials, {len(specs) - len(todo)} already done; "
+        f"writing to {out_dir}"
+    )
 
     summary = RunSummary(out_dir=out_dir, total=len(specs), skipped=len(specs) - len(todo))
-    progress = _Progress(len(specs), len(specs) - len(todo))
     try:
         if todo and use_ray:
-            _run_with_ray(suite, todo, out_dir, progress, max_concurrent=max_concurrent,
-                          address=address, num_cpus=num_cpus, num_gpus=num_gpus, dashboard=dashboard)
+            summary.dashboard_url = _run_with_ray(
+                suite,
+                todo,
+                out_dir,
+                progress,
+                max_concurrent=max_concurrent,
+                address=address,
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                dashboard=dashboard,
+                temp_dir=ray_temp_dir,
+                storage=storage,
+                trial_fn=trial_fn,
+            )
         elif todo:
-            _run_in_process(suite, todo, out_dir, progress)
+            _run_in_process(suite, todo, out_dir, progress, trial_fn)
     except KeyboardInterrupt:
         summary.interrupted = True
     summary.statuses = collect(out_dir, suite)
-    write_env(out_dir, suite, {"finished_at": datetime.now(UTC).isoformat(), "address": address,
-                               "interrupted": summary.interrupted})
     finished = finished_trials(out_dir)
     summary.interrupted = summary.interrupted or any(s.trial_id not in finished for s in specs)
+    write_env(
+        out_dir,
+        suite,
+        {"finished_at": datetime.now(UTC).isoformat(), "interrupted": summary.interrupted},
+    )
     if build_report is not None:
         build_report(out_dir)
     return summary
 
 
-def _run_in_process(suite: Suite, todo: list[TrialSpec], out_dir: Path, progress: _Progress) -> None:
-    from halbench.trial import run_trial
+def _run_in_process(
+    suite: Suite, todo: list[TrialSpec], out_dir: Path, progress: Progress, trial_fn: TrialFn | None
+) -> None:
+    if trial_fn is None:
+        from halbench.trial import run_trial as trial_fn
 
     for spec in todo:
         progress.started()
-        result = run_trial(suite, spec)
+        result = trial_fn(suite, spec)
         save_trial(out_dir, result.row, result.epochs)
-        progress.finished(result.row["status"])
+        progress.finished(spec.trial_id, result.row["status"])
+
+
+def trial_resources(suite: Suite) -> dict[str, float]:
+    """Ray resources of one trial from the suite's `resources` section."""
+    res = suite.resources
+    gpus = res.gpus_per_trial
+    if gpus > 1 and not gpus.is_integer():
+        raise UserError(
+            f"resources.gpus_per_trial: a fraction (<= 1) or a whole number of GPUs, got {gpus:g}"
+        )
+    if res.exclusive_gpu and gpus > 0:
+        gpus = max(1.0, gpus)  # a whole GPU: no other trial disturbs this one's timings
+    resources = {"cpu": res.cpus_per_trial, "gpu": gpus}
+    if res.memory_gb:
+        resources["memory"] = res.memory_gb * 1024**3
+    return resources
+
+
+def _check_fits(resources: dict[str, float]) -> None:
+    """A local Ray never grows: refuse a trial that no node can hold instead of waiting forever."""
+    import ray
+
+    have = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    for key, ray_key in have.items():
+        need = resources.get(key, 0)
+        best = max((n.get(ray_key, 0.0) for n in nodes), default=0.0)
+        if need > best:
+            field_name = {"cpu": "cpus_per_trial", "gpu": "gpus_per_trial", "memory": "memory_gb"}[
+                key
+            ]
+            shown = f"{need / 1024**3:g} GB" if key == "memory" else f"{need:g}"
+            have_s = f"{best / 1024**3:.1f} GB" if key == "memory" else f"{best:g}"
+            raise UserError(
+                f"resources.{field_name}: a trial needs {shown} {ray_key} but the "
+                f"local Ray has {have_s} (set --num-cpus/--num-gpus, or the suite)"
+            )
+
+
+def _init_ray(
+    address: str | None,
+    num_cpus: int | None,
+    num_gpus: int | None,
+    dashboard: bool,
+    temp_dir: Path | None,
+) -> str | None:
+    """Connect to a cluster (address) or start a local Ray. Returns the dashboard URL if any."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Tune's new console output prints a configuration box and paths even at verbose=0; our
+    # Progress lines are the terminal output.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address:
+        try:
+            ctx = ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(
+                f"--address {address}: cannot connect to a Ray cluster ({msg})"
+            ) from None
+    else:
+        ctx = ray.init(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",  # never on a public interface: it can run code
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            log_to_driver=False,
+            configure_logging=False,
+            _temp_dir=str(temp_dir) if temp_dir else None,
+        )
+    url = getattr(ctx, "dashboard_url", None)
+    if not url:
+        return None
+    return url if url.startswith("http") else f"http://{url}"
 
 
 def _run_with_ray(
     suite: Suite,
     todo: list[TrialSpec],
     out_dir: Path,
-    progress: _Progress,
+    progress: Progress,
     *,
     max_concurrent: int | None,
     address: str | None,
     num_cpus: int | None,
     num_gpus: int | None,
     dashboard: bool,
-) -> None:
+    temp_dir: Path | None,
+    storage: str | None,
+    trial_fn: TrialFn | None,
+) -> str | None:
+    """Run `todo` as Tune trials; returns the dashboard URL (None without one)."""
     import ray
     from ray import tune
 
+    resources = trial_resources(suite)
     started_here = not ray.is_initialized()
+    url = None
     if started_here:
-        url = _init_ray(address, num_cpus, num_gpus, dashboard)
-        if url and (dashboard or address):
-            print(f"[halbench] Ray dashboard: {url}", file=sys.stderr, flush=True)
-    res = suite.resources
-    gpus = 1.0 if res.exclusive_gpu and res.gpus_per_trial > 0 else res.gpus_per_trial
-    resources: dict[str, float] = {"cpu": res.cpus_per_trial, "gpu": gpus}
-    if res.memory_gb:
-        resources["memory"] = res.memory_gb * 1024**3
-    trainable = tune.with_resources(
-        tune.with_parameters(_trainable, suite_json=suite.model_dump(mode="json")), resources
-    )
-    specs = {s.trial_id: s for s in todo}
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"spec": tune.grid_search([s.model_dump(mode="json") for s in todo])},
-        tune_config=tune.TuneConfig(
-            max_concurrent_trials=max_concurrent or res.max_concurrent,
-            reuse_actors=True,
-            trial_name_creator=lambda t: t.config["spec"]["trial_id"],
-            trial_dirname_creator=lambda t: t.config["spec"]["trial_id"],
-        ),
-        run_config=tune.RunConfig(
-            name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}",
-            storage_path=str(out_dir / "ray"),
-            callbacks=[_make_callback(out_dir, suite, specs, progress)],
-            # Retry infrastructure failures (a lost node); run_trial itself never raises for
-            # OOM/NaN/exceptions, so a deterministic failure is a row, not a retry loop.
-            failure_config=tune.FailureConfig(max_failures=2),
-            verbose=0,
-        ),
-    )
-    previous = signal.getsignal(signal.SIGINT)
+        url = _init_ray(address, num_cpus, num_gpus, dashboard, temp_dir)
     try:
-        tuner.fit()
+        if url and (dashboard or address):
+            token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+            hint = " (token authentication: the token is in ~/.ray/auth_token)" if token else ""
+            progress.say(f"Ray dashboard: {url}{hint}")
+        if not address:
+            _check_fits(resources)
+        interrupt = _Interrupt(progress)
+        writer, stopper = _tune_hooks(out_dir, suite, todo, progress, interrupt)
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                _trainable, suite_json=suite.model_dump(mode="json"), trial_fn=trial_fn
+            ),
+            resources,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"spec": tune.grid_search([s.model_dump(mode="json") for s in todo])},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=max_concurrent or suite.resources.max_concurrent,
+                reuse_actors=True,  # short trials: no actor start-up per trial
+                trial_name_creator=lambda t: t.config["spec"]["trial_id"],
+                trial_dirname_creator=lambda t: t.config["spec"]["trial_id"],
+            ),
+            run_config=tune.RunConfig(
+                name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
+                storage_path=storage or str(out_dir / "ray"),
+                callbacks=[writer],
+                stop=stopper,
+                failure_config=tune.FailureConfig(max_failures=MAX_RAY_RETRIES),
+                verbose=0,
+            ),
+        )
+        with interrupt.installed():
+            tuner.fit()
+        if interrupt.requested:
+            raise KeyboardInterrupt
     finally:
-        signal.signal(signal.SIGINT, previous)
         if started_here:
             ray.shutdown()
+    return url
