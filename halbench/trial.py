@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from halbench import data, knn, losses, models
+from halbench import data, knn, losses, models, results
 from halbench.suite import Suite, TrainConfig, TrialSpec
 
 DATA_SEED = 0
@@ -92,7 +92,9 @@ def select_k(ks: list[int]) -> int:
 
 
 def _base_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
+    # Every schema column is present (null until known), also in a failed trial's row.
     return {
+        **dict.fromkeys(results.TRIAL_SCHEMA),
         "trial_id": spec.trial_id,
         "suite": suite.name,
         "suite_hash": suite.hash(),
@@ -348,6 +350,7 @@ def _train(
                 model, loss_fn, splits, ecfg, metric, ks, has_anchors, amp, channels_last, last
             )
             epoch_row = {
+                **dict.fromkeys(results.EPOCH_SCHEMA),
                 "trial_id": spec.trial_id,
                 "epoch": epoch,
                 "train_loss": train_loss,

@@ -1,0 +1,234 @@
+"""The trainer: learning, seeding, statuses of failed trials, schedules and convergence."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fixtures_data import write_fake_cifar10
+
+from halbench import results, trial
+from halbench.suite import Suite, parse_suite
+
+# 10 classes with noise 2.0: an untrained small CNN's 10-NN accuracy is ~50%, so a high
+# accuracy after training means the trainer trained.
+SYNTHETIC = {
+    "name": "synthetic",
+    "train_size": 512,
+    "test_size": 256,
+    "params": {"num_classes": 10, "image_size": 16, "channels": 1, "noise": 2.0},
+}
+
+
+def make_suite(**overrides: Any) -> Suite:
+    doc: dict[str, Any] = {
+        "name": "t",
+        "dataset": SYNTHETIC,
+        "model": {"backbone": "small_cnn", "params": {"width": 8}},
+        "losses": [{"name": "hal"}, {"name": "nca"}],
+        "grid": {"batch_size": [32], "embedding_dim": [16], "seed": [0]},
+        "train": {"epochs": 3, "optimizer": "adamw", "lr": 3e-3, "device": "cpu"},
+        "eval": {"ks": [1, 5, 10]},
+        "probes": {"enabled": False},
+    }
+    for key, value in overrides.items():
+        # Recipe sections are patched; anything else (e.g. the dataset) is replaced.
+        doc[key] = {**doc[key], **value} if key in ("train", "eval", "grid") else value
+    return parse_suite(doc, Path("test.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("loss", ["hal", "nca"])
+def test_trial_learns_and_fills_its_rows(loss: str) -> None:
+    suite = make_suite()
+    spec = next(s for s in suite.trials() if s.loss.name == loss)
+    reported: list[dict] = []
+    result = trial.run_trial(suite, spec, report=reported.append)
+    row = result.row
+    assert row["status"] == "ok", row["error"]
+    assert set(results.TRIAL_SCHEMA) <= set(row)
+    assert row["knn_acc_10"] >= 0.85 and row["knn_acc_20"] is None  # 20 not in eval.ks
+    assert row["metric"] == ("cosine" if loss == "hal" else "l2")
+    assert (row["anchor_acc"] is not None) == (loss == "hal")
+    assert row["epochs_done"] == 3 and len(result.epochs) == 3 and reported == result.epochs
+    assert row["p_at_1"] == row["knn_acc_1"] and 0 < row["map_at_r"] <= 1
+    assert row["suite_hash"] == suite.hash() and row["device"] == "cpu"
+    for epoch in result.epochs:
+        assert set(results.EPOCH_SCHEMA) <= set(epoch)
+    losses = [e["train_loss"] for e in result.epochs]
+    assert losses[-1] < losses[0]
+    assert row["final_train_loss"] == losses[-1]
+    assert row["train_time_s"] == pytest.approx(sum(e["epoch_time_s"] for e in result.epochs))
+    assert row["best_knn_acc"] == max(e["knn_acc_10"] for e in result.epochs)
+    assert result.epochs[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine to zero
+    # The rows go through the parquet schema.
+    assert results.frame([row], results.TRIAL_SCHEMA).height == 1
+
+
+def test_same_seed_same_trial_other_seed_differs() -> None:
+    suite = make_suite(train={"epochs": 1}, grid={"seed": [0, 1]})
+    hal = [s for s in suite.trials() if s.loss.name == "hal"]
+    a, b, c = (trial.run_trial(suite, s) for s in (hal[0], hal[0], hal[1]))
+    assert a.epochs[0]["train_loss"] == b.epochs[0]["train_loss"]
+    assert a.row["knn_acc_1"] == b.row["knn_acc_1"]
+    assert a.epochs[0]["train_loss"] != c.epochs[0]["train_loss"]
+
+
+def test_fake_cifar10_trial_with_sgd_and_augmentation(tmp_path: Path) -> None:
+    write_fake_cifar10(tmp_path, per_batch=20, n_test=30)
+    suite = make_suite(
+        dataset={"name": "cifar10", "root": str(tmp_path)},
+        train={"epochs": 2, "optimizer": "sgd", "lr": 0.05, "warmup_epochs": 1, "augment": True},
+        eval={"ks": [1, 5], "metric": "l2"},
+    )
+    result = trial.run_trial(suite, suite.trials()[0])
+    assert result.row["status"] == "ok", result.row["error"]
+    assert result.row["num_classes"] == 10 and result.row["metric"] == "l2"
+    assert result.row["best_knn_acc"] == max(e["knn_acc_5"] for e in result.epochs)
+
+
+class CountingLoss(torch.nn.Module):
+    """Mean squared norm of the embeddings; NaN from call `nan_at` on; counts calls."""
+
+    metric = "l2"
+    has_anchors = False
+
+    def __init__(self, nan_at: int | None = None) -> None:
+        super().__init__()
+        self.calls, self.nan_at = 0, nan_at
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor):
+        self.calls += 1
+        loss = emb.pow(2).mean()
+        return loss * math.nan if self.nan_at is not None and self.calls >= self.nan_at else loss
+
+    def param_groups(self, lr: float) -> list:
+        return []
+
+
+def _patch_loss(monkeypatch: pytest.MonkeyPatch, loss: CountingLoss) -> None:
+    monkeypatch.setattr(trial.losses, "build", lambda *a, **kw: loss)
+
+
+def test_nan_loss_stops_the_trial_as_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
+    loss = CountingLoss(nan_at=3)
+    _patch_loss(monkeypatch, loss)
+    suite = make_suite()
+    result = trial.run_trial(suite, suite.trials()[0])
+    assert result.row["status"] == "diverged"
+    assert "NaN" in result.row["error"] and result.row["epochs_done"] == 0
+    # Stopped at the first finiteness check (every CHECK_EVERY steps and at the epoch's end),
+    # not after the 3 epochs.
+    assert loss.calls == min(trial.CHECK_EVERY, 512 // 32)
+
+
+def test_max_steps_per_epoch_caps_the_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    loss = CountingLoss()
+    _patch_loss(monkeypatch, loss)
+    suite = make_suite(train={"epochs": 2, "max_steps_per_epoch": 3})
+    result = trial.run_trial(suite, suite.trials()[0])
+    assert result.row["status"] == "ok" and loss.calls == 6
+
+
+def test_out_of_memory_is_a_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    def oom(*args: object, **kwargs: object) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trial.models, "build", oom)
+    suite = make_suite()
+    row = trial.run_trial(suite, suite.trials()[0]).row
+    assert row["status"] == "oom" and row["error"].startswith("OutOfMemoryError: CUDA out of")
+    assert trial.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: 9 GB"))
+    assert not trial.is_oom(RuntimeError("shape mismatch"))
+
+
+def test_other_failures_are_error_rows(tmp_path: Path) -> None:
+    suite = make_suite(dataset={"name": "cifar10", "root": str(tmp_path)})
+    row = trial.run_trial(suite, suite.trials()[0]).row
+    assert row["status"] == "error"
+    assert row["error"].startswith("UserError: dataset 'cifar10' not found")
+    assert row["loss"] == "hal" and row["epochs_done"] == 0
+
+
+def test_interrupts_propagate(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trial.data, "load", interrupted)
+    suite = make_suite()
+    with pytest.raises(KeyboardInterrupt):
+        trial.run_trial(suite, suite.trials()[0])
+
+
+def test_deterministic_setting_is_restored() -> None:
+    suite = make_suite(train={"epochs": 1, "deterministic": True, "max_steps_per_epoch": 1})
+    before = torch.are_deterministic_algorithms_enabled()
+    assert trial.run_trial(suite, suite.trials()[0]).row["status"] == "ok"
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def _train_cfg(**kw: Any):
+    return make_suite(train=kw).train
+
+
+def test_lr_schedules() -> None:
+    warm_cos = trial.lr_factor(_train_cfg(epochs=4, warmup_epochs=1), steps_per_epoch=10)
+    assert [warm_cos(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert warm_cos(10) == pytest.approx(1.0)
+    assert warm_cos(25) == pytest.approx(0.5)  # halfway through the 30 cosine steps
+    assert warm_cos(40) == pytest.approx(0.0, abs=1e-12)
+    step = trial.lr_factor(
+        _train_cfg(epochs=6, schedule="step", step_size=2, gamma=0.5), steps_per_epoch=10
+    )
+    assert [step(s) for s in (0, 19, 20, 45)] == [1.0, 1.0, 0.5, 0.25]
+    const = trial.lr_factor(_train_cfg(schedule="constant"), steps_per_epoch=10)
+    assert const(0) == const(29) == 1.0
+
+
+def test_optimizer_groups_and_loss_lr() -> None:
+    from halbench import losses
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8))
+    hal = losses.build("hal", num_classes=3, embedding_dim=8)
+    opt = trial.build_optimizer(
+        _train_cfg(optimizer="sgd", lr=0.1, weight_decay=1e-4, loss_lr_mult=10.0), model, hal
+    )
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"]
+    decayed = [g for g in opt.param_groups if g["weight_decay"] > 0]
+    assert len(decayed) == 1 and [p.ndim for p in decayed[0]["params"]] == [2]
+    anchor_group = next(g for g in opt.param_groups if any(p is hal.weight for p in g["params"]))
+    assert anchor_group["lr"] == pytest.approx(1.0) and anchor_group["weight_decay"] == 0.0
+    n_params = sum(len(g["params"]) for g in opt.param_groups)
+    assert n_params == len(list(model.parameters())) + len(list(hal.parameters()))
+
+
+def test_convergence_columns() -> None:
+    epochs = [
+        {"epoch": i + 1, "knn_acc_10": acc, "elapsed_s": 10.0 * (i + 1)}
+        for i, acc in enumerate([0.5, 0.86, 0.92, 0.95, 0.94])
+    ]
+    out = trial.convergence(epochs, 10)
+    # Final 0.94: 90% of it is 0.846 (first reached at epoch 2), 95% is 0.893 (epoch 3).
+    assert out == {
+        "best_epoch": 4,
+        "best_knn_acc": 0.95,
+        "epochs_to_90": 2,
+        "seconds_to_90": 20.0,
+        "epochs_to_95": 3,
+        "seconds_to_95": 30.0,
+    }
+
+
+def test_select_k() -> None:
+    assert trial.select_k([1, 5, 10, 20]) == 10
+    assert trial.select_k([1, 5]) == 5
