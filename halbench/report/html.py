@@ -36,6 +36,7 @@ table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[data-dir=asc]::after { content: " ▲"; }
 table.sortable th[data-dir=desc]::after { content: " ▼"; }
 tr:nth-child(even) td { background: #fbfcfd; }
+td.wrap { white-space: normal; min-width: 320px; }
 td.best { font-weight: 600; background: #dafbe1 !important; }
 .caption { font-weight: 600; margin-top: 18px; }
 .note { color: #57606a; font-size: 13px; margin: 2px 0; }
@@ -48,6 +49,8 @@ td.best { font-weight: 600; background: #dafbe1 !important; }
 .figure { margin: 16px 0; }
 @media (max-width: 900px) { nav { display: none; } }
 """
+
+WRAP_AT = 60  # longer cells wrap, so that a sentence does not widen its table off screen
 
 SORT_JS = """
 document.querySelectorAll('table.sortable th').forEach(function (th) {
@@ -87,7 +90,8 @@ def table_html(table: Table) -> str:
     for row in table.rows:
         cells = []
         for c in row:
-            attrs = ' class="best"' if c.best else ""
+            classes = ["best"] * c.best + ["wrap"] * (len(c.text) > WRAP_AT)
+            attrs = f' class="{" ".join(classes)}"' if classes else ""
             if c.value is not None:
                 attrs += f' data-v="{c.value!r}"'
             cells.append(f"<td{attrs}>{html.escape(c.text)}{' ★' if c.best else ''}</td>")

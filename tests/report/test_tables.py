@@ -1,0 +1,134 @@
+import math
+
+import pytest
+
+from halbench.report.load import load_groups
+from halbench.report.stats import t_quantile
+from halbench.report.tables import (
+    accuracy_tables,
+    best_config_table,
+    fmt_si,
+    header,
+    norm_name,
+    profile_cost_table,
+    slope_table,
+    trial_cost_table,
+)
+
+from .fixtures import profile_row, trial
+
+
+def grid_trials():
+    """nca best at B=32, hal best at B=128 (fashion); on cifar10 snnl and hal tie at B=32."""
+    rows = []
+    accs = {
+        ("fashion_mnist", "nca", 32): [0.80, 0.82, 0.84],
+        ("fashion_mnist", "hal", 32): [0.70, 0.71, 0.72],
+        ("fashion_mnist", "nca", 128): [0.75, 0.75, 0.75],
+        ("fashion_mnist", "hal", 128): [0.90, 0.91, 0.92],
+        ("cifar10", "snnl", 32): [0.60, 0.61, 0.62],
+        ("cifar10", "hal", 32): [0.62, 0.60, 0.61],
+    }
+    for (ds, loss, b), values in accs.items():
+        rows += [trial(loss, b, 16, s, a, dataset=ds) for s, a in enumerate(values)]
+    rows.append(trial("hal", 128, 16, 9, None, dataset="fashion_mnist", status="oom"))
+    return rows
+
+
+@pytest.fixture
+def grid_group(make_run):
+    return load_groups([make_run(grid_trials())])[0]
+
+
+def by_row(table):
+    return {(r[0].text, r[1].text): r for r in table.rows}
+
+
+def test_accuracy_table_ci_and_best_marks(grid_group):
+    table = accuracy_tables(grid_group, "g1")[0]
+    assert table.title == "k-NN accuracy (k=1, %)"  # the suite's ks are 1 and 5
+    assert table.columns == ["dataset", "loss", "B=32 d=16", "B=128 d=16"]
+    rows = by_row(table)
+    half = t_quantile(0.975, 2) * 2.0 / math.sqrt(3)  # values 80, 82, 84: sd 2
+    nca32 = rows[("fashion_mnist", "nca")][2]
+    assert nca32.text == f"82.00 ± {half:.2f}" and nca32.best
+    assert not rows[("fashion_mnist", "hal")][2].best
+    assert rows[("fashion_mnist", "hal")][3].best and not rows[("fashion_mnist", "nca")][3].best
+    # a tie marks both; an absent configuration is a dash, never marked
+    assert rows[("cifar10", "snnl")][2].best and rows[("cifar10", "hal")][2].best
+    assert rows[("cifar10", "hal")][3].text == "—" and not rows[("cifar10", "hal")][3].best
+
+
+def test_best_configuration_table(grid_group):
+    rows = by_row(best_config_table(grid_group, "g1"))
+    assert [c.text for c in rows[("fashion_mnist", "hal")][2:5]] == ["128", "16", "3"]
+    assert [c.text for c in rows[("fashion_mnist", "nca")][2:4]] == ["32", "16"]
+    assert rows[("fashion_mnist", "hal")][5].best and not rows[("fashion_mnist", "nca")][5].best
+
+
+def test_header_counts_trials_by_status(grid_group):
+    items = dict(header(grid_group).items)
+    assert items["trials (19)"] == "ok 18, oom 1, diverged 0, error 0"
+    assert items["torch"] == "2.14.1" and items["gpu"] == "—"  # missing env key tolerated
+
+
+def test_trial_cost_ratios_to_nca(make_run):
+    rows = []
+    for s in range(3):
+        rows.append(
+            trial(
+                "nca",
+                64,
+                16,
+                s,
+                0.8,
+                loss_call_ms=2.0 + s,
+                loss_flops_fwd=1000.0,
+                loss_flops_bwd=2000.0,
+                loss_peak_mem_bytes=4096.0,
+                loss_share_of_step=0.5,
+            )
+        )
+        rows.append(
+            trial(
+                "hal",
+                64,
+                16,
+                s,
+                0.8,
+                loss_call_ms=0.5,
+                loss_flops_fwd=50.0,
+                loss_flops_bwd=100.0,
+                loss_peak_mem_bytes=1024.0,
+                loss_share_of_step=0.1,
+            )
+        )
+    table = trial_cost_table(load_groups([make_run(rows)])[0], "g")
+    hal = next(r for r in table.rows if r[0].text == "hal")
+    ratios = [c.value for c, name in zip(hal, table.columns, strict=True) if name == "×NCA"]
+    assert ratios == pytest.approx([0.05, 0.05, 0.5 / 3.0, 0.25])  # time: 0.5 / median 3
+    assert hal[-1].text == "10.0%"
+
+
+def test_profile_cost_table_and_slopes(make_run):
+    profile = []
+    for b in (64, 256, 1024):
+        profile += [
+            profile_row("nca", b, 32, time=1e-4 * b * b, flops=2.0 * b * b * 32, mem=4.0 * b * b),
+            profile_row("hal", b, 32, time=1e-3 * b, flops=2.0 * b * 10 * 32, mem=4.0 * b * 10),
+        ]
+    profile.append(profile_row("nca", 4096, 32, time=0, flops=0, status="oom"))
+    group = load_groups([make_run(profile=profile)])[0]
+    table = profile_cost_table(group, "g")
+    hal_1024 = next(r for r in table.rows if r[0].text == "hal" and r[1].text == "1024")
+    assert hal_1024[7].value == pytest.approx(10 / 1024)  # FLOPs ratio C / B
+    assert any("nca B=4096 d=32: oom" in n for n in table.notes)
+    slopes = {r[0].text: [c.value for c in r[3:]] for r in slope_table(group, "g").rows}
+    assert slopes["nca"] == pytest.approx([2.0, 2.0, 2.0])
+    assert slopes["hal"] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_formatting_helpers():
+    assert fmt_si(1.5e9) == "1.5 G"
+    assert fmt_si(3 * 1024**2, "B") == "3 MiB"
+    assert norm_name("Fashion-MNIST") == norm_name("fashion_mnist") == "fashionmnist"
