@@ -47,17 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run a suite: one Ray Tune trial per grid point")
-    run.add_argument("suite", type=Path, help="suite YAML file")
-    run.add_argument("--output", "-o", type=Path, help="run directory (default reports/<suite>/<UTC time>)")
-    run.add_argument("--resume", action="store_true", help="finish the run in --output: only missing trials run")
-    run.add_argument("--max-concurrent", type=_positive_int, help="at most N trials at once")
-    run.add_argument("--address", help="existing Ray cluster ('auto' or host:port; default $RAY_ADDRESS, else a local Ray)")
-    run.add_argument("--num-cpus", type=_positive_int, help="CPUs for a local Ray (default: all)")
-    run.add_argument("--num-gpus", type=int, help="GPUs for a local Ray (default: all visible)")
-    run.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 and print its URL")
-    run.add_argument("--no-ray", action="store_true", help="run trials one by one in this process (debugging)")
-    run.add_argument("--datasets", type=_csv, help="only these of the suite's datasets (comma-separated)")
-    run.add_argument("--no-report", action="store_true", help="write parquet files only")
+    arg = run.add_argument
+    arg("suite", type=Path, help="suite YAML file")
+    arg("--output", "-o", type=Path, help="run directory (default reports/<suite>/<UTC time>)")
+    arg("--resume", action="store_true", help="finish the run in --output: only missing trials run")
+    arg("--max-concurrent", type=_positive_int, help="at most N trials at once")
+    arg("--address", help="existing Ray cluster: 'auto' or host:port "
+        "(default $RAY_ADDRESS, else a local Ray that starts and stops with the run)")
+    arg("--num-cpus", type=_positive_int, help="CPUs for a local Ray (default: all)")
+    arg("--num-gpus", type=int, help="GPUs for a local Ray (default: all visible)")
+    arg("--dashboard", action="store_true",
+        help="start the Ray dashboard of a local run on 127.0.0.1 and print its URL")
+    arg("--ray-temp-dir", type=Path, help="session directory of a local Ray (default /tmp/ray)")
+    arg("--storage", help="Tune's storage path or URI; on a multi-node cluster a shared "
+        "filesystem or cloud URI (default <output>/ray)")
+    arg("--no-ray", action="store_true", help="run trials one by one in this process (debugging)")
+    arg("--datasets", type=_csv, help="only these of the suite's datasets (comma-separated)")
+    arg("--no-report", action="store_true", help="write parquet files only")
 
     from halbench import profile
     from halbench.report import commands as report_commands
@@ -86,6 +92,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if args.no_ray and address:
         raise UserError("--no-ray and --address exclude each other")
+    if address and args.ray_temp_dir:
+        raise UserError("--ray-temp-dir is for a local Ray; a cluster set its own with ray start")
 
     def report(out_dir: Path) -> None:
         if args.no_report:
@@ -111,6 +119,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
         dashboard=args.dashboard,
+        ray_temp_dir=args.ray_temp_dir.resolve() if args.ray_temp_dir else None,
+        storage=args.storage,
         use_ray=not args.no_ray,
         datasets=args.datasets,
         build_report=report,

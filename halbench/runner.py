@@ -23,9 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+import yaml
+from pydantic import ValidationError
+
 from halbench import results
 from halbench.errors import UserError
-from halbench.suite import Suite, TrialSpec, load_suite, suite_diff
+from halbench.suite import Suite, TrialSpec, suite_diff
 
 FINAL_KEY = "halbench_final"  # the metric that carries a finished trial's rows, as JSON
 # Ray retries a trial whose worker or node was lost; run_trial itself never raises for an
@@ -66,7 +69,7 @@ def prepare_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bo
             raise UserError(
                 f"{out_dir}: no suite.yaml here, nothing to resume (run without --resume)"
             )
-        old = load_suite(stored)
+        old = _stored_suite(stored)
         if old.hash() != suite.hash():
             changed = suite_diff(old.science(), suite.science())
             more = " ..." if len(changed) > 6 else ""
@@ -84,6 +87,15 @@ def prepare_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bo
     (out_dir / "trials").mkdir(exist_ok=True)
     if not resume:
         shutil.copyfile(suite_path, stored)
+
+
+def _stored_suite(path: Path) -> Suite:
+    """The suite a run directory was started with (its names were checked back then)."""
+    try:
+        return Suite.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, ValidationError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"{path}: unreadable suite ({first}); cannot resume this run") from None
 
 
 def write_env(out_dir: Path, suite: Suite, invocation: dict[str, Any]) -> None:

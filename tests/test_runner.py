@@ -1,0 +1,201 @@
+"""The runner without Ray: run directory, resume bookkeeping, parquet collection, resources."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from halbench import runner
+from halbench.errors import UserError
+from halbench.suite import Suite
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # tests.plugins is imported by name, as Ray workers do
+    sys.path.insert(0, str(ROOT))
+
+from tests.plugins import stub_trial  # noqa: E402
+
+SUITE = {
+    "name": "stub",
+    "dataset": {"name": "synthetic"},
+    "losses": [{"name": "a"}, {"name": "b", "params": {"status": "oom"}}],
+    "grid": {"batch_size": [8, 16], "embedding_dim": [4], "seed": [0, 1]},
+    "train": {"epochs": 2},
+}
+
+
+def write_suite(tmp_path: Path, doc: dict) -> tuple[Suite, Path]:
+    path = tmp_path / f"{doc['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return Suite.model_validate(doc), path
+
+
+class CountingTrial:
+    """stub_trial.run_trial that records which trials ran (in-process runs only)."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def __call__(self, suite, spec, *, report=None):  # noqa: ANN001
+        self.ran.append(spec.trial_id)
+        return stub_trial.run_trial(suite, spec, report=report)
+
+
+def run(suite: Suite, path: Path, out: Path, trial, **kw) -> runner.RunSummary:  # noqa: ANN001
+    return runner.run_suite(suite, path, output=out, use_ray=False, trial_fn=trial, **kw)
+
+
+def test_in_process_run_writes_rows_in_grid_order(tmp_path) -> None:
+    suite, path = write_suite(tmp_path, SUITE)
+    summary = run(suite, path, tmp_path / "run", CountingTrial())
+    assert summary.statuses == {"ok": 4, "oom": 4} and not summary.interrupted
+    trials = pl.read_parquet(tmp_path / "run/trials.parquet")
+    assert trials["trial_id"].to_list() == [s.trial_id for s in suite.trials()]
+    epochs = pl.read_parquet(tmp_path / "run/epochs.parquet")
+    assert epochs.height == 8 * 2
+    assert (tmp_path / "run/suite.yaml").read_text() == path.read_text()
+
+
+def test_resume_runs_only_missing_trials_and_matches_full_run(tmp_path) -> None:
+    suite, path = write_suite(tmp_path, SUITE)
+    full = tmp_path / "full"
+    run(suite, path, full, CountingTrial())
+
+    part = tmp_path / "part"
+    run(suite, path, part, CountingTrial())
+    gone = sorted((part / "trials").glob("*.json"))[::3]  # as if the run had died
+    for file in gone:
+        file.unlink()
+    second = CountingTrial()
+    summary = run(suite, path, part, second, resume=True)
+    assert sorted(second.ran) == sorted(f.stem for f in gone)
+    assert summary.skipped == 8 - len(gone)
+    for name in ("trials.parquet", "epochs.parquet"):
+        assert pl.read_parquet(part / name).equals(pl.read_parquet(full / name)), name
+
+
+def test_existing_results_need_resume(tmp_path) -> None:
+    suite, path = write_suite(tmp_path, SUITE)
+    run(suite, path, tmp_path / "run", CountingTrial())
+    with pytest.raises(UserError, match="--resume"):
+        run(suite, path, tmp_path / "run", CountingTrial())
+
+
+def test_resume_refuses_a_changed_suite_and_names_the_change(tmp_path) -> None:
+    suite, path = write_suite(tmp_path, SUITE)
+    run(suite, path, tmp_path / "run", CountingTrial())
+    changed = {**SUITE, "train": {"epochs": 3}}
+    suite2, path2 = write_suite(tmp_path, changed)
+    with pytest.raises(UserError, match=r"changed: train\.epochs"):
+        run(suite2, path2, tmp_path / "run", CountingTrial(), resume=True)
+
+
+def test_resume_accepts_changed_resources(tmp_path) -> None:
+    suite, path = write_suite(tmp_path, SUITE)
+    run(suite, path, tmp_path / "run", CountingTrial())
+    more = {**SUITE, "resources": {"cpus_per_trial": 2, "max_concurrent": 3}}
+    suite2, path2 = write_suite(tmp_path, more)
+    again = CountingTrial()
+    assert not run(suite2, path2, tmp_path / "run", again, resume=True).interrupted
+    assert again.ran == []
+
+
+def test_resume_needs_a_run_directory(tmp_path) -> None:
+    suite, path = write_suite(tmp_path, SUITE)
+    with pytest.raises(UserError, match="nothing to resume"):
+        run(suite, path, tmp_path / "empty", CountingTrial(), resume=True)
+
+
+def test_keyboard_interrupt_keeps_finished_trials(tmp_path) -> None:
+    suite, path = write_suite(tmp_path, SUITE)
+
+    def dies_on_third(suite, spec, *, report=None):  # noqa: ANN001
+        if spec.trial_id == suite.trials()[2].trial_id:
+            raise KeyboardInterrupt
+        return stub_trial.run_trial(suite, spec, report=report)
+
+    summary = run(suite, path, tmp_path / "run", dies_on_third)
+    assert summary.interrupted
+    assert pl.read_parquet(tmp_path / "run/trials.parquet").height == 2
+    summary = run(suite, path, tmp_path / "run", CountingTrial(), resume=True)
+    assert not summary.interrupted and sum(summary.statuses.values()) == 8
+
+
+def test_env_json_keeps_first_start_and_every_invocation(tmp_path) -> None:
+    suite, path = write_suite(tmp_path, SUITE)
+    run(suite, path, tmp_path / "run", CountingTrial())
+    first = json.loads((tmp_path / "run/env.json").read_text())
+    run(suite, path, tmp_path / "run", CountingTrial(), resume=True)
+    env = json.loads((tmp_path / "run/env.json").read_text())
+    assert env["suite_hash"] == suite.hash()
+    assert env["started_at"] == first["started_at"] <= first["finished_at"] <= env["finished_at"]
+    assert [inv["trials_to_run"] for inv in env["invocations"]] == [8, 0]
+    assert all("finished_at" in inv for inv in env["invocations"])
+
+
+def test_unreadable_trial_file_is_rerun(tmp_path) -> None:
+    suite, path = write_suite(tmp_path, SUITE)
+    run(suite, path, tmp_path / "run", CountingTrial())
+    victim = next((tmp_path / "run/trials").glob("*.json"))
+    victim.write_text('{"row": ')
+    again = CountingTrial()
+    run(suite, path, tmp_path / "run", again, resume=True)
+    assert again.ran == [victim.stem]
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        ({}, {"cpu": 1.0, "gpu": 0.0}),
+        ({"gpus_per_trial": 0.25, "memory_gb": 2}, {"cpu": 1.0, "gpu": 0.25, "memory": 2 * 2**30}),
+        ({"gpus_per_trial": 0.25, "exclusive_gpu": True}, {"cpu": 1.0, "gpu": 1.0}),
+        (
+            {"gpus_per_trial": 2, "exclusive_gpu": True, "cpus_per_trial": 4},
+            {"cpu": 4.0, "gpu": 2.0},
+        ),
+        ({"exclusive_gpu": True}, {"cpu": 1.0, "gpu": 0.0}),
+    ],
+)
+def test_trial_resources(resources, expected) -> None:
+    suite = Suite.model_validate({**SUITE, "resources": resources})
+    assert runner.trial_resources(suite) == expected
+
+
+def test_fractional_gpus_above_one_are_refused() -> None:
+    suite = Suite.model_validate({**SUITE, "resources": {"gpus_per_trial": 1.5}})
+    with pytest.raises(UserError, match="resources.gpus_per_trial"):
+        runner.trial_resources(suite)
+
+
+def test_ray_failure_statuses() -> None:
+    from ray.exceptions import OutOfMemoryError, RayActorError
+
+    assert (
+        runner.ray_failure(
+            OutOfMemoryError(
+                "Task was killed due to the node running low on memory.\nMemory on the node was 95%"
+            )
+        )[0]
+        == "oom"
+    )
+    status, error = runner.ray_failure(RayActorError())
+    assert status == "error" and error.startswith("RayActorError: ")
+    assert runner.ray_failure(None) == ("error", "RayTrialError: trial process failed")
+
+
+def test_progress_line_counts_and_estimates() -> None:
+    stream = io.StringIO()
+    progress = runner.Progress(total=4, already=1, stream=stream)
+    progress.started()
+    progress.started()
+    progress.finished("t1", "ok")
+    progress.finished("t2", "oom")
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("[halbench] 3/4 trials done (1 failed, 0 running), elapsed ")
+    assert "left; t2: oom" in last
