@@ -193,7 +193,15 @@ def accuracy_margin(group: RunGroup, claim: dict[str, Any], prefix: str) -> Clai
         ],
     )
     tables = [table] if rows else []
-    detail = _per_config_margin(subject, competitors, column, margin, prefix, claim)
+    listed = {d for _, d in _datasets(rows, claim) if d is not None}
+    detail = _per_config_margin(
+        [r for r in subject if r["dataset"] in listed],
+        [r for r in competitors if r["dataset"] in listed],
+        column,
+        margin,
+        prefix,
+        claim,
+    )
     if detail is not None:
         tables.append(detail)
     rule = (

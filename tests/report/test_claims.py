@@ -208,3 +208,11 @@ def test_evaluate_claims_on_a_profile_only_run(make_run):
         group(make_run, profile=cost_profile([0.09, 0.05, 0.01])), list(CLAIMS.values()), "g"
     )
     assert [r.verdict for r in results] == ["no data", "supported", "no data"]
+
+
+def test_c1_per_configuration_table_lists_only_the_claimed_datasets(make_run):
+    rows = accuracy_trials(
+        [0.85, 0.87, 0.86], [0.80, 0.81, 0.82], datasets=("cifar10", "synthetic")
+    )
+    result = accuracy_margin(group(make_run, rows), CLAIMS["C1"], "g")
+    assert [r[0].text for r in result.tables[1].rows] == ["cifar10"]
