@@ -146,17 +146,14 @@ def accuracy_margin(group: RunGroup, claim: dict[str, Any], prefix: str) -> Clai
         s = _best([r for r in subject if r["dataset"] == dataset], column) if dataset else None
         c = _best([r for r in competitors if r["dataset"] == dataset], column) if dataset else None
         diff = diff_ci(s[1], c[1]) if s and c else None
-        verdict = judge(diff, margin) if k is not None else NO_DATA
+        verdict = judge(diff, margin)
         verdicts.append(verdict)
-        why = (
-            "dataset not in this suite"
-            if not dataset
-            else f"no ok {claim['subject']} trials"
-            if not s
-            else "no ok competitor trials"
-            if not c
-            else ""
-        )
+        if not dataset:
+            why = "dataset not in this suite"
+        elif not s or not c:
+            why = f"no ok {claim['subject'] if not s else 'competitor'} trials"
+        else:
+            why = "fewer than 2 seeds" if diff is None or diff.lo is None else ""
         table_rows.append(
             [
                 Cell(dataset or wanted),

@@ -118,11 +118,28 @@ def read_run(path: Path) -> _Run:
     )
 
 
-def _hash_of(run: _Run) -> str | None:
-    if run.env.get("suite_hash"):
-        return str(run.env["suite_hash"])
-    hashes = run.trials["suite_hash"].drop_nulls().unique().to_list()
-    return str(hashes[0]) if len(hashes) == 1 else None
+def _split_by_hash(run: _Run) -> list[tuple[str | None, _Run]]:
+    """The run's parts per suite hash: the trials' suite_hash column, else env.json's.
+
+    A directory normally holds one suite; a mixed one is split so that its suites are never
+    averaged together. The profile rows go with env.json's hash (else the first part).
+    """
+    env_hash = str(run.env["suite_hash"]) if run.env.get("suite_hash") else None
+    if run.trials.height == 0:
+        return [(env_hash, run)]
+    hashes = run.trials["suite_hash"].fill_null(env_hash) if env_hash else run.trials["suite_hash"]
+    values = list(dict.fromkeys(hashes.to_list()))
+    if len(values) == 1:
+        return [(values[0], run)]
+    home = env_hash if env_hash in values else values[0]
+    parts = []
+    for value in values:
+        mask = hashes.is_null() if value is None else hashes == value
+        trials = run.trials.filter(mask)
+        epochs = run.epochs.filter(pl.col("trial_id").is_in(trials["trial_id"].to_list()))
+        profile = run.profile if value == home else run.profile.clear()
+        parts.append((value, _Run(run.path, run.env, run.suite, trials, epochs, profile)))
+    return parts
 
 
 _TRIAL_KEYS = ["dataset", "loss", "loss_name", "batch_size", "embedding_dim", "seed", "status"]
@@ -152,12 +169,12 @@ def load_groups(run_dirs: list[Path]) -> list[RunGroup]:
     order: list[str] = []
     by_key: dict[str, list[_Run]] = {}
     for run in runs:
-        h = _hash_of(run)
-        key = h if h is not None else f"dir:{run.path}"
-        if key not in by_key:
-            order.append(key)
-            by_key[key] = []
-        by_key[key].append(run)
+        for h, part in _split_by_hash(run):
+            key = h if h is not None else f"dir:{run.path}"
+            if key not in by_key:
+                order.append(key)
+                by_key[key] = []
+            by_key[key].append(part)
     return [_merge(by_key[key], None if key.startswith("dir:") else key) for key in order]
 
 

@@ -93,6 +93,7 @@ def test_c1_inconclusive_with_one_seed(make_run):
     result = c1(make_run, [0.95], [0.80], seeds=(0,))
     assert result.verdict == "inconclusive"
     assert "no CI, n=1" in result.tables[0].rows[0][3].text
+    assert result.tables[0].rows[0][5].text == "fewer than 2 seeds"
 
 
 def test_c1_uses_welch_when_seeds_differ(make_run):

@@ -28,7 +28,7 @@ def test_runs_of_one_suite_are_merged_with_their_epochs(make_run):
 
 
 def test_different_suites_stay_apart(make_run):
-    a = make_run([trial("hal", 64, 16, 0, 0.9)], suite_hash="aaa")
+    a = make_run([trial("hal", 64, 16, 0, 0.9, suite_hash="aaa")], suite_hash="aaa")
     b = make_run([trial("hal", 64, 16, 0, 0.5, suite_hash="bbb")], suite_hash="bbb")
     groups = load_groups([a, b])
     assert [g.suite_hash for g in groups] == ["aaa", "bbb"]
@@ -46,3 +46,15 @@ def test_a_rerun_trial_keeps_its_ok_row(make_run):
     failed = trial("hal", 64, 16, 0, None, status="error")
     g = load_groups([make_run([ok]), make_run([failed])])[0]
     assert g.trials["status"].to_list() == ["ok"]
+
+
+def test_a_directory_with_two_suite_hashes_is_split(make_run):
+    rows = [
+        trial("hal", 64, 16, 0, 0.9, suite_hash="x"),
+        trial("hal", 64, 16, 1, 0.5, suite_hash="y"),
+    ]
+    groups = load_groups([make_run(rows, suite_hash=None)])
+    assert [(g.suite_hash, g.trials["knn_acc_1"].to_list()) for g in groups] == [
+        ("x", [0.9]),
+        ("y", [0.5]),
+    ]
