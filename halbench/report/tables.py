@@ -203,8 +203,10 @@ def grid_items(group: RunGroup) -> list[tuple[str, str]]:
             )
         return ", ".join(str(v) for v in vals) or "—"
 
-    dataset = (group.suite.get("dataset") or {}).get("name")
-    datasets = sorted(set(t["dataset"].drop_nulls().to_list()) | ({dataset} if dataset else set()))
+    # A suite names one "dataset: {name}" or several "datasets: [{name}, ...]".
+    declared = [group.suite.get("dataset") or {}, *(group.suite.get("datasets") or [])]
+    names = {str(d["name"]) for d in declared if isinstance(d, dict) and d.get("name")}
+    datasets = sorted(set(t["dataset"].drop_nulls().to_list()) | names)
     losses = loss_order(
         group, set(t["loss"].drop_nulls().to_list()) | set(p["loss"].drop_nulls().to_list())
     )

@@ -70,6 +70,8 @@ def test_header_counts_trials_by_status(grid_group):
     items = dict(header(grid_group).items)
     assert items["trials (19)"] == "ok 18, oom 1, diverged 0, error 0"
     assert items["torch"] == "2.14.1" and items["gpu"] == "—"  # missing env key tolerated
+    assert items["datasets"] == "cifar10, fashion_mnist"
+    assert items["batch sizes"] == "32, 128" and items["seeds"] == "0, 1, 2"
 
 
 def test_trial_cost_ratios_to_nca(make_run):
@@ -132,3 +134,11 @@ def test_formatting_helpers():
     assert fmt_si(1.5e9) == "1.5 G"
     assert fmt_si(3 * 1024**2, "B") == "3 MiB"
     assert norm_name("Fashion-MNIST") == norm_name("fashion_mnist") == "fashionmnist"
+
+
+def test_grid_lists_every_dataset_a_suite_declares(make_run):
+    suite = {"name": "two", "datasets": [{"name": "cifar10"}, {"name": "fashion-mnist"}]}
+    group = load_groups([make_run([trial("hal", 64, 16, 0, 0.9, dataset="cifar10")], suite=suite)])[
+        0
+    ]
+    assert dict(header(group).items)["datasets"] == "cifar10, fashion-mnist"
