@@ -102,7 +102,7 @@ class EuclideanAnchorLoss(AnchorLoss):
         )
         return cross_entropy(logits, labels)
 
-    def flops(
+    def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         b, d, c = batch_size, embedding_dim, num_classes
@@ -110,7 +110,7 @@ class EuclideanAnchorLoss(AnchorLoss):
         total = (
             squared_norms_flops(c, d)
             + matmul
-            + 2 * b * c  # addmm: alpha * (x a^T) + beta * ||a||^2
+            + b * c  # addmm's add (alpha and beta ride on the gemm)
             + cross_entropy_flops(b, c)
         )
         return {"matmul": matmul, "total": total}
@@ -153,7 +153,7 @@ class HypersphereAnchorLoss(AnchorLoss):
         """FLOPs of `adjust_target`."""
         return 0
 
-    def flops(
+    def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         b, d, c = batch_size, embedding_dim, num_classes

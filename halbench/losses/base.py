@@ -2,8 +2,10 @@
 
 FLOP rules shared by every `flops()` formula (docs/losses.md lists them per loss): a matmul
 [m, k] x [k, n] is 2mkn; every elementwise arithmetic op or comparison is 1 per output element;
-a reduction (sum, max, any) is 1 per input element; selections and copies (where, masked_fill,
-fill_diagonal_, indexing, casts) are 0. Composite ops count their parts (see the *_flops helpers).
+a reduction (sum, max, any) is 1 per input element; addmm is its matmul plus 1 per output
+element (the add; alpha and beta scaling ride on the gemm); selections and copies (where,
+masked_fill, fill_diagonal_, indexing, gather/scatter, casts) are 0. Composite ops count their
+parts (see the *_flops helpers).
 """
 
 from __future__ import annotations
@@ -61,7 +63,17 @@ class KNNLoss(nn.Module):
     def flops(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
-        """Analytic FLOPs of one forward call: {"matmul": ..., "total": ...}."""
+        """Analytic FLOPs of one forward call: {"matmul": ..., "total": ...}.
+
+        total includes the input checks (4 per sample: two comparisons, an or, an any).
+        """
+        cost = self.cost(batch_size, embedding_dim, num_classes, memory_size)
+        return {"matmul": cost["matmul"], "total": cost["total"] + 4 * batch_size}
+
+    def cost(
+        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int
+    ) -> dict[str, int]:
+        """FLOPs of `compute` (see the module docstring for the rules)."""
         raise NotImplementedError(f"loss '{self.name}' has no analytic cost formula")
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

@@ -99,7 +99,7 @@ class MemoryNCA(KNNLoss):
             raise ValueError(f"{self.name}: indices must be in [0, {self.memory_size})")
         return indices.long()
 
-    def flops(
+    def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         """Training-mode forward; memory_size defaults to this loss's bank size."""
@@ -115,6 +115,7 @@ class MemoryNCA(KNNLoss):
             + 2 * b  # update: first-write test, 1 - momentum
             + 3 * b * d  # momentum * old + (1 - momentum) * x
             + normalize_flops(b, d)
+            + 4 * b  # index checks
         )
         return {"matmul": matmul, "total": total}
 

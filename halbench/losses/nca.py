@@ -56,7 +56,7 @@ class NCA(KNNLoss):
         positive.fill_diagonal_(False)
         return neighbour_nll(logits, positive)
 
-    def flops(
+    def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         b, d = batch_size, embedding_dim
@@ -64,7 +64,7 @@ class NCA(KNNLoss):
         if self.distance == "cosine":
             prep = normalize_flops(b, d) + b * b  # times 2 scale
         else:
-            prep = squared_norms_flops(b, d) + 2 * b * b  # addmm: alpha and beta terms
+            prep = squared_norms_flops(b, d) + b * b  # addmm's add
         total = prep + matmul + b * b + neighbour_nll_flops(b, b)  # b * b: label equality
         return {"matmul": matmul, "total": total}
 

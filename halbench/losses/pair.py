@@ -49,9 +49,9 @@ class PairLoss(KNNLoss):
         return squared.clamp_min(MIN_SQUARED_DISTANCE).sqrt()
 
     def distances_flops(self, b: int, d: int) -> int:
-        """Optional normalize, norms, outer sum, addmm (matmul + scale + add), clamp, sqrt."""
+        """Optional normalize, norms, outer sum, addmm (matmul + add), clamp, sqrt."""
         prep = normalize_flops(b, d) if self.normalize_embeddings else 0
-        return prep + squared_norms_flops(b, d) + b * b + 2 * b * b * d + 2 * b * b + 2 * b * b
+        return prep + squared_norms_flops(b, d) + b * b + (2 * b * b * d + b * b) + 2 * b * b
 
     def reduce(self, losses: Tensor, valid: Tensor) -> Tensor:
         """Mean of the valid hinge terms ('nonzero': of those > 0); 0 with grad if none."""
@@ -103,7 +103,7 @@ class BatchHardTriplet(PairLoss):
         losses = (hardest_positive - hardest_negative + self.margin).relu()
         return self.reduce(losses, valid)
 
-    def flops(
+    def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         b, d = batch_size, embedding_dim
@@ -154,7 +154,7 @@ class Contrastive(PairLoss):
         negative_loss = self.reduce((self.neg_margin - dist).relu(), negative)
         return positive_loss + negative_loss
 
-    def flops(
+    def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         b, d = batch_size, embedding_dim

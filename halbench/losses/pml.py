@@ -67,17 +67,30 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
         close = difflib.get_close_matches(class_name, known, n=2)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise ValueError(f"loss '{name}': pytorch-metric-learning has no loss {class_name}{hint}")
-    signature = inspect.signature(cls.__init__).parameters
+    accepted = _constructor_parameters(cls)
     kwargs = {**named, **params}
-    if "num_classes" in signature:
+    if "num_classes" in accepted:
         kwargs["num_classes"] = num_classes
-    if "embedding_size" in signature:
+    if "embedding_size" in accepted:
         kwargs["embedding_size"] = embedding_dim
     try:
         inner = cls(**kwargs)
     except (TypeError, AssertionError, ValueError) as error:
         raise ValueError(f"loss '{name}': {error or 'invalid parameters'}") from None
     return PMLLoss(num_classes, embedding_dim, inner=inner, name=name)
+
+
+def _constructor_parameters(cls: type) -> set[str]:
+    """Named constructor parameters up the hierarchy, while constructors forward *args/**kw."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        if not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            break
+    return names
 
 
 class PMLLoss(KNNLoss):

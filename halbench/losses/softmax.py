@@ -43,7 +43,7 @@ class SoftmaxLoss(KNNLoss):
         bias = None if self.head.bias is None else self.head.bias.to(embeddings.dtype)
         return cross_entropy(F.linear(embeddings, weight, bias), labels)
 
-    def flops(
+    def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         b, d, c = batch_size, embedding_dim, num_classes
