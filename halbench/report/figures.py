@@ -27,6 +27,7 @@ from halbench.report.tables import (
 )
 
 PALETTE = qualitative.Plotly + qualitative.D3
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash"]  # one per embedding dim
 LAYOUT = dict(
     template="plotly_white",
     height=420,
@@ -182,7 +183,6 @@ def cost_vs_batch(group: RunGroup) -> go.Figure | None:
     )
     labels = loss_order(group, {p["loss"] for p in points})
     color = colors(group, set(labels))
-    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
     keys = sorted({str(p["key"]) for p in points})
     for (label, d, key), rows in sorted(
         group_by(points, ["loss", "embedding_dim", "key"]).items(),
@@ -205,7 +205,7 @@ def cost_vs_batch(group: RunGroup) -> go.Figure | None:
                     legendgroup=name,
                     showlegend=col == 1,
                     mode="lines+markers",
-                    line=dict(color=color[label], dash=dashes[dims.index(d) % len(dashes)]),
+                    line=dict(color=color[label], dash=DASHES[dims.index(d) % len(DASHES)]),
                     hovertemplate=f"{name}<br>B=%{{x}}<br>%{{y:.3g}}<extra></extra>",
                 ),
                 row=1,
@@ -237,7 +237,6 @@ def ratio_vs_batch(group: RunGroup, threshold: float = 0.1) -> go.Figure | None:
     labels = [lb for lb in loss_order(group, set(names)) if lb != ref]
     color = colors(group, set(labels))
     dims = sorted({p["embedding_dim"] for p in points})
-    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
     drawn = False
     for label in labels:
         for d in dims:
@@ -263,7 +262,7 @@ def ratio_vs_batch(group: RunGroup, threshold: float = 0.1) -> go.Figure | None:
                             legendgroup=name,
                             showlegend=col == 1,
                             mode="lines+markers",
-                            line=dict(color=color[label], dash=dashes[dims.index(d) % len(dashes)]),
+                            line=dict(color=color[label], dash=DASHES[dims.index(d) % len(DASHES)]),
                         ),
                         row=1,
                         col=col,

@@ -150,3 +150,24 @@ def test_compare_rejects_a_negative_threshold(training_run):
             commands.add_compare_arguments,
             [str(training_run), str(training_run), "--threshold", "-1"],
         )
+
+
+def test_markdown_figure_is_a_png_with_kaleido_else_a_link(tmp_path, monkeypatch):
+    from halbench.report import markdown
+
+    class FakePlot:
+        layout = argparse.Namespace(height=300)
+
+        def write_image(self, path, **kwargs):
+            path.write_bytes(b"png")
+
+    fig = Figure("g1-fig-x", "X vs Y", FakePlot())
+    monkeypatch.setattr(markdown, "_can_export_images", lambda: False)
+    assert markdown.figure_markdown(fig, tmp_path, "report.html") == (
+        "📈 [X vs Y](report.html#g1-fig-x) (interactive figure in the HTML report)"
+    )
+    monkeypatch.setattr(markdown, "_can_export_images", lambda: True)
+    assert markdown.figure_markdown(fig, tmp_path, "report.html") == (
+        "![X vs Y](figures/g1-fig-x.png)"
+    )
+    assert (tmp_path / "figures" / "g1-fig-x.png").read_bytes() == b"png"
