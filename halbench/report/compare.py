@@ -58,10 +58,7 @@ def _key_text(key: tuple) -> str:
     return " ".join(str(x) for x in key)
 
 
-def _status(group: RunGroup, keys: list[str], rows: list[dict] | None = None) -> dict:
-    """(key..., seed) -> status, for trials; key -> status for profile rows."""
-    if rows is None:
-        return {(*(r[k] for k in keys), r["seed"]): r["status"] for r in group.trials.to_dicts()}
+def _statuses(rows: list[dict], keys: list[str]) -> dict[tuple, str]:
     return {tuple(r[k] for k in keys): r["status"] for r in rows}
 
 
@@ -119,7 +116,10 @@ def compare_runs(
 def _compare_trials(
     old: RunGroup, new: RunGroup, threshold: float, acc_threshold: float, result: Comparison
 ) -> None:
-    _status_changes(_status(old, TRIAL_KEY), _status(new, TRIAL_KEY), result)
+    keys = [*TRIAL_KEY, "seed"]
+    _status_changes(
+        _statuses(old.trials.to_dicts(), keys), _statuses(new.trials.to_dicts(), keys), result
+    )
     old_cells, new_cells = group_by(ok_rows(old), TRIAL_KEY), group_by(ok_rows(new), TRIAL_KEY)
     common = sorted(set(old_cells) & set(new_cells), key=point_order)
     only_old = set(old_cells) - set(new_cells)
@@ -170,9 +170,7 @@ def _compare_trials(
 
 def _compare_profiles(old: RunGroup, new: RunGroup, threshold: float, result: Comparison) -> None:
     old_rows, new_rows = old.profile.to_dicts(), new.profile.to_dicts()
-    _status_changes(
-        _status(old, PROFILE_KEY, old_rows), _status(new, PROFILE_KEY, new_rows), result
-    )
+    _status_changes(_statuses(old_rows, PROFILE_KEY), _statuses(new_rows, PROFILE_KEY), result)
     ok = [[r for r in rows if r["status"] == "ok"] for rows in (old_rows, new_rows)]
     cost_rows = _cost_rows(
         group_by(ok[0], PROFILE_KEY), group_by(ok[1], PROFILE_KEY), PROFILE_COSTS, threshold, result

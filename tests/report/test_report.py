@@ -171,3 +171,20 @@ def test_markdown_figure_is_a_png_with_kaleido_else_a_link(tmp_path, monkeypatch
         "![X vs Y](figures/g1-fig-x.png)"
     )
     assert (tmp_path / "figures" / "g1-fig-x.png").read_bytes() == b"png"
+
+
+def test_compare_profiles(make_run, capsys):
+    def profile(scale, status="ok"):
+        return make_run(
+            profile=[
+                profile_row("hal", 64, 16, time=scale, flops=100.0),
+                profile_row("nca", 64, 16, time=1.0, flops=1e4, status=status),
+            ],
+            suite_hash="p",
+        )
+
+    old = profile(1.0)
+    assert compare(old, profile(1.1)) == 0  # 10% slower: under the 20% threshold
+    assert compare(old, profile(2.0)) == 3
+    assert "hal 64 16 10 0 cpu: time × 2" in capsys.readouterr().out
+    assert compare(old, profile(1.0, status="oom")) == 3
