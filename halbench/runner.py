@@ -222,7 +222,9 @@ class Progress:
         self.total, self.done, self.failed, self.running = total, already, 0, 0
         self.start = time.monotonic()
         self.new_done = 0
-        self.stream = stream or sys.stderr
+        # None: sys.stderr at print time. Tune pickles its callbacks (and so this object),
+        # and only the real sys.stderr pickles (by reference).
+        self.stream = stream
 
     def started(self) -> None:
         self.running += 1
@@ -241,7 +243,7 @@ class Progress:
         )
 
     def say(self, message: str) -> None:
-        print(f"[halbench] {message}", file=self.stream, flush=True)
+        print(f"[halbench] {message}", file=self.stream or sys.stderr, flush=True)
 
 
 def _fmt(seconds: float) -> str:

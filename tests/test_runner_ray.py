@@ -1,0 +1,258 @@
+"""The runner through Ray: failures as rows, kill -9 and resume, Ctrl-C, an existing cluster.
+
+One Ray session is shared by the in-process runs of this module (a Ray start costs ~10 s here);
+the runs that must be killed or that connect to another cluster are subprocesses with their own
+Ray, confined to their own process group and temp dir and torn down by the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from halbench.cli import main
+
+ray = pytest.importorskip("ray")
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the plugin module is imported by name, as Ray workers do
+    sys.path.insert(0, str(ROOT))
+
+# Columns that measure time or the machine: equal configs and seeds do not make them equal.
+MEASURED = ("time", "_s", "_ms", "seconds_", "images_per_s", "node", "gpu_", "energy", "share")
+
+
+def tiny_suite(tmp_path: Path, name: str, losses: list[str], seeds: list[int]) -> Path:
+    """A smoke-style suite: synthetic data, a tiny CNN, a few seconds per trial."""
+    doc = yaml.safe_load((ROOT / "suites/smoke.yaml").read_text())
+    doc["name"] = name
+    doc["dataset"].update(train_size=256, test_size=128)
+    doc["losses"] = [{"name": n} for n in losses]
+    doc["grid"]["seed"] = seeds
+    doc["train"].update(epochs=2, deterministic=True)
+    doc["probes"] = {"enabled": False}
+    doc["resources"] = {"cpus_per_trial": 1}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a driver or `ray start` whose workers import this repository."""
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)  # set by the shared session's ray.init; each run picks its own
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["HALBENCH_PLUGINS"] = "tests.plugins.faults"
+    env["RAY_DEDUP_LOGS"] = "0"
+    return env
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the in-process runs; their workers inherit this environment."""
+    if ray.is_initialized():
+        ray.shutdown()
+    temp = tempfile.mkdtemp(prefix="hbray-")  # short: Ray's socket paths have a length limit
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in worker_env().items():
+            mp.setenv(key, value)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=128 * 1024**2,
+            log_to_driver=False,
+            _temp_dir=temp,
+        )
+        try:
+            yield
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def start_group(cmd: list[str], **kw) -> subprocess.Popen:
+    """A subprocess in its own process group, so that its Ray processes can be ended with it."""
+    return subprocess.Popen(cmd, env=worker_env(), start_new_session=True, text=True, **kw)
+
+
+def end_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the group (ray start --block stops its processes), then SIGKILL what is left.
+
+    Ray's dashboard and runtime-env agents outlive a SIGKILLed driver; they stay in its group.
+    """
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            time.sleep(0.2)
+    proc.wait(timeout=10)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for_trial_file(proc: subprocess.Popen, out: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not any((out / "trials").glob("*.json")):
+        assert proc.poll() is None, f"the run ended early (rc {proc.returncode})"
+        assert time.monotonic() < deadline, "no trial finished in time"
+        time.sleep(0.2)
+
+
+def comparable(path: Path) -> pl.DataFrame:
+    df = pl.read_parquet(path)
+    return df.select([c for c in df.columns if not any(m in c for m in MEASURED)])
+
+
+def cli_run(suite: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "halbench.cli",
+        "run",
+        str(suite),
+        "--output",
+        str(out),
+        "--no-report",
+        *extra,
+    ]
+
+
+def test_failed_trials_are_rows_and_the_suite_finishes(tmp_path, ray_session, capsys) -> None:
+    suite = tiny_suite(tmp_path, "faults", ["hal", "fault_raise", "fault_nan", "fault_oom"], [0])
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--output", str(out), "--no-report"]) == 0, (
+        capsys.readouterr().err
+    )
+    rows = {r["loss"]: r for r in pl.read_parquet(out / "trials.parquet").iter_rows(named=True)}
+    assert {loss: r["status"] for loss, r in rows.items()} == {
+        "hal": "ok",
+        "fault_raise": "error",
+        "fault_nan": "diverged",
+        "fault_oom": "oom",
+    }
+    assert rows["fault_raise"]["error"] == "RuntimeError: injected failure"
+    assert "allocate" in rows["fault_oom"]["error"]
+    assert rows["hal"]["error"] is None and rows["hal"]["knn_acc_1"] > 0.5
+    assert rows["hal"]["epochs_done"] == 2
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, ray_session, capsys) -> None:
+    suite = tiny_suite(tmp_path, "kill", ["hal", "nca"], [0, 1])
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(["run", str(suite), "--output", str(full), "--no-report"]) == 0
+
+    temp = tempfile.mkdtemp(prefix="hbkill-")
+    cmd = cli_run(suite, part, "--max-concurrent", "1", "--num-cpus", "1", "--ray-temp-dir", temp)
+    proc = start_group(cmd, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_trial_file(proc, part)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        end_group(proc)
+        shutil.rmtree(temp, ignore_errors=True)
+    survived = {p.stem for p in (part / "trials").glob("*.json")}
+    assert 1 <= len(survived) < 4, survived  # killed partway, not after the last trial
+
+    capsys.readouterr()
+    assert main(["run", str(suite), "--output", str(part), "--resume", "--no-report"]) == 0
+    assert f"4 trials, {len(survived)} already done" in capsys.readouterr().err
+    assert pl.read_parquet(part / "trials.parquet")["trial_id"].is_unique().all()
+    for name in ("trials.parquet", "epochs.parquet"):
+        resumed, uninterrupted = comparable(part / name), comparable(full / name)
+        # Deterministic CPU training with one thread per worker: metrics equal to the last bit.
+        assert resumed.equals(uninterrupted), (name, resumed, uninterrupted)
+
+
+def test_ctrl_c_stops_writes_and_says_how_to_resume(tmp_path, ray_session) -> None:
+    suite = tiny_suite(tmp_path, "sigint", ["hal", "nca"], [0, 1])
+    out = tmp_path / "run"
+    temp = tempfile.mkdtemp(prefix="hbint-")
+    cmd = cli_run(suite, out, "--max-concurrent", "1", "--num-cpus", "1", "--ray-temp-dir", temp)
+    proc = start_group(cmd, stderr=subprocess.PIPE)
+    try:
+        wait_for_trial_file(proc, out)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        end_group(proc)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert proc.returncode == 130, err
+    assert f"--output {out} --resume" in err
+    finished = {p.stem for p in (out / "trials").glob("*.json")}
+    trials = pl.read_parquet(out / "trials.parquet")
+    assert set(trials["trial_id"]) == finished and 1 <= len(finished) < 4
+    assert trials["status"].to_list() == ["ok"] * len(finished)  # the stopped trial is no row
+
+    assert main(["run", str(suite), "--output", str(out), "--resume", "--no-report"]) == 0
+    assert pl.read_parquet(out / "trials.parquet")["status"].to_list() == ["ok"] * 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_address_runs_on_an_existing_cluster(tmp_path) -> None:
+    port, temp = free_port(), tempfile.mkdtemp(prefix="hbaddr-")
+    head = start_group(
+        [
+            str(Path(sys.executable).parent / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--temp-dir",
+            temp,
+            "--num-cpus",
+            "1",
+            "--include-dashboard=false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    suite = tiny_suite(tmp_path, "cluster", ["hal"], [0, 1])
+    out = tmp_path / "run"
+    try:
+        run = subprocess.run(
+            cli_run(suite, out, "--address", f"127.0.0.1:{port}"),
+            env=worker_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        end_group(head)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert run.returncode == 0, run.stderr
+    trials = pl.read_parquet(out / "trials.parquet")
+    assert trials["status"].to_list() == ["ok", "ok"]
+    env = yaml.safe_load((out / "env.json").read_text())
+    assert env["invocations"][0]["address"] == f"127.0.0.1:{port}"
