@@ -1,0 +1,156 @@
+"""`halbench profile`: the sweep, its rows and files, OOM handling and bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from halbench import profile, results
+from halbench.errors import UserError
+
+TINY = {"batch_sizes": [8, 16], "dims": [8], "classes": [4], "warmup": 0, "repeats": 1}
+
+
+def sweep(tmp_path: Path, **overrides) -> pl.DataFrame:  # noqa: ANN003
+    kwargs = {
+        "suite_path": None,
+        "losses": ["hal", "nca"],
+        "device": "cpu",
+        "output": tmp_path / "out",
+        "use_ray": False,
+        **TINY,
+        **overrides,
+    }
+    return pl.read_parquet(profile.run_profile(**kwargs))
+
+
+def test_sweep_writes_one_row_per_point_with_the_probe_keys(tmp_path: Path) -> None:
+    df = sweep(tmp_path)
+    assert df.height == 4
+    assert list(df.columns[: len(results.PROFILE_SCHEMA)]) == list(results.PROFILE_SCHEMA)
+    assert df["status"].to_list() == ["ok"] * 4
+    assert sorted(zip(df["loss"], df["batch_size"], strict=True)) == [
+        ("hal", 8), ("hal", 16), ("nca", 8), ("nca", 16)
+    ]  # fmt: skip
+    for row in df.iter_rows(named=True):
+        assert row["flops_fwd"] > 0 and row["flops_bwd"] > 0 and row["time_fwdbwd_ms"] > 0
+        # the loss's own formula, next to the count (their agreement is tested in tests/probes)
+        assert row["flops_analytic_fwd"] == pytest.approx(row["flops_fwd"], rel=0.2)
+        assert row["unsupported_ops"] == []
+        assert row["peak_mem_source"] == "torch_profiler"
+    out = tmp_path / "out"
+    assert json.loads((out / "env.json").read_text())["profile_device"] == "cpu"
+
+
+def test_suite_file_sets_the_sweep_and_is_copied(tmp_path: Path) -> None:
+    suite = tmp_path / "p.yaml"
+    suite.write_text(
+        "name: tiny\nlosses: [{name: hal, label: hal-s8, params: {scale: 8.0}}, nca]\n"
+        "batch_sizes: [8]\nembedding_dims: [8]\nnum_classes: [4]\nwarmup: 0\nrepeats: 1\n"
+    )
+    kwargs = dict.fromkeys(["losses", "batch_sizes", "dims", "classes", "warmup", "repeats"])
+    df = sweep(tmp_path, suite_path=suite, **kwargs)
+    assert df["loss"].to_list() == ["hal-s8", "nca"]
+    assert json.loads(df["loss_params"][0]) == {"scale": 8.0}
+    assert (tmp_path / "out" / "suite.yaml").read_text() == suite.read_text()
+
+
+def test_point_that_cannot_fit_is_an_oom_row(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    # 16 x 16 pairwise matrices fit in 20 kB; nothing bigger does
+    monkeypatch.setattr(profile, "available_memory", lambda device: 20_000)
+    df = sweep(tmp_path, losses=["nca"], batch_sizes=[16, 4096])
+    status = dict(zip(df["batch_size"], df["status"], strict=True))
+    assert status == {16: "ok", 4096: "oom"}
+    assert "estimated" in df.filter(pl.col("status") == "oom")["error"][0]
+
+
+def test_out_of_memory_during_the_call_is_an_oom_row(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 TB")
+
+    monkeypatch.setattr("halbench.probes.profile_loss_call", fail)
+    df = sweep(tmp_path, losses=["hal"], batch_sizes=[8])
+    assert df["status"].to_list() == ["oom"]
+    assert "not enough memory" in df["error"][0]
+
+
+def test_a_failing_point_is_an_error_row_not_a_lost_sweep(tmp_path: Path) -> None:
+    suite = tmp_path / "p.yaml"
+    # orthogonal anchors need C <= d: C=4 fits d=8, C=16 does not
+    suite.write_text("losses: [{name: hal, params: {init: orthogonal}}]\nnum_classes: [4, 16]\n")
+    df = sweep(tmp_path, suite_path=suite, losses=None, classes=None)
+    status = dict(zip(df["num_classes"], df["status"], strict=True))
+    assert status == {4: "ok", 16: "error"}
+    assert "orthogonal" in df.filter(pl.col("status") == "error")["error"][0]
+
+
+def test_failing_report_is_a_warning(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    def broken(run_dirs, out_dir):  # noqa: ANN001, ANN202
+        raise RuntimeError("report exploded")
+
+    monkeypatch.setattr("halbench.report.build_report", broken)
+    df = sweep(tmp_path, losses=["hal"], batch_sizes=[8])
+    assert df.height == 1
+    assert "warning: report not built" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"losses": ["hal", "nope"]}, "nope"),
+        ({"batch_sizes": [8, 0]}, "batch sizes"),
+        ({"dims": [-1]}, "dims"),
+        ({"classes": [1]}, "classes"),
+        ({"repeats": 0}, "repeats"),
+        ({"suite_path": Path("/nonexistent/profile.yaml")}, "not found"),
+    ],
+)
+def test_bad_input_raises_user_error(tmp_path: Path, overrides: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        sweep(tmp_path, **overrides)
+    assert not (tmp_path / "out" / "profile.parquet").exists()
+
+
+def test_unknown_suite_key_raises_user_error(tmp_path: Path) -> None:
+    suite = tmp_path / "p.yaml"
+    suite.write_text("batch_size: [8]\n")
+    with pytest.raises(UserError, match="unknown key.*batch_size"):
+        sweep(tmp_path, suite_path=suite)
+
+
+def test_cuda_without_a_gpu_raises_user_error(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(UserError, match="cuda"):
+        sweep(tmp_path, device="cuda")
+
+
+def test_command_line_arguments_reach_the_sweep(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    profile.add_arguments(parser)
+    args = parser.parse_args(
+        ["--losses", "hal", "--batch-sizes", "8", "--dims", "8", "--classes", "4",
+         "--warmup", "0", "--repeats", "1", "--no-ray", "--output", str(tmp_path / "cli")]
+    )  # fmt: skip
+    assert profile.main(args) == 0
+    df = pl.read_parquet(tmp_path / "cli" / "profile.parquet")
+    assert df.select("loss", "batch_size", "embedding_dim", "num_classes").row(0) == (
+        "hal",
+        8,
+        8,
+        4,
+    )
+
+
+def test_ray_mode_runs_one_task_per_loss(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    local = sweep(tmp_path / "local")
+    remote = sweep(tmp_path / "ray", use_ray=True)
+    key = ["loss", "batch_size", "embedding_dim", "num_classes"]
+    columns = [*key, "status", "flops_fwd", "flops_bwd"]
+    assert remote.select(columns).sort(key).equals(local.select(columns).sort(key))
