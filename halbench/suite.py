@@ -317,12 +317,13 @@ def _check_names(suite: Suite, path: Path) -> None:
         )
     for i, loss in enumerate(suite.losses):
         try:
-            # Building validates the name and every parameter; num_classes is a placeholder
-            # (the real one comes from the data) and anchors are cheap to make.
+            # Building validates the name and every parameter; num_classes and memory_size are
+            # placeholders (the real ones come from the data) and anchors are cheap to make.
             losses.build(
                 loss.name,
                 num_classes=10,
                 embedding_dim=suite.grid.embedding_dim[0],
+                memory_size=64,
                 **loss.params,
             )
         except (ValueError, TypeError, ImportError) as err:

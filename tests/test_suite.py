@@ -105,7 +105,7 @@ def test_bad_suites_exit_2_with_one_line(what, data, expected, tmp_path, capsys)
         (None, "suite file not found"),
         ("name: [unclosed\n", "invalid YAML at line"),
         ("", "expected a mapping"),
-        ("\x00\xff binary", "invalid YAML"),
+        ("\x00\xff binary", "not a text file"),
     ],
     ids=["missing file", "bad YAML", "empty file", "binary"],
 )
