@@ -38,7 +38,8 @@ def search(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest references of each query: `(distances [Q, k], indices [Q, k])`.
 
-    Nearest first. `backend` is "faiss", "torch" or "auto" (faiss when importable).
+    Nearest first. `backend` is "faiss", "torch" or "auto": faiss when importable, except for
+    CUDA tensors with a CPU-only faiss, where a torch search on the GPU is faster.
     """
     _check_metric(metric)
     if backend not in ("auto", "faiss", "torch"):
@@ -54,7 +55,11 @@ def search(
     if metric == "cosine":
         reference = F.normalize(reference, dim=1)
         queries = F.normalize(queries, dim=1)
-    if backend == "torch" or (backend == "auto" and faiss is None):
+    if backend == "auto":
+        gpu_faiss = faiss is not None and hasattr(faiss, "StandardGpuResources")
+        usable = faiss is not None and (not reference.is_cuda or gpu_faiss)
+        backend = "faiss" if usable else "torch"
+    if backend == "torch":
         return _torch_search(reference, queries, k, metric)
     return _faiss_search(reference, queries, k, metric)
 

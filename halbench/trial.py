@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from halbench import data, knn, losses, models, results
-from halbench.suite import Suite, TrainConfig, TrialSpec
+from halbench.suite import EvalConfig, Suite, TrainConfig, TrialSpec
 
 DATA_SEED = 0
 # Steps between finiteness checks of the running loss: each check syncs a GPU, and a NaN
@@ -237,13 +237,28 @@ def embed(
     return torch.cat(out)
 
 
-def _train(
-    suite: Suite,
-    spec: TrialSpec,
-    result: TrialResult,
-    report: Callable[[dict[str, Any]], None] | None,
-) -> None:
-    row, tcfg, ecfg = result.row, suite.train, suite.eval
+@dataclass
+class _Run:
+    """Everything one trial trains and evaluates with, built once."""
+
+    device: torch.device
+    splits: data.Splits
+    model: nn.Module
+    train_model: nn.Module  # the model, or its torch.compile wrapper
+    loss_fn: losses.KNNLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    metric: str
+    steps: int  # per epoch
+    drop_last: bool
+    augment: bool
+    amp: bool
+    channels_last: bool
+    generator: torch.Generator
+
+
+def _setup(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> _Run:
+    tcfg = suite.train
     device = resolve_device(tcfg.device)
     row["device"] = _device_label(device)
     torch.manual_seed(spec.seed)
@@ -268,7 +283,6 @@ def _train(
         **suite.model.params,
     ).to(device)
     on_gpu = device.type == "cuda"
-    amp = tcfg.amp and on_gpu
     channels_last = tcfg.channels_last and on_gpu
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -280,75 +294,54 @@ def _train(
         memory_size=n_train,
         **spec.loss.params,
     ).to(device)
-    metric = loss_fn.metric if ecfg.metric == "auto" else ecfg.metric
-    row["metric"] = metric
-    has_anchors = bool(getattr(loss_fn, "has_anchors", False))
-
+    row["metric"] = loss_fn.metric if suite.eval.metric == "auto" else suite.eval.metric
     # A last partial batch would give BatchNorm (and in-batch losses) a batch of one.
     drop_last = n_train >= spec.batch_size
     steps = n_train // spec.batch_size if drop_last else 1
     if tcfg.max_steps_per_epoch is not None:
         steps = min(steps, tcfg.max_steps_per_epoch)
     optimizer = build_optimizer(tcfg, model, loss_fn)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(tcfg, steps))
-    train_model = torch.compile(model) if tcfg.compile else model
-    augment = splits.augment_default if tcfg.augment == "auto" else tcfg.augment
-    generator = torch.Generator().manual_seed(spec.seed)
+    return _Run(
+        device=device,
+        splits=splits,
+        model=model,
+        train_model=torch.compile(model) if tcfg.compile else model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(tcfg, steps)),
+        metric=row["metric"],
+        steps=steps,
+        drop_last=drop_last,
+        augment=splits.augment_default if tcfg.augment == "auto" else tcfg.augment,
+        amp=tcfg.amp and on_gpu,
+        channels_last=channels_last,
+        generator=torch.Generator().manual_seed(spec.seed),
+    )
+
+
+def _train(
+    suite: Suite,
+    spec: TrialSpec,
+    result: TrialResult,
+    report: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    row = result.row
+    run = _setup(suite, spec, row)
     probe = _NoProbe()
     if TrialProbe is not None and suite.probes.enabled:
-        probe = TrialProbe(every_n_steps=suite.probes.every_n_steps, enabled=True, device=device)
-    ks = list(ecfg.ks)
-    k_sel = select_k(ks)
-    elapsed, images_total, global_step = 0.0, 0, 0
+        probe = TrialProbe(
+            every_n_steps=suite.probes.every_n_steps, enabled=True, device=run.device
+        )
+    ks = list(suite.eval.ks)
+    elapsed, images_total = 0.0, 0
     probe.start()
     try:
-        for epoch in range(1, tcfg.epochs + 1):
-            model.train()
-            loss_fn.train()
-            _sync(device)
-            start = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            images = n_steps = 0
-            batches = splits.batches(
-                "train",
-                spec.batch_size,
-                shuffle=True,
-                augment=augment,
-                generator=generator,
-                drop_last=drop_last,
-            )
-            for x, y, idx in batches:
-                if n_steps == steps:
-                    break
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with probe.step(global_step):
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                        emb = train_model(x)
-                    # The loss runs in float32: its exp/log are where bf16 loses accuracy.
-                    loss = probe.loss_call(loss_fn, emb.float(), y, idx)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    scheduler.step()
-                loss_sum += loss.detach()
-                images += y.shape[0]
-                global_step += 1
-                n_steps += 1
-                if n_steps % CHECK_EVERY == 0:
-                    _check_finite(loss_sum, epoch)
-            _sync(device)
-            epoch_time = time.perf_counter() - start
-            _check_finite(loss_sum, epoch)
+        for epoch in range(1, suite.train.epochs + 1):
+            train_loss, images, epoch_time = _train_epoch(run, spec.batch_size, probe, epoch)
             elapsed += epoch_time
             images_total += images
-            train_loss = loss_sum.item() / n_steps
-
             eval_start = time.perf_counter()
-            last = epoch == tcfg.epochs
-            metrics = _evaluate(
-                model, loss_fn, splits, ecfg, metric, ks, has_anchors, amp, channels_last, last
-            )
+            metrics = _evaluate(run, suite.eval, final=epoch == suite.train.epochs)
             epoch_row = {
                 **dict.fromkeys(results.EPOCH_SCHEMA),
                 "trial_id": spec.trial_id,
@@ -359,7 +352,7 @@ def _train(
                 "epoch_time_s": epoch_time,
                 "elapsed_s": elapsed,
                 "images_per_s": images / epoch_time,
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": run.optimizer.param_groups[0]["lr"],
                 "eval_time_s": time.perf_counter() - eval_start,
             }
             result.epochs.append(epoch_row)
@@ -370,10 +363,51 @@ def _train(
         row["final_train_loss"] = train_loss
         row["train_time_s"] = elapsed
         row["images_per_s"] = images_total / elapsed
-        row.update(convergence(result.epochs, k_sel))
+        row.update(convergence(result.epochs, select_k(ks)))
         row.update(probe.summary())
     finally:
         probe.close()
+
+
+def _train_epoch(run: _Run, batch_size: int, probe: Any, epoch: int) -> tuple[float, int, float]:
+    """One epoch of training: (mean train loss, images, seconds)."""
+    run.model.train()
+    run.loss_fn.train()
+    _sync(run.device)
+    start = time.perf_counter()
+    # Summed on the device: reading the loss every step would sync a GPU every step.
+    loss_sum = torch.zeros((), device=run.device)
+    steps = 0
+    batches = run.splits.batches(
+        "train",
+        batch_size,
+        shuffle=True,
+        augment=run.augment,
+        generator=run.generator,
+        drop_last=run.drop_last,
+    )
+    for x, y, idx in batches:
+        if steps == run.steps:
+            break
+        if run.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with probe.step((epoch - 1) * run.steps + steps):
+            with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+                emb = run.train_model(x)
+            # The loss runs in float32: its exp/log are where bf16 loses accuracy.
+            loss = probe.loss_call(run.loss_fn, emb.float(), y, idx)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            run.scheduler.step()
+        loss_sum += loss.detach()
+        steps += 1
+        if steps % CHECK_EVERY == 0:
+            _check_finite(loss_sum, epoch)
+    _sync(run.device)
+    seconds = time.perf_counter() - start
+    _check_finite(loss_sum, epoch)
+    return loss_sum.item() / steps, steps * batch_size, seconds
 
 
 def convergence(epochs: list[dict[str, Any]], k: int) -> dict[str, Any]:
@@ -388,24 +422,15 @@ def convergence(epochs: list[dict[str, Any]], k: int) -> dict[str, Any]:
     return out
 
 
-def _evaluate(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    splits: data.Splits,
-    ecfg: Any,
-    metric: str,
-    ks: list[int],
-    has_anchors: bool,
-    amp: bool,
-    channels_last: bool,
-    final: bool,
-) -> dict[str, Any]:
+def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
     """k-NN accuracies (and anchor accuracy); the final epoch adds p_at_1 and MAP@R."""
-    train_emb = embed(model, splits, "train", ecfg.batch_size, amp=amp, channels_last=channels_last)
-    test_emb = embed(model, splits, "test", ecfg.batch_size, amp=amp, channels_last=channels_last)
+    splits, metric, ks = run.splits, run.metric, list(ecfg.ks)
+    kw = {"amp": run.amp, "channels_last": run.channels_last}
+    train_emb = embed(run.model, splits, "train", ecfg.batch_size, **kw)
+    test_emb = embed(run.model, splits, "test", ecfg.batch_size, **kw)
     if not (torch.isfinite(train_emb).all() and torch.isfinite(test_emb).all()):
         raise Diverged("embeddings became NaN or infinite")
-    anchors = loss_fn.anchors() if has_anchors else None
+    anchors = run.loss_fn.anchors() if getattr(run.loss_fn, "has_anchors", False) else None
     if final:
         return knn.evaluate(
             train_emb,
