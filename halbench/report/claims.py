@@ -445,6 +445,7 @@ def convergence(group: RunGroup, claim: dict[str, Any], prefix: str) -> ClaimRes
                 out[int(r["seed"])] = float(c[what])
         return out
 
+    first_epoch = min(group.epochs["epoch"].drop_nulls().to_list(), default=1)
     table_rows, verdicts = [], []
     for key in sorted(set(subj) & set(base)):
         s_ep, b_ep = conv_values(subj[key], "epochs"), conv_values(base[key], "epochs")
@@ -453,7 +454,10 @@ def convergence(group: RunGroup, claim: dict[str, Any], prefix: str) -> ClaimRes
         b_acc = seed_values(base[key], f"knn_acc_{k}", 100.0)
         faster = diff_ci(b_ep, s_ep)  # baseline minus subject epochs: > 0 when subject faster
         higher = diff_ci(s_acc, b_acc)
-        verdict = combine([judge(faster, 0.0), judge(higher, margin)])
+        # Reached within the first epoch on every seed: the epoch count cannot order the two.
+        censored = bool(s_ep) and {*s_ep.values(), *b_ep.values()} == {first_epoch}
+        faster_verdict = INCONCLUSIVE if censored else judge(faster, 0.0)
+        verdict = combine([faster_verdict, judge(higher, margin)])
         verdicts.append(verdict)
         table_rows.append(
             [
@@ -499,7 +503,8 @@ def convergence(group: RunGroup, claim: dict[str, Any], prefix: str) -> ClaimRes
         notes=[
             f"Epochs to {pct}: first epoch whose k-NN accuracy reaches {pct} of the trial's "
             "final accuracy. Differences: paired t over seeds when both share seeds, else "
-            "Welch. Seconds are shown, not judged."
+            "Welch. Seconds are shown, not judged. When both losses reach it within the first "
+            "epoch on every seed, 'faster' is inconclusive (the epoch count cannot order them)."
         ],
     )
     rule = (

@@ -217,3 +217,11 @@ def test_c1_per_configuration_table_lists_only_the_claimed_datasets(make_run):
     )
     result = accuracy_margin(group(make_run, rows), CLAIMS["C1"], "g")
     assert [r[0].text for r in result.tables[1].rows] == ["cifar10"]
+
+
+def test_c3_faster_is_inconclusive_when_both_converge_in_the_first_epoch(make_run):
+    run = convergence_run(1, 1, [0.85, 0.86, 0.87], [0.80, 0.80, 0.81])
+    result = convergence(group(make_run, *run), CLAIMS["C3"], "g")
+    assert result.verdict == "inconclusive"  # higher, but the speed cannot be told apart
+    run = convergence_run(1, 1, [0.80, 0.80, 0.81], [0.85, 0.86, 0.87])
+    assert convergence(group(make_run, *run), CLAIMS["C3"], "g").verdict == "not supported"
