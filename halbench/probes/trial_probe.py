@@ -130,7 +130,11 @@ class TrialProbe:
         emb = leaf(embeddings)
         args = loss_args(emb, labels, indices)
         shape: Shape = tuple(tuple(a.shape) for a in args)
-        devices = [self.device] if self.device.type == "cuda" else []
+        devices = []
+        if self.device.type == "cuda":
+            devices = [
+                self.device.index if self.device.index is not None else torch.cuda.current_device()
+            ]
         with torch.random.fork_rng(devices=devices):
             timing = time_call(
                 lambda: forward_backward(shadow, emb, args),
