@@ -121,14 +121,14 @@ def _best(rows: list[Row], column: str) -> tuple[tuple, dict[int, float]] | None
     best = None
     for key, cell in group_by(rows, ["loss", "batch_size", "embedding_dim"]).items():
         vals = seed_values(cell, column, 100.0)
-        est = mean_ci(list(vals.values()))
+        est = mean_ci(vals.values())
         if est is not None and (best is None or est.mean > best[0]):
             best = (est.mean, key, vals)
     return None if best is None else (best[1], best[2])
 
 
 def _describe(key: tuple, vals: dict[int, float]) -> str:
-    return f"{key[0]} B={key[1]} d={key[2]}: {fmt_est(mean_ci(list(vals.values())))}"
+    return f"{key[0]} B={key[1]} d={key[2]}: {fmt_est(mean_ci(vals.values()))}"
 
 
 # ---------------------------------------------------------------- C1: accuracy margin
@@ -241,8 +241,8 @@ def _per_config_margin(
                 Cell(str(key[0])),
                 Cell(str(key[1]), key[1]),
                 Cell(str(key[2]), key[2]),
-                Cell(f"{s[0][0]}: {fmt_est(mean_ci(list(s[1].values())))}"),
-                Cell(f"{c[0][0]}: {fmt_est(mean_ci(list(c[1].values())))}"),
+                Cell(f"{s[0][0]}: {fmt_est(mean_ci(s[1].values()))}"),
+                Cell(f"{c[0][0]}: {fmt_est(mean_ci(c[1].values()))}"),
                 Cell(fmt_interval(diff), None if diff is None else diff.mean),
                 _v(judge(diff, margin)),
             ]
@@ -464,12 +464,12 @@ def convergence(group: RunGroup, claim: dict[str, Any], prefix: str) -> ClaimRes
                 Cell(str(key[0])),
                 Cell(str(key[1]), key[1]),
                 Cell(str(key[2]), key[2]),
-                Cell(fmt_est(mean_ci(list(s_ep.values())))),
-                Cell(fmt_est(mean_ci(list(b_ep.values())))),
+                Cell(fmt_est(mean_ci(s_ep.values()))),
+                Cell(fmt_est(mean_ci(b_ep.values()))),
                 Cell(fmt_interval(faster), None if faster is None else faster.mean),
                 Cell(fmt_interval(diff_ci(b_sec, s_sec), 1)),
-                Cell(fmt_est(mean_ci(list(s_acc.values())))),
-                Cell(fmt_est(mean_ci(list(b_acc.values())))),
+                Cell(fmt_est(mean_ci(s_acc.values()))),
+                Cell(fmt_est(mean_ci(b_acc.values()))),
                 Cell(fmt_interval(higher), None if higher is None else higher.mean),
                 _v(verdict),
             ]

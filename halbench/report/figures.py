@@ -19,10 +19,10 @@ from halbench.report.tables import (
     loss_order,
     median_of,
     ok_rows,
+    percent_estimate,
     primary_k,
     ratio,
     reference_label,
-    seed_values,
     slopes,
 )
 
@@ -68,10 +68,7 @@ def accuracy_vs(group: RunGroup, dataset: str, x: str) -> go.Figure | None:
     for col, panel in enumerate(panels, start=1):
         for label in labels:
             cells = group_by([r for r in rows if r["loss"] == label and r[other] == panel], [x])
-            pts = [
-                (xv, mean_ci(list(seed_values(c, f"knn_acc_{k}", 100.0).values())))
-                for (xv,), c in sorted(cells.items())
-            ]
+            pts = [(xv, percent_estimate(c, f"knn_acc_{k}")) for (xv,), c in sorted(cells.items())]
             pts = [(xv, e) for xv, e in pts if e is not None]
             if not pts:
                 continue
@@ -122,9 +119,7 @@ def accuracy_per_epoch(group: RunGroup, dataset: str) -> go.Figure | None:
             [r for r in finals if r["dataset"] == dataset and r["loss"] == label],
             ["batch_size", "embedding_dim"],
         )
-        scored = [
-            (mean_ci(list(seed_values(c, column).values())), key) for key, c in configs.items()
-        ]
+        scored = [(percent_estimate(c, column), key) for key, c in configs.items()]
         scored = [s for s in scored if s[0] is not None]
         if not scored:
             continue
@@ -291,7 +286,7 @@ def pareto(group: RunGroup, dataset: str) -> go.Figure | None:
     rows = [r for r in ok_rows(group) if r["dataset"] == dataset]
     pts: list[dict[str, Any]] = []
     for (label, b, d), cell in group_by(rows, ["loss", "batch_size", "embedding_dim"]).items():
-        est = mean_ci(list(seed_values(cell, f"knn_acc_{k}", 100.0).values()))
+        est = percent_estimate(cell, f"knn_acc_{k}")
         ms = median_of(cell, "loss_call_ms")
         if est is not None and ms:
             pts.append({"loss": label, "b": b, "d": d, "ms": ms, "acc": est.mean})

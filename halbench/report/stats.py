@@ -7,7 +7,7 @@ not depend on scipy and Welch's fractional degrees of freedom need no table inte
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 LEVEL = 0.95
@@ -107,7 +107,7 @@ def _interval(mean: float, se: float, df: float, n: int, method: str) -> Estimat
     return Estimate(mean, mean - half, mean + half, n, method)
 
 
-def mean_ci(values: Sequence[float]) -> Estimate | None:
+def mean_ci(values: Iterable[float]) -> Estimate | None:
     """Mean and 95% t interval of independent values (None when empty)."""
     values = [float(v) for v in values]
     n = len(values)

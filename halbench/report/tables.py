@@ -105,6 +105,11 @@ def seed_values(rows: Iterable[Row], column: str, scale: float = 1.0) -> dict[in
     return out
 
 
+def percent_estimate(rows: Iterable[Row], column: str) -> Estimate | None:
+    """Mean and 95% CI over seeds of an accuracy column, in percent points."""
+    return mean_ci(seed_values(rows, column, 100.0).values())
+
+
 def median_of(rows: Iterable[Row], column: str) -> float | None:
     vals = [r[column] for r in rows if r.get(column) is not None and math.isfinite(r[column])]
     return float(statistics.median(vals)) if vals else None
@@ -237,12 +242,8 @@ def accuracy_tables(group: RunGroup, prefix: str) -> list[Table]:
         for dataset in datasets_of(rows):
             labels = loss_order(group, {r["loss"] for r in rows if r["dataset"] == dataset})
             ests = {
-                (label, cfg): mean_ci(
-                    list(
-                        seed_values(
-                            cells_by.get((dataset, label, *cfg), []), f"knn_acc_{k}", 100.0
-                        ).values()
-                    )
+                (label, cfg): percent_estimate(
+                    cells_by.get((dataset, label, *cfg), []), f"knn_acc_{k}"
                 )
                 for label in labels
                 for cfg in configs
@@ -298,7 +299,7 @@ def best_config_table(group: RunGroup, prefix: str) -> Table | None:
         picks = {}
         for label in labels:
             cands = [
-                (mean_ci(list(seed_values(v, f"knn_acc_{k0}", 100.0).values())), key)
+                (percent_estimate(v, f"knn_acc_{k0}"), key)
                 for key, v in cells_by.items()
                 if key[0] == dataset and key[1] == label
             ]
@@ -306,7 +307,7 @@ def best_config_table(group: RunGroup, prefix: str) -> Table | None:
             if cands:
                 picks[label] = max(cands, key=lambda c: c[0].mean)[1]
         ests = {
-            (label, col): mean_ci(list(seed_values(cells_by[key], col, 100.0).values()))
+            (label, col): percent_estimate(cells_by[key], col)
             for label, key in picks.items()
             for col, _ in metrics
         }
