@@ -462,7 +462,7 @@ def _check_fits(resources: dict[str, float]) -> None:
             )
 
 
-def _init_ray(
+def init_ray(
     address: str | None,
     num_cpus: int | None,
     num_gpus: int | None,
@@ -524,7 +524,7 @@ def _run_with_ray(
     started_here = not ray.is_initialized()
     url = None
     if started_here:
-        url = _init_ray(address, num_cpus, num_gpus, dashboard, temp_dir)
+        url = init_ray(address, num_cpus, num_gpus, dashboard, temp_dir)
     try:
         if url and (dashboard or address):
             token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
