@@ -14,14 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from halbench.losses.base import (
+    EPS,
     KNNLoss,
     check_bool,
     check_choice,
     check_positive,
     cross_entropy,
     cross_entropy_flops,
-    inverse_norm,
-    inverse_norm_flops,
     normalize,
     register_loss,
     squared_norms,
@@ -53,6 +52,38 @@ def init_anchors(num_classes: int, dim: int, method: str) -> Tensor:
     vertices[:, : num_classes - 1] = centered @ basis
     rotation = nn.init.orthogonal_(torch.empty(dim, dim))
     return normalize(vertices @ rotation)
+
+
+class _Cosine(torch.autograd.Function):
+    """cos(x_i, a_c) = (x a^T)_ic / ||x_i|| for unit anchors a, with a hand-written backward.
+
+    Dividing the [B, C] product by the norms is cheaper than normalizing x [B, d]; the
+    backward adds a single pass over x to the two products a bare linear layer needs
+    (autograd through the norm would add several), which keeps HAL close to plain
+    cross-entropy on x a^T.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, a: Tensor) -> Tensor:  # type: ignore[override]
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(EPS)
+        cosine = torch.mm(x, a.T).div_(norm)
+        ctx.save_for_backward(x, a, norm, cosine)
+        return cosine
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x, a, norm, cosine = ctx.saved_tensors
+        scaled = grad / norm
+        dx = da = None
+        if ctx.needs_input_grad[0]:
+            # d cos_ic / d x_i = a_c / ||x_i|| - cos_ic x_i / ||x_i||^2 (none where clamped)
+            radial = (grad * cosine).sum(dim=1, keepdim=True) / (norm * norm)
+            radial = torch.where(norm > EPS, radial, 0.0)
+            dx = torch.addmm(x * -radial, scaled, a)
+        if ctx.needs_input_grad[1]:
+            da = torch.mm(scaled.T, x)
+        return dx, da
 
 
 class AnchorLoss(KNNLoss):
@@ -140,9 +171,7 @@ class HypersphereAnchorLoss(AnchorLoss):
         return normalize(self.weight.detach())
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
-        a = normalize(self.weight.to(embeddings.dtype))
-        # cos = (x a^T) / ||x||: rescaling the [B, C] product is cheaper than normalizing x.
-        cosine = (embeddings @ a.T) * inverse_norm(embeddings)
+        cosine = _Cosine.apply(embeddings, normalize(self.weight.to(embeddings.dtype)))
         return cross_entropy(self.scale * self.adjust_target(cosine, labels), labels)
 
     def adjust_target(self, cosine: Tensor, labels: Tensor) -> Tensor:
@@ -160,9 +189,9 @@ class HypersphereAnchorLoss(AnchorLoss):
         matmul = 2 * b * c * d
         total = (
             3 * c * d + 2 * c  # normalize anchors
+            + 2 * b * d + 2 * b  # ||x||, clamped
             + matmul
-            + inverse_norm_flops(b, d)
-            + b * c  # rescale by 1 / ||x||
+            + b * c  # divide by ||x||
             + self.adjust_target_flops(b, c)
             + b * c  # times scale
             + cross_entropy_flops(b, c)

@@ -65,10 +65,10 @@ class KNNLoss(nn.Module):
     ) -> dict[str, int]:
         """Analytic FLOPs of one forward call: {"matmul": ..., "total": ...}.
 
-        total includes the input checks (4 per sample: two comparisons, an or, an any).
+        total includes the label check (aminmax: 2 per sample).
         """
         cost = self.cost(batch_size, embedding_dim, num_classes, memory_size)
-        return {"matmul": cost["matmul"], "total": cost["total"] + 4 * batch_size}
+        return {"matmul": cost["matmul"], "total": cost["total"] + 2 * batch_size}
 
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int
@@ -106,12 +106,13 @@ class KNNLoss(nn.Module):
                 f"{self.name}: labels must have shape [{embeddings.shape[0]}] to match the "
                 f"embeddings, got {list(labels.shape)}"
             )
-        # One host sync per call; cheap next to a training step and it turns silent CUDA
-        # index errors into a readable message.
-        if bool(((labels < 0) | (labels >= self.num_classes)).any()):
+        # One reduction and one host sync per call; cheap next to a training step, and it
+        # turns silent CUDA index errors into a readable message.
+        low, high = torch.stack(torch.aminmax(labels)).tolist()
+        if low < 0 or high >= self.num_classes:
             raise ValueError(
                 f"{self.name}: labels must be in [0, {self.num_classes}), got values in "
-                f"[{int(labels.min())}, {int(labels.max())}]"
+                f"[{low}, {high}]"
             )
         return labels.long()
 
@@ -191,16 +192,6 @@ def as_float32(logits: Tensor) -> Tensor:
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
-def inverse_norm(x: Tensor) -> Tensor:
-    """1 / ||x_i|| per row, [m, 1], with the norm clamped at EPS."""
-    return torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(EPS).reciprocal()
-
-
-def inverse_norm_flops(m: int, n: int) -> int:
-    """vector_norm (square + sum per element, sqrt per row), clamp, reciprocal."""
-    return 2 * m * n + 3 * m
-
-
 def normalize(x: Tensor) -> Tensor:
     """Rows scaled to unit L2 norm (F.normalize with a clamped norm)."""
     return F.normalize(x, dim=1, eps=EPS)
@@ -235,21 +226,87 @@ def neighbour_nll(logits: Tensor, positive: Tensor) -> Tensor:
     """NCA loss from logits: mean over rows with a positive of -log sum_{j pos} softmax_ij.
 
     Entries that are not candidates at all (self-pairs, empty memory slots) must already hold
-    the dtype's lowest finite value: a finite mask keeps logsumexp free of inf - inf, so a row
-    with nothing in it gives a finite value that `where` then drops with a zero gradient. A batch
-    without any positive gives 0 with a (zero) gradient, not NaN.
+    `lowest(dtype)`: a finite mask keeps every step free of inf - inf. With j* the best
+    positive of row i, -log sum_pos p_ij = log_softmax(positives only)_ij* - log_softmax(all)_ij*:
+    two fused, overflow- and underflow-safe log_softmax kernels, where a logsumexp over masked
+    rows would be several passes with exp far into its slow underflow range. A row without a
+    positive gives a finite value that `where` drops with a zero gradient, so a batch without
+    any positive gives 0 with a gradient, not NaN.
     """
     logits = as_float32(logits)
-    lowest = torch.finfo(logits.dtype).min
     has_positive = positive.any(dim=1)
-    per_row = logits.logsumexp(dim=1) - torch.where(positive, logits, lowest).logsumexp(dim=1)
+    positives_only = torch.where(positive, logits, lowest(logits.dtype))
+    best = positives_only.detach().argmax(dim=1, keepdim=True)
+    per_row = (
+        F.log_softmax(positives_only, dim=1).gather(1, best)
+        - F.log_softmax(logits, dim=1).gather(1, best)
+    ).squeeze(1)
     per_row = torch.where(has_positive, per_row, 0.0)
     return per_row.sum() / has_positive.sum().clamp_min(1)
 
 
 def neighbour_nll_flops(m: int, n: int) -> int:
-    """any (mn), two logsumexp (4mn + 2m each), sub, sum, count (m each), clamp and divide."""
-    return 9 * m * n + 7 * m + 2
+    """any, argmax (mn each), two log_softmax (5mn + m each), sub, sum, count, clamp, divide."""
+    return 12 * m * n + 5 * m + 2
+
+
+class _GramScores(torch.autograd.Function):
+    """S = alpha x x^T + beta n with n_ij = ||x_j||^2, or ||x_i||^2 + ||x_j||^2 (both_sides).
+
+    Autograd through addmm(x, x.T) runs two B x B x d products backward, one per operand; as S
+    uses x on both sides, the symmetrized gradient gives dx with one. `diagonal` (if not None)
+    fills S_ii with a constant, whose gradient is zero.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, alpha: float, beta: float, both_sides: bool, diagonal: float | None
+    ) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha, ctx.beta, ctx.both_sides, ctx.diagonal = alpha, beta, both_sides, diagonal
+        if beta == 0:
+            scores = torch.mm(x, x.T).mul_(alpha)
+        else:
+            sq = squared_norms(x)
+            bias = sq.unsqueeze(1) + sq.unsqueeze(0) if both_sides else sq
+            scores = torch.addmm(bias, x, x.T, beta=beta, alpha=alpha)
+        if diagonal is not None:
+            scores.fill_diagonal_(diagonal)
+        return scores
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (x,) = ctx.saved_tensors
+        symmetric = grad + grad.T
+        if ctx.diagonal is not None:
+            symmetric.diagonal().zero_()
+        dx = torch.mm(symmetric, x).mul_(ctx.alpha)
+        if ctx.beta != 0:
+            # d/dx_k of beta sum_ij g_ij ||x_j||^2 is 2 beta (sum_i g_ik) x_k; likewise rows.
+            weight = grad.sum(dim=0)
+            if ctx.both_sides:
+                weight = weight + grad.sum(dim=1)
+            if ctx.diagonal is not None:
+                weight = weight - (2 if ctx.both_sides else 1) * grad.diagonal()
+            dx.addcmul_(weight.unsqueeze(1), x, value=2 * ctx.beta)
+        return dx, None, None, None, None
+
+
+def gram_scores(
+    x: Tensor,
+    *,
+    alpha: float,
+    beta: float = 0.0,
+    both_sides: bool = False,
+    diagonal: float | None = None,
+) -> Tensor:
+    """alpha x x^T + beta ||x_j||^2 (+ beta ||x_i||^2 if both_sides) [B, B], one matmul each way.
+
+    FLOPs: beta = 0: matmul + B^2 (alpha); else squared norms (2Bd), the outer sum if
+    both_sides (B^2), addmm (matmul + B^2).
+    """
+    return _GramScores.apply(x, alpha, beta, both_sides, diagonal)
 
 
 def lowest(dtype: torch.dtype) -> float:

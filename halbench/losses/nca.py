@@ -7,21 +7,19 @@ averaged over the samples that have a positive in the batch. dist is the squared
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from halbench.losses.base import (
     KNNLoss,
-    as_float32,
     check_choice,
     check_positive,
+    gram_scores,
     lowest,
     neighbour_nll,
     neighbour_nll_flops,
     normalize,
     normalize_flops,
     register_loss,
-    squared_norms,
     squared_norms_flops,
 )
 
@@ -45,13 +43,13 @@ class NCA(KNNLoss):
         if self.distance == "cosine":
             # ||x^_i - x^_j||^2 = 2 - 2 cos: logits 2 scale cos, up to a per-row constant.
             x = normalize(x)
-            logits = torch.mm(x, x.T).mul_(2 * self.scale)
+            logits = gram_scores(x, alpha=2 * self.scale, diagonal=lowest(x.dtype))
         else:
             # -||x_i - x_j||^2 = 2 x_i.x_j - ||x_j||^2 - ||x_i||^2; the last term is constant
-            # in row i, so the softmax never sees it. One fused addmm, no B x B x d tensor.
-            logits = torch.addmm(squared_norms(x), x, x.T, beta=-self.scale, alpha=2 * self.scale)
-        logits = as_float32(logits)
-        logits.fill_diagonal_(lowest(logits.dtype))  # j != i
+            # in row i, so the softmax never sees it. No B x B x d tensor.
+            logits = gram_scores(
+                x, alpha=2 * self.scale, beta=-self.scale, diagonal=lowest(x.dtype)
+            )
         positive = labels.unsqueeze(1) == labels.unsqueeze(0)
         positive.fill_diagonal_(False)
         return neighbour_nll(logits, positive)

@@ -15,10 +15,10 @@ from halbench.losses.base import (
     check_bool,
     check_choice,
     check_nonnegative,
+    gram_scores,
     normalize,
     normalize_flops,
     register_loss,
-    squared_norms,
     squared_norms_flops,
 )
 
@@ -44,8 +44,7 @@ class PairLoss(KNNLoss):
         x = as_float32(embeddings)
         if self.normalize_embeddings:
             x = normalize(x)
-        sq = squared_norms(x)
-        squared = torch.addmm(sq.unsqueeze(1) + sq.unsqueeze(0), x, x.T, alpha=-2)
+        squared = gram_scores(x, alpha=-2.0, beta=1.0, both_sides=True)
         return squared.clamp_min(MIN_SQUARED_DISTANCE).sqrt()
 
     def distances_flops(self, b: int, d: int) -> int:

@@ -23,7 +23,7 @@ aten = torch.ops.aten
 B, D, C, N = 12, 6, 4, 30
 
 FREE = {
-    aten._local_scalar_dense, aten._to_copy, aten._unsafe_view, aten.alias, aten.arange,
+    aten._local_scalar_dense, aten._to_copy, aten.stack, aten._unsafe_view, aten.alias, aten.arange,
     aten.as_strided, aten.clone, aten.copy_, aten.detach, aten.diagonal, aten.empty,
     aten.empty_like, aten.expand, aten.fill_, aten.full, aten.full_like, aten.gather,
     aten.index, aten.index_put, aten.index_put_, aten.lift_fresh, aten.masked_fill,
@@ -32,12 +32,13 @@ FREE = {
     aten.where, aten.zeros, aten.zeros_like, aten.ones_like,
 }  # fmt: skip
 ELEMENTWISE = {
-    aten.add, aten.bitwise_and, aten.bitwise_not, aten.bitwise_or, aten.clamp_min, aten.div,
+    aten.add, aten.add_, aten.bitwise_and, aten.bitwise_not, aten.bitwise_or, aten.clamp_min,
+    aten.div, aten.div_, aten.mul_, aten.sub_,
     aten.eq, aten.ge, aten.gt, aten.le, aten.logical_and, aten.logical_not, aten.logical_or,
     aten.lt, aten.mul, aten.ne, aten.neg, aten.reciprocal, aten.relu, aten.rsub, aten.sqrt,
     aten.sub,
 }  # fmt: skip
-REDUCTIONS = {aten.all, aten.amax, aten.amin, aten.any, aten.sum}
+REDUCTIONS = {aten.all, aten.amax, aten.amin, aten.any, aten.argmax, aten.sum}
 
 
 def _numel(x: Any) -> int:
@@ -52,6 +53,7 @@ def _addmm(args: tuple, out: torch.Tensor) -> int:
 SPECIAL: dict[Any, Callable[[tuple, Any], int]] = {
     aten.mm: lambda a, o: 2 * a[0].shape[0] * a[0].shape[1] * a[1].shape[1],
     aten.addmm: _addmm,
+    aten.aminmax: lambda a, o: 2 * a[0].numel(),  # a min and a max
     aten.linalg_vector_norm: lambda a, o: 2 * a[0].numel() + o.numel(),
     aten.logsumexp: lambda a, o: 4 * a[0].numel() + 2 * o.numel(),
     aten._log_softmax: lambda a, o: 5 * a[0].numel() + a[0].shape[0],
@@ -88,17 +90,26 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, y, torch.randperm(N, generator=g)[:B]
 
 
-def _built(name: str) -> losses.KNNLoss:
+def _built(name: str, **params) -> losses.KNNLoss:
     torch.manual_seed(0)
-    loss = losses.build(name, num_classes=C, embedding_dim=D, memory_size=N)
+    loss = losses.build(name, num_classes=C, embedding_dim=D, memory_size=N, **params)
     x, y, idx = _inputs()
     loss(x, y, idx)  # a first call, so that nca_memory has a bank and a pending write
     return loss
 
 
-@pytest.mark.parametrize("name", losses.available())
-def test_flops_total_matches_op_by_op_count(name: str) -> None:
-    loss = _built(name)
+# Every loss with its defaults, and the options that change what forward runs.
+CASES = [(name, {}) for name in losses.available()] + [
+    ("nca", {"distance": "cosine"}),
+    ("triplet", {"normalize": False, "reduction": "nonzero"}),
+    ("contrastive", {"reduction": "mean"}),
+    ("softmax", {"bias": False}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), CASES, ids=[f"{n}-{p}" for n, p in CASES])
+def test_flops_total_matches_op_by_op_count(name: str, params: dict) -> None:
+    loss = _built(name, **params)
     x, y, idx = _inputs()
     x.requires_grad_(True)
     with RuleCounter() as counter:
