@@ -114,7 +114,9 @@ def frame(rows: Iterable[Mapping[str, Any]], schema: Mapping[str, pl.DataType]) 
     full_schema = dict(schema)
     for key in extra:
         values = [r.get(key) for r in rows if r.get(key) is not None]
-        full_schema[key] = pl.Float64 if all(isinstance(v, int | float) for v in values) else pl.Utf8
+        full_schema[key] = (
+            pl.Float64 if all(isinstance(v, int | float) for v in values) else pl.Utf8
+        )
     data = {k: [r.get(k) for r in rows] for k in full_schema}
     return pl.DataFrame(data, schema=full_schema, strict=False)
 

@@ -98,8 +98,9 @@ class TrainConfig(_Section):
     loss_lr_mult: PositiveFloat = 1.0  # lr multiplier for the loss's own parameters (anchors)
 
     # YAML writes 1e-3 as a string under YAML 1.1 unless it has a dot; accept ints for floats.
-    @field_validator("lr", "weight_decay", "momentum", "warmup_epochs", "gamma", "loss_lr_mult",
-                     mode="before")
+    @field_validator(
+        "lr", "weight_decay", "momentum", "warmup_epochs", "gamma", "loss_lr_mult", mode="before"
+    )
     @classmethod
     def _number(cls, v: Any) -> Any:
         if isinstance(v, bool):

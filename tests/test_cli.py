@@ -33,10 +33,24 @@ def test_list_wildcard(capsys) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["frobnicate"], ["list", "widgets"], ["run"], ["run", "x.yaml", "--max-concurrent", "0"],
-     ["list", "losses", "zzz*"], ["report", "/nonexistent/run"]],
-    ids=["no command", "unknown command", "bad list kind", "run without suite",
-         "bad max-concurrent", "nothing matches", "missing report dir"],
+    [
+        [],
+        ["frobnicate"],
+        ["list", "widgets"],
+        ["run"],
+        ["run", "x.yaml", "--max-concurrent", "0"],
+        ["list", "losses", "zzz*"],
+        ["report", "/nonexistent/run"],
+    ],
+    ids=[
+        "no command",
+        "unknown command",
+        "bad list kind",
+        "run without suite",
+        "bad max-concurrent",
+        "nothing matches",
+        "missing report dir",
+    ],
 )
 def test_usage_mistakes_are_one_line_exit_2(argv, capsys) -> None:
     assert main(argv) == 2
@@ -53,5 +67,7 @@ def test_resume_needs_output(tmp_path, capsys) -> None:
 
 
 def test_console_script_entry_point() -> None:
-    out = subprocess.run([sys.executable, "-m", "halbench.cli", "--version"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "halbench.cli", "--version"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and out.stdout.startswith("halbench ")

@@ -30,7 +30,14 @@ def test_smoke_suite_through_ray(tmp_path, ray_env, capsys) -> None:
     out = tmp_path / "run"
     rc = main(["run", str(ROOT / "suites/smoke.yaml"), "--output", str(out), "--num-cpus", "2"])
     assert rc == 0, capsys.readouterr().err
-    for name in ("suite.yaml", "env.json", "trials.parquet", "epochs.parquet", "report.md", "report.html"):
+    for name in (
+        "suite.yaml",
+        "env.json",
+        "trials.parquet",
+        "epochs.parquet",
+        "report.md",
+        "report.html",
+    ):
         assert (out / name).exists(), name
 
     env = json.loads((out / "env.json").read_text())
@@ -71,7 +78,10 @@ def test_report_regenerates_from_parquet_alone(tmp_path, capsys) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not FASHION.exists(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)
 def test_real_fashion_mnist_run(tmp_path, capsys) -> None:
     suite = yaml.safe_load((ROOT / "suites/quickstart.yaml").read_text())
     suite["dataset"].update(train_size=2000, test_size=1000)

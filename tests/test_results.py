@@ -12,8 +12,10 @@ from halbench import results
 
 def test_frame_has_every_schema_column_and_keeps_extra_k() -> None:
     df = results.frame(
-        [{"trial_id": "a", "status": "ok", "knn_acc_1": 0.5, "knn_acc_3": 0.6},
-         {"trial_id": "b", "status": "error", "error": "ValueError: x"}],
+        [
+            {"trial_id": "a", "status": "ok", "knn_acc_1": 0.5, "knn_acc_3": 0.6},
+            {"trial_id": "b", "status": "error", "error": "ValueError: x"},
+        ],
         results.TRIAL_SCHEMA,
     )
     assert list(df.columns)[: len(results.TRIAL_SCHEMA)] == list(results.TRIAL_SCHEMA)

@@ -33,7 +33,9 @@ def _with(**changes):
     return data
 
 
-@pytest.mark.parametrize("path", [p for p in SUITES if p.name != "profile.yaml"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in SUITES if p.name != "profile.yaml"], ids=lambda p: p.name
+)
 def test_shipped_suites_are_valid(path: Path) -> None:
     suite = load_suite(path)
     assert suite.trials(), path
@@ -58,8 +60,12 @@ def test_hash_ignores_resources_and_formatting_but_not_science() -> None:
 
 
 def test_labels_distinguish_two_entries_of_one_loss() -> None:
-    data = _with(losses=[{"name": "hal", "label": "hal-s16"}, {"name": "hal", "label": "hal-s32",
-                                                                "params": {"scale": 32.0}}])
+    data = _with(
+        losses=[
+            {"name": "hal", "label": "hal-s16"},
+            {"name": "hal", "label": "hal-s32", "params": {"scale": 32.0}},
+        ]
+    )
     suite = parse_suite(data, Path("t.yaml"))
     assert {t.loss.display for t in suite.trials()} == {"hal-s16", "hal-s32"}
 
@@ -70,14 +76,34 @@ BAD: list[tuple[str, object, str]] = [
     ("wrong type", _with(train={"epochs": "two"}), "train.epochs: Input should be a valid integer"),
     ("float for int", _with(train={"epochs": 2.5}), "train.epochs"),
     ("empty grid axis", _with(grid__batch_size=[]), "grid.batch_size"),
-    ("negative batch size", _with(grid__batch_size=[-4]), "grid.batch_size[0]: Input should be greater than 0"),
+    (
+        "negative batch size",
+        _with(grid__batch_size=[-4]),
+        "grid.batch_size[0]: Input should be greater than 0",
+    ),
     ("zero embedding dim", _with(grid__embedding_dim=[0]), "grid.embedding_dim[0]"),
     ("unknown loss", _with(losses=[{"name": "hall"}]), "losses[0] (hall)"),
-    ("bad loss parameter", _with(losses=[{"name": "hal", "params": {"scale": -1.0}}]), "losses[0] (hal)"),
-    ("unknown loss parameter", _with(losses=[{"name": "nca", "params": {"temprature": 1.0}}]), "losses[0] (nca)"),
-    ("unknown dataset", _with(dataset={"name": "imagenet22k"}), "datasets[0].name: unknown dataset"),
+    (
+        "bad loss parameter",
+        _with(losses=[{"name": "hal", "params": {"scale": -1.0}}]),
+        "losses[0] (hal)",
+    ),
+    (
+        "unknown loss parameter",
+        _with(losses=[{"name": "nca", "params": {"temprature": 1.0}}]),
+        "losses[0] (nca)",
+    ),
+    (
+        "unknown dataset",
+        _with(dataset={"name": "imagenet22k"}),
+        "datasets[0].name: unknown dataset",
+    ),
     ("unknown model", _with(model={"backbone": "vgg99"}), "model.backbone: unknown model"),
-    ("missing dataset", {k: v for k, v in GOOD.items() if k != "dataset"}, "dataset: required key is missing"),
+    (
+        "missing dataset",
+        {k: v for k, v in GOOD.items() if k != "dataset"},
+        "dataset: required key is missing",
+    ),
     ("bad optimizer", _with(train={"optimizer": "rmsprop"}), "train.optimizer"),
     ("duplicate losses", _with(losses=[{"name": "hal"}, {"name": "hal"}]), "appear more than once"),
     ("not a mapping", ["a", "b"], "expected a mapping"),
