@@ -31,17 +31,13 @@ import torch
 from torch import nn
 
 from halbench import data, knn, losses, models, results
+from halbench.probes import TrialProbe
 from halbench.suite import EvalConfig, Suite, TrainConfig, TrialSpec
 
 DATA_SEED = 0
 # Steps between finiteness checks of the running loss: each check syncs a GPU, and a NaN
 # found a few steps late costs nothing since the trial stops anyway.
 CHECK_EVERY = 20
-
-try:
-    from halbench.probes import TrialProbe
-except ImportError:  # probes land separately; until then trials run unprobed
-    TrialProbe = None
 
 
 @dataclass
@@ -197,25 +193,6 @@ def lr_factor(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], float
     return factor
 
 
-class _NoProbe:
-    """Stands in for probes.TrialProbe when probing is off or unavailable."""
-
-    def start(self) -> None:
-        pass
-
-    def step(self, index: int) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def loss_call(self, loss_fn: nn.Module, *args: torch.Tensor) -> torch.Tensor:
-        return loss_fn(*args)
-
-    def summary(self) -> dict[str, Any]:
-        return {}
-
-    def close(self) -> None:
-        pass
-
-
 @torch.no_grad()
 def embed(
     model: nn.Module,
@@ -327,11 +304,13 @@ def _train(
 ) -> None:
     row = result.row
     run = _setup(suite, spec, row)
-    probe = _NoProbe()
-    if TrialProbe is not None and suite.probes.enabled:
-        probe = TrialProbe(
-            every_n_steps=suite.probes.every_n_steps, enabled=True, device=run.device
-        )
+    probe = TrialProbe(
+        every_n_steps=suite.probes.every_n_steps,
+        enabled=suite.probes.enabled,
+        device=run.device,
+        warmup=suite.probes.warmup,
+        repeats=suite.probes.repeats,
+    )
     ks = list(suite.eval.ks)
     elapsed, images_total = 0.0, 0
     probe.start()
@@ -369,7 +348,9 @@ def _train(
         probe.close()
 
 
-def _train_epoch(run: _Run, batch_size: int, probe: Any, epoch: int) -> tuple[float, int, float]:
+def _train_epoch(
+    run: _Run, batch_size: int, probe: TrialProbe, epoch: int
+) -> tuple[float, int, float]:
     """One epoch of training: (mean train loss, images, seconds)."""
     run.model.train()
     run.loss_fn.train()

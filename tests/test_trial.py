@@ -232,3 +232,17 @@ def test_convergence_columns() -> None:
 def test_select_k() -> None:
     assert trial.select_k([1, 5, 10, 20]) == 10
     assert trial.select_k([1, 5]) == 5
+
+
+def test_probes_fill_their_columns_without_changing_training() -> None:
+    suite_off = make_suite(train={"epochs": 1, "max_steps_per_epoch": 6})
+    suite_on = make_suite(
+        train={"epochs": 1, "max_steps_per_epoch": 6},
+        probes={"enabled": True, "every_n_steps": 2, "repeats": 1},
+    )
+    off = trial.run_trial(suite_off, suite_off.trials()[0])
+    on = trial.run_trial(suite_on, suite_on.trials()[0])
+    assert on.row["status"] == "ok", on.row["error"]
+    assert on.row["loss_call_ms"] > 0 and on.row["loss_flops_fwd"] > 0
+    assert off.row["loss_call_ms"] is None
+    assert on.epochs[0]["train_loss"] == off.epochs[0]["train_loss"]
