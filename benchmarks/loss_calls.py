@@ -9,10 +9,11 @@ Contenders per (B, d), C classes, fp32:
   nca        halbench.losses "nca" (in-batch, squared L2, B x B x d)
   pml_nca    pytorch-metric-learning NCALoss with the same distance (LpDistance(power=2,
              normalize_embeddings=False)), so both compute the same value
-Each timing is the median over --repeats of the mean of enough back-to-back calls to fill
---min-time seconds, after --warmup calls; contenders are interleaved within each repeat so
-that load from other processes hits all of them alike. On CUDA the device is synchronized
-around each measurement. Goals: nca / pml_nca <= 1.0; hal / floor <= 1.3 at B >= 256.
+Each sample is the mean of enough back-to-back calls to fill --min-time seconds, after
+--warmup calls; contenders are interleaved within each of --repeats rounds so that load from
+other processes hits all of them alike. Times are per-call medians over the rounds; ratios are
+medians of the per-round ratios. On CUDA the device is synchronized around each sample.
+Goals: nca / pml_nca <= 1.0; hal / floor <= 1.3 at B >= 256.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def seconds_per_call(call: Call, number: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / number
 
 
-def measure(calls: dict[str, Call], args: argparse.Namespace, device: torch.device):
-    """Median seconds per call of each contender, interleaved over repeats."""
+def measure(
+    calls: dict[str, Call], args: argparse.Namespace, device: torch.device
+) -> dict[str, list[float]]:
+    """Seconds per call of each contender, one sample per repeat, interleaved."""
     numbers = {}
     for name, call in calls.items():
         for _ in range(args.warmup):
@@ -64,7 +67,12 @@ def measure(calls: dict[str, Call], args: argparse.Namespace, device: torch.devi
     for _ in range(args.repeats):
         for name, call in calls.items():
             samples[name].append(seconds_per_call(call, numbers[name], device))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def ratio(samples: dict[str, list[float]], top: str, bottom: str) -> float:
+    """Median of the per-repeat ratios: paired samples cancel slow drifts in machine load."""
+    return statistics.median(a / b for a, b in zip(samples[top], samples[bottom], strict=True))
 
 
 def contenders(batch: int, dim: int, classes: int, device: torch.device) -> dict[str, Call]:
@@ -115,15 +123,16 @@ def main() -> None:
     worst_nca, worst_hal = 0.0, 0.0
     for batch in args.batch_sizes:
         for dim in args.dims:
-            t = measure(contenders(batch, dim, args.classes, device), args, device)
-            nca_ratio, hal_ratio = t["nca"] / t["pml_nca"], t["hal"] / t["floor"]
+            samples = measure(contenders(batch, dim, args.classes, device), args, device)
+            t = {name: statistics.median(values) for name, values in samples.items()}
+            nca_ratio, hal_ratio = ratio(samples, "nca", "pml_nca"), ratio(samples, "hal", "floor")
             worst_nca = max(worst_nca, nca_ratio)
             if batch >= 256:
                 worst_hal = max(worst_hal, hal_ratio)
             print(
                 f"{batch:>5} {dim:>4} {t['hal'] * 1e3:>9.3f} {t['floor'] * 1e3:>9.3f}"
                 f" {t['nca'] * 1e3:>9.3f} {t['pml_nca'] * 1e3:>10.3f}"
-                f" {t['hal'] / t['nca']:>8.3f} {nca_ratio:>8.3f} {hal_ratio:>9.3f}",
+                f" {ratio(samples, 'hal', 'nca'):>8.3f} {nca_ratio:>8.3f} {hal_ratio:>9.3f}",
                 flush=True,
             )
     print(f"# worst NCA/pml {worst_nca:.3f} (goal <= 1.0)")

@@ -1,7 +1,7 @@
 """Cost probes: FLOPs, wall time and peak memory of one loss call; NVML per trial.
 
-    profile_loss_call(loss, embeddings, labels, warmup=3, repeats=10) -> dict
-    TrialProbe(every_n_steps=50, enabled=True, device=torch.device("cpu"))
+    profile_loss_call(loss, embeddings, labels, *, warmup, repeats, indices=None) -> dict
+    TrialProbe(every_n_steps=50, enabled=True, device=torch.device("cpu"), warmup=1, repeats=3)
 
 docs/probes.md says what every number counts and how it is measured.
 """

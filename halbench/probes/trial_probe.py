@@ -71,6 +71,7 @@ class TrialProbe:
         self._nvml_readings: dict[str, float | None] = dict.fromkeys(READINGS)
         self._sampling = False
         self._probe_ms = 0.0  # time spent measuring inside the current sampled step
+        self.measuring_ms = 0.0  # time spent measuring over the whole trial (the overhead)
         self._call_ms: float | None = None  # loss call measured in the current sampled step
         self._samples: list[tuple[float, float]] = []  # (loss call ms, step ms) per sample
         self._shapes: Counter[Shape] = Counter()
@@ -117,6 +118,7 @@ class TrialProbe:
                     # that fits without the probe must not fail because of it
                     self._note("probe: out of memory while measuring a loss call, sample skipped")
             self._probe_ms += watch.ms
+            self.measuring_ms += watch.ms
         return out
 
     def _measure(
