@@ -11,7 +11,9 @@ Euclidean distance for l2.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,14 +72,19 @@ def _faiss_search(
     d = reference.shape[1]
     index = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
     if reference.is_cuda and hasattr(faiss, "StandardGpuResources"):
-        index = faiss.index_cpu_to_gpu(
-            faiss.StandardGpuResources(), reference.device.index or 0, index
-        )
+        index = faiss.index_cpu_to_gpu(_gpu_resources(), reference.device.index or 0, index)
     index.add(np.ascontiguousarray(reference.cpu().numpy()))
     scores, idx = index.search(np.ascontiguousarray(queries.cpu().numpy()), k)
     scores = torch.from_numpy(scores).to(queries.device)
-    dist = 1.0 - scores if metric == "cosine" else scores.clamp_min(0).sqrt()
+    # Rounding can put 1 - cos a hair below 0; distances are clamped to stay non-negative.
+    dist = (1.0 - scores).clamp_min(0) if metric == "cosine" else scores.clamp_min(0).sqrt()
     return dist, torch.from_numpy(idx).to(queries.device)
+
+
+@functools.cache
+def _gpu_resources() -> Any:
+    """One faiss GPU resource object per process: each one reserves scratch GPU memory."""
+    return faiss.StandardGpuResources()
 
 
 def _chunk_rows(n_reference: int) -> int:
@@ -103,7 +110,7 @@ def _torch_search(
     for chunk in queries.split(_chunk_rows(reference.shape[0])):
         top, idx = _scores(chunk, reference, ref_sq).topk(k, dim=1)
         if metric == "cosine":
-            dists.append(1.0 - top)
+            dists.append((1.0 - top).clamp_min(0))
         else:
             dists.append((chunk.pow(2).sum(1, keepdim=True) - top).clamp_min(0).sqrt())
         idxs.append(idx)
