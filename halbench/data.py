@@ -10,6 +10,11 @@ parsed here directly (torchvision is used only to download, when `download=True`
 pickles, MNIST / Fashion-MNIST IDX files (plain or .gz), SVHN .mat files. Fashion-MNIST is also
 found in /usr/share/datasets/fashion-mnist, where the Debian package dataset-fashion-mnist puts
 it.
+
+A plugin adds a data set by registering a reader that returns uint8 NCHW arrays:
+
+    @DATASETS.register("my-data")
+    def read(request: LoadRequest) -> RawData: ...
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 Every model maps normalized float images `[B, C, H, W]` to embeddings `[B, embedding_dim]`.
 The head is a linear layer, optionally followed by BatchNorm1d (`head_bn`). Losses that need a
 classifier (softmax) bring it themselves.
+
+A plugin adds a backbone by registering a factory; `build` rejects params it does not declare:
+
+    @MODELS.register("my_net")
+    def my_net(*, in_channels, image_size, embedding_dim, width=64) -> nn.Module: ...
 """
 
 from __future__ import annotations
