@@ -193,10 +193,14 @@ def ray_failure(exc: BaseException | None) -> tuple[str, str]:
     return status, f"{type(exc).__name__}: {message}"
 
 
-def _trainable(
+def halbench_trial(
     config: dict[str, Any], suite_json: dict[str, Any], trial_fn: TrialFn | None
 ) -> None:
-    """The Tune function trainable: one grid point."""
+    """The Tune function trainable: one grid point.
+
+    Its name is what the Ray dashboard shows for the trial actors; each trial logs its id when it
+    starts, so the actor's log (dashboard: Actors -> halbench_trial -> Logs) says which trial runs.
+    """
     from ray import tune
 
     from halbench.plugins import load_plugins
@@ -206,6 +210,7 @@ def _trainable(
         from halbench.trial import run_trial as trial_fn
     suite = Suite.model_validate(suite_json)
     spec = TrialSpec.model_validate(config["spec"])
+    print(f"[halbench] trial {spec.trial_id}", flush=True)
 
     def report_epoch(epoch_row: dict[str, Any]) -> None:
         tune.report({k: v for k, v in epoch_row.items() if isinstance(v, int | float)})
@@ -536,7 +541,7 @@ def _run_with_ray(
         writer, stopper = _tune_hooks(out_dir, suite, todo, progress, interrupt)
         trainable = tune.with_resources(
             tune.with_parameters(
-                _trainable, suite_json=suite.model_dump(mode="json"), trial_fn=trial_fn
+                halbench_trial, suite_json=suite.model_dump(mode="json"), trial_fn=trial_fn
             ),
             resources,
         )
