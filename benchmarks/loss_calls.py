@@ -12,7 +12,8 @@ Contenders per (B, d), C classes, fp32:
 Each sample is the mean of enough back-to-back calls to fill --min-time seconds, after
 --warmup calls; contenders are interleaved within each of --repeats rounds so that load from
 other processes hits all of them alike. Times are per-call medians over the rounds; ratios are
-medians of the per-round ratios. On CUDA the device is synchronized around each sample.
+medians of the per-round ratios. On CUDA the device is synchronized around each sample. On a
+shared CPU, `--clock cpu --threads 1` times the work without the waits for other processes.
 Goals: nca / pml_nca <= 1.0; hal / floor <= 1.3 at B >= 256.
 """
 
@@ -42,15 +43,19 @@ def fwd_bwd(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x, y)
     return call
 
 
-def seconds_per_call(call: Call, number: int, device: torch.device) -> float:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def seconds_per_call(call: Call, number: int, device: torch.device, clock: str) -> float:
+    now = CLOCKS[clock]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start = now()
     for _ in range(number):
         call()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / number
+    return (now() - start) / number
 
 
 def measure(
@@ -61,12 +66,12 @@ def measure(
     for name, call in calls.items():
         for _ in range(args.warmup):
             call()
-        once = seconds_per_call(call, 1, device)
+        once = seconds_per_call(call, 1, device, args.clock)
         numbers[name] = max(1, math.ceil(args.min_time / max(once, 1e-7)))
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(args.repeats):
         for name, call in calls.items():
-            samples[name].append(seconds_per_call(call, numbers[name], device))
+            samples[name].append(seconds_per_call(call, numbers[name], device, args.clock))
     return samples
 
 
@@ -106,14 +111,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.02, help="seconds per measurement")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="cpu: process CPU time, which leaves out time other processes take on a shared "
+        "machine (CPU device only; with --threads 1 it equals the call's latency)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    if args.clock == "cpu" and device.type != "cpu":
+        parser.error("--clock cpu measures host CPU time; use it with --device cpu")
     print(
         f"# torch {torch.__version__}, device {name}, threads {torch.get_num_threads()}, "
-        f"C={args.classes}, fp32, forward+backward, median of {args.repeats}"
+        f"C={args.classes}, fp32, forward+backward, {args.clock} clock, median of {args.repeats}"
     )
     header = (
         f"{'B':>5} {'d':>4} {'hal ms':>9} {'floor ms':>9} {'nca ms':>9} {'pml_nca ms':>10}"

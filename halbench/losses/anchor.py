@@ -54,36 +54,44 @@ def init_anchors(num_classes: int, dim: int, method: str) -> Tensor:
     return normalize(vertices @ rotation)
 
 
-class _Cosine(torch.autograd.Function):
-    """cos(x_i, a_c) = (x a^T)_ic / ||x_i|| for unit anchors a, with a hand-written backward.
+class _ScaledCosine(torch.autograd.Function):
+    """logits_ic = scale * cos(x_i, w_c), with a hand-written backward.
 
-    Dividing the [B, C] product by the norms is cheaper than normalizing x [B, d]; the
-    backward adds a single pass over x to the two products a bare linear layer needs
-    (autograd through the norm would add several), which keeps HAL close to plain
-    cross-entropy on x a^T.
+    Dividing the [B, C] product by the norms is cheaper than normalizing x [B, d], and the
+    backward adds one pass over x to the two products of a bare linear layer, where autograd
+    through the norms and divisions would add several passes and a dozen small ops. The scale is
+    folded into the [C, d] unit anchors.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, a: Tensor) -> Tensor:  # type: ignore[override]
-        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(EPS)
-        cosine = torch.mm(x, a.T).div_(norm)
-        ctx.save_for_backward(x, a, norm, cosine)
-        return cosine
+    def forward(ctx: Any, x: Tensor, weight: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        weight_norm = torch.linalg.vector_norm(weight, dim=1, keepdim=True).clamp_min(EPS)
+        anchors = weight * (scale / weight_norm)
+        x_norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(EPS)
+        logits = torch.mm(x, anchors.T).div_(x_norm)
+        ctx.save_for_backward(x, anchors, x_norm, weight_norm, logits)
+        ctx.scale = scale
+        return logits
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        x, a, norm, cosine = ctx.saved_tensors
-        scaled = grad / norm
-        dx = da = None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, anchors, x_norm, weight_norm, logits = ctx.saved_tensors
+        scaled = grad / x_norm
+        dx = dw = None
         if ctx.needs_input_grad[0]:
-            # d cos_ic / d x_i = a_c / ||x_i|| - cos_ic x_i / ||x_i||^2 (none where clamped)
-            radial = (grad * cosine).sum(dim=1, keepdim=True) / (norm * norm)
-            radial = torch.where(norm > EPS, radial, 0.0)
-            dx = torch.addmm(x * -radial, scaled, a)
+            # d logits_ic / d x_i = anchors_c / |x_i| - logits_ic x_i / |x_i|^2 (0 where clamped)
+            radial = (scaled * logits).sum(dim=1, keepdim=True) / x_norm
+            dx = torch.mm(scaled, anchors).addcmul_(
+                x, torch.where(x_norm > EPS, radial, 0.0), value=-1
+            )
         if ctx.needs_input_grad[1]:
-            da = torch.mm(scaled.T, x)
-        return dx, da
+            # anchors = s w / |w|: project the anchors' gradient off the anchor direction.
+            danchors = torch.mm(scaled.T, x)
+            along = (danchors * anchors).sum(dim=1, keepdim=True) / ctx.scale
+            along = torch.where(weight_norm > EPS, along, 0.0)
+            dw = (ctx.scale * danchors - along * anchors) / weight_norm
+        return dx, dw, None
 
 
 class AnchorLoss(KNNLoss):
@@ -171,12 +179,13 @@ class HypersphereAnchorLoss(AnchorLoss):
         return normalize(self.weight.detach())
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
-        cosine = _Cosine.apply(embeddings, normalize(self.weight.to(embeddings.dtype)))
-        return cross_entropy(self.scale * self.adjust_target(cosine, labels), labels)
+        weight = self.weight.to(embeddings.dtype)
+        logits = _ScaledCosine.apply(embeddings, weight, self.scale)
+        return cross_entropy(self.adjust_target(logits, labels), labels)
 
-    def adjust_target(self, cosine: Tensor, labels: Tensor) -> Tensor:
-        """Hook for margin losses: modified target cosines; HAL has no margin."""
-        return cosine
+    def adjust_target(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Hook for margin losses: logits (scale * cos) with the target modified; HAL: none."""
+        return logits
 
     def adjust_target_flops(self, batch_size: int, num_classes: int) -> int:
         """FLOPs of `adjust_target`."""
@@ -188,12 +197,11 @@ class HypersphereAnchorLoss(AnchorLoss):
         b, d, c = batch_size, embedding_dim, num_classes
         matmul = 2 * b * c * d
         total = (
-            3 * c * d + 2 * c  # normalize anchors
+            3 * c * d + 4 * c  # anchors: norms, clamp, scale / norm (2 ops), product
             + 2 * b * d + 2 * b  # ||x||, clamped
             + matmul
             + b * c  # divide by ||x||
             + self.adjust_target_flops(b, c)
-            + b * c  # times scale
             + cross_entropy_flops(b, c)
         )  # fmt: skip
         return {"matmul": matmul, "total": total}

@@ -12,9 +12,9 @@ from halbench.losses.anchor import HypersphereAnchorLoss
 from halbench.losses.base import check_nonnegative, register_loss
 
 
-def _replace_target(cosine: Tensor, labels: Tensor, target: Tensor) -> Tensor:
-    """`cosine` with its target column (labels) replaced by `target` [B], out of place."""
-    return cosine.scatter(1, labels.unsqueeze(1), target.unsqueeze(1))
+def _replace_target(logits: Tensor, labels: Tensor, target: Tensor) -> Tensor:
+    """`logits` with its target column (labels) replaced by `target` [B], out of place."""
+    return logits.scatter(1, labels.unsqueeze(1), target.unsqueeze(1))
 
 
 @register_loss("cosface")
@@ -36,9 +36,9 @@ class CosFace(HypersphereAnchorLoss):
         super().__init__(num_classes, embedding_dim, scale=scale, **anchor)
         self.margin = check_nonnegative("margin", margin)
 
-    def adjust_target(self, cosine: Tensor, labels: Tensor) -> Tensor:
-        target = cosine.gather(1, labels.unsqueeze(1)).squeeze(1)
-        return _replace_target(cosine, labels, target - self.margin)
+    def adjust_target(self, logits: Tensor, labels: Tensor) -> Tensor:
+        target = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+        return _replace_target(logits, labels, target - self.scale * self.margin)
 
     def adjust_target_flops(self, batch_size: int, num_classes: int) -> int:
         return batch_size  # one subtraction per target
@@ -72,9 +72,9 @@ class ArcFace(HypersphereAnchorLoss):
         if self.margin >= math.pi:
             raise ValueError(f"margin must be < pi radians, got {margin!r}")
 
-    def adjust_target(self, cosine: Tensor, labels: Tensor) -> Tensor:
+    def adjust_target(self, logits: Tensor, labels: Tensor) -> Tensor:
         m = self.margin
-        target = cosine.gather(1, labels.unsqueeze(1)).squeeze(1)
+        target = logits.gather(1, labels.unsqueeze(1)).squeeze(1) / self.scale  # the cosine
         # sin(theta) >= 0 on [0, pi]; the clamp keeps sqrt's derivative finite at |cos| = 1.
         sine = (1.0 - target * target).clamp_min(1e-12).sqrt()
         shifted = torch.where(
@@ -82,11 +82,12 @@ class ArcFace(HypersphereAnchorLoss):
             target * math.cos(m) - sine * math.sin(m),
             target - m * math.sin(m),
         )
-        return _replace_target(cosine, labels, shifted)
+        return _replace_target(logits, labels, self.scale * shifted)
 
     def adjust_target_flops(self, batch_size: int, num_classes: int) -> int:
-        # square, 1 - ., clamp, sqrt, compare, two products and a difference, a fallback difference
-        return 9 * batch_size
+        # unscale; square, 1 - ., clamp, sqrt, compare, two products and a difference, a
+        # fallback difference; rescale
+        return 11 * batch_size
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, margin={self.margin}"
