@@ -196,8 +196,10 @@ def _plan(
         batch_sizes=_sizes(
             "batch sizes", batch_sizes, suite.get("batch_sizes"), DEFAULT_BATCH_SIZES
         ),
-        dims=_sizes("dims", dims, suite.get("embedding_dims"), DEFAULT_DIMS),
-        classes=_sizes("classes", classes, suite.get("num_classes"), DEFAULT_CLASSES, minimum=2),
+        dims=_sizes("embedding_dims (--dims)", dims, suite.get("embedding_dims"), DEFAULT_DIMS),
+        classes=_sizes(
+            "num_classes (--classes)", classes, suite.get("num_classes"), DEFAULT_CLASSES, minimum=2
+        ),
         memory_size=_count("memory_size", suite.get("memory_size", DEFAULT_MEMORY_SIZE), 2),
         device=device,
         warmup=_count("warmup", _first(warmup, suite.get("warmup"), DEFAULT_WARMUP), 0),

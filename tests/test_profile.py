@@ -103,7 +103,7 @@ def test_failing_report_is_a_warning(tmp_path: Path, monkeypatch, capsys) -> Non
     ("overrides", "message"),
     [
         ({"losses": ["hal", "nope"]}, "nope"),
-        ({"batch_sizes": [8, 0]}, "batch sizes"),
+        ({"batch_sizes": [8, 0]}, "batch_sizes"),
         ({"dims": [-1]}, "dims"),
         ({"classes": [1]}, "classes"),
         ({"repeats": 0}, "repeats"),
