@@ -194,7 +194,10 @@ def _plan(
     return Plan(
         losses=specs,
         batch_sizes=_sizes(
-            "batch sizes", batch_sizes, suite.get("batch_sizes"), DEFAULT_BATCH_SIZES
+            "batch_sizes (--batch-sizes)",
+            batch_sizes,
+            suite.get("batch_sizes"),
+            DEFAULT_BATCH_SIZES,
         ),
         dims=_sizes("embedding_dims (--dims)", dims, suite.get("embedding_dims"), DEFAULT_DIMS),
         classes=_sizes(
