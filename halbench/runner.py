@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -467,6 +468,20 @@ def _check_fits(resources: dict[str, float]) -> None:
             )
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a host:port where nothing listens (ray.init would retry for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto" or a ray:// client address: Ray resolves and reports those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UserError(
+            f"--address {address}: no Ray cluster answers there ({err.strerror or err}); "
+            "start one with 'ray start --head', or check the host and port"
+        ) from None
+
+
 def init_ray(
     address: str | None,
     num_cpus: int | None,
@@ -482,9 +497,10 @@ def init_ray(
     # Progress lines are the terminal output.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address:
+        check_reachable(address)
         try:
             ctx = ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as err:
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
             msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UserError(
                 f"--address {address}: cannot connect to a Ray cluster ({msg})"

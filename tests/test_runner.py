@@ -199,3 +199,18 @@ def test_progress_line_counts_and_estimates() -> None:
     last = stream.getvalue().splitlines()[-1]
     assert last.startswith("[halbench] 3/4 trials done (1 failed, 0 running), elapsed ")
     assert "left; t2: oom" in last
+
+
+def test_unreachable_address_fails_fast() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port that was just free: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserError, match=f"--address 127.0.0.1:{port}: no Ray cluster answers"):
+        runner.check_reachable(f"127.0.0.1:{port}", timeout=2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        runner.check_reachable(f"127.0.0.1:{s.getsockname()[1]}", timeout=2)
+    runner.check_reachable("auto")  # resolved by Ray itself
