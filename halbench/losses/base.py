@@ -222,40 +222,76 @@ def cross_entropy_flops(m: int, n: int) -> int:
     return 5 * m * n + 2 * m
 
 
+# exp(-80) = 2e-35: terms clamped up to it change a sum that is >= 1 by far less than float32's
+# resolution, and clamping keeps exp off its slow path for underflowing arguments (about 10x
+# slower on CPU), which unclamped masked or distant entries would take.
+EXP_FLOOR = -80.0
+
+
+class _NeighbourNLL(torch.autograd.Function):
+    """Per row: -log sum_{j pos} softmax_j = lse(all) - lse(positives), and whether the row has a
+    positive. Each logsumexp is shifted by its own maximum, so neither overflows nor loses the
+    positives to underflow; the backward is softmax(all) - softmax(positives), from the exps
+    saved in forward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        top = logits.amax(dim=1, keepdim=True)
+        exp_all = (logits - top).clamp_min_(EXP_FLOOR).exp_()
+        top_positive = torch.where(positive, logits, lowest(logits.dtype)).amax(dim=1, keepdim=True)
+        exp_positive = (logits - top_positive).clamp_(EXP_FLOOR, 0.0).exp_().mul_(positive)
+        has_positive = (top_positive > lowest(logits.dtype)).squeeze(1)
+        # Each sum holds its maximum's term exp(0) = 1, so >= 1; a row without a positive sums
+        # to 0 and is set to 1 so that nothing below divides by or takes the log of 0.
+        sum_all = exp_all.sum(dim=1, keepdim=True)
+        sum_positive = exp_positive.sum(dim=1, keepdim=True).clamp_min_(1.0)
+        per_row = ((top - top_positive) + (sum_all.log() - sum_positive.log())).squeeze(1)
+        ctx.save_for_backward(exp_all, sum_all, exp_positive, sum_positive)
+        ctx.mark_non_differentiable(has_positive)
+        return per_row, has_positive
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor, _: Tensor) -> tuple[Tensor, None]:
+        exp_all, sum_all, exp_positive, sum_positive = ctx.saved_tensors
+        grad = grad.unsqueeze(1)
+        dlogits = (exp_all * (grad / sum_all)).addcmul_(exp_positive, grad / sum_positive, value=-1)
+        return dlogits, None
+
+
 def neighbour_nll(logits: Tensor, positive: Tensor) -> Tensor:
     """NCA loss from logits: mean over rows with a positive of -log sum_{j pos} softmax_ij.
 
     Entries that are not candidates at all (self-pairs, empty memory slots) must already hold
-    `lowest(dtype)`: a finite mask keeps every step free of inf - inf. With j* the best
-    positive of row i, -log sum_pos p_ij = log_softmax(positives only)_ij* - log_softmax(all)_ij*:
-    two fused, overflow- and underflow-safe log_softmax kernels, where a logsumexp over masked
-    rows would be several passes with exp far into its slow underflow range. A row without a
-    positive gives a finite value that `where` drops with a zero gradient, so a batch without
-    any positive gives 0 with a gradient, not NaN.
+    `lowest(dtype)`: a finite mask keeps every step free of inf - inf. A row without a positive
+    gives a finite value that `where` drops with a zero gradient, so a batch without any positive
+    gives 0 with a gradient, not NaN.
     """
-    logits = as_float32(logits)
-    has_positive = positive.any(dim=1)
-    positives_only = torch.where(positive, logits, lowest(logits.dtype))
-    best = positives_only.detach().argmax(dim=1, keepdim=True)
-    per_row = (
-        F.log_softmax(positives_only, dim=1).gather(1, best)
-        - F.log_softmax(logits, dim=1).gather(1, best)
-    ).squeeze(1)
+    per_row, has_positive = _NeighbourNLL.apply(as_float32(logits), positive)
     per_row = torch.where(has_positive, per_row, 0.0)
     return per_row.sum() / has_positive.sum().clamp_min(1)
 
 
 def neighbour_nll_flops(m: int, n: int) -> int:
-    """any, argmax (mn each), two log_softmax (5mn + m each), sub, sum, count, clamp, divide."""
-    return 12 * m * n + 5 * m + 2
+    """all: max, sub, clamp, exp, sum (5mn); positives: max, sub, clamp, exp, mask product,
+    sum (6mn); per row: has-positive test, clamp, two logs, three subtractions and additions,
+    sum, count (9m); clamp and divide (2)."""
+    return 11 * m * n + 9 * m + 2
+
+
+# Below this embedding dimension, two B x B x d products in the Gram backward cost less than
+# adding the gradient to its transpose (a strided pass over B x B) and doing one.
+SYMMETRIZE_MIN_DIM = 128
 
 
 class _GramScores(torch.autograd.Function):
     """S = alpha x x^T + beta n with n_ij = ||x_j||^2, or ||x_i||^2 + ||x_j||^2 (both_sides).
 
     Autograd through addmm(x, x.T) runs two B x B x d products backward, one per operand; as S
-    uses x on both sides, the symmetrized gradient gives dx with one. `diagonal` (if not None)
-    fills S_ii with a constant, whose gradient is zero.
+    uses x on both sides, the symmetrized gradient gives dx with one (for d >= 128, where that
+    saves more than the transpose costs). `diagonal` (if not None) fills S_ii with a constant,
+    whose gradient is zero.
     """
 
     @staticmethod
@@ -278,10 +314,16 @@ class _GramScores(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (x,) = ctx.saved_tensors
-        symmetric = grad + grad.T
-        if ctx.diagonal is not None:
-            symmetric.diagonal().zero_()
-        dx = torch.mm(symmetric, x).mul_(ctx.alpha)
+        if x.shape[1] >= SYMMETRIZE_MIN_DIM:
+            symmetric = grad + grad.T
+            if ctx.diagonal is not None:
+                symmetric.diagonal().zero_()
+            dx = torch.mm(symmetric, x)
+        else:
+            dx = torch.mm(grad, x).addmm_(grad.T, x)
+            if ctx.diagonal is not None:
+                dx.addcmul_(grad.diagonal().unsqueeze(1), x, value=-2)
+        dx.mul_(ctx.alpha)
         if ctx.beta != 0:
             # d/dx_k of beta sum_ij g_ij ||x_j||^2 is 2 beta (sum_i g_ik) x_k; likewise rows.
             weight = grad.sum(dim=0)

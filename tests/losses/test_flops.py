@@ -33,7 +33,8 @@ FREE = {
 }  # fmt: skip
 ELEMENTWISE = {
     aten.add, aten.add_, aten.bitwise_and, aten.bitwise_not, aten.bitwise_or, aten.clamp_min,
-    aten.div, aten.div_, aten.mul_, aten.sub_,
+    aten.div, aten.div_, aten.mul_, aten.sub_, aten.clamp, aten.clamp_, aten.clamp_min_,
+    aten.exp, aten.exp_, aten.log,
     aten.eq, aten.ge, aten.gt, aten.le, aten.logical_and, aten.logical_not, aten.logical_or,
     aten.lt, aten.mul, aten.ne, aten.neg, aten.reciprocal, aten.relu, aten.rsub, aten.sqrt,
     aten.sub,

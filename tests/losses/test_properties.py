@@ -9,7 +9,7 @@ import torch
 
 import halbench.losses as losses
 from halbench.losses.anchor import init_anchors
-from halbench.losses.base import METRICS, KNNLoss
+from halbench.losses.base import METRICS, KNNLoss, gram_scores
 
 ALL = losses.available()
 C, D, N = 4, 5, 24
@@ -252,3 +252,25 @@ def test_arcface_fallback_keeps_the_target_logit_decreasing_in_the_angle() -> No
     cosine = torch.cos(angles).unsqueeze(1).repeat(1, C)
     target = loss.adjust_target(cosine, torch.zeros(200, dtype=torch.long))[:, 0]
     assert (target.diff() < 0).all()
+
+
+@pytest.mark.parametrize("dim", [5, 128])  # both backward paths (two products / symmetrized)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"alpha": 2.0},
+        {"alpha": 3.0, "beta": -1.5, "diagonal": -1e3},
+        {"alpha": -2.0, "beta": 1.0, "both_sides": True},
+    ],
+)
+def test_gram_scores_values_and_gradcheck(dim: int, options: dict) -> None:
+    x = torch.randn(4, dim, dtype=torch.float64, requires_grad=True)
+    sq = (x * x).sum(1).detach()
+    expected = options["alpha"] * x.detach() @ x.detach().T
+    if options.get("beta"):
+        bias = sq.unsqueeze(0) + (sq.unsqueeze(1) if options.get("both_sides") else 0)
+        expected = expected + options["beta"] * bias
+    if "diagonal" in options:
+        expected.fill_diagonal_(options["diagonal"])
+    assert torch.allclose(gram_scores(x, **options), expected)
+    assert torch.autograd.gradcheck(lambda x: gram_scores(x, **options), (x,))
