@@ -66,31 +66,31 @@ class _ScaledCosine(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, scale: float) -> Tensor:  # type: ignore[override]
         weight_norm = torch.linalg.vector_norm(weight, dim=1, keepdim=True).clamp_min(EPS)
-        anchors = weight * (scale / weight_norm)
+        anchor_scale = scale / weight_norm
+        anchors = weight * anchor_scale
         x_norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(EPS)
         logits = torch.mm(x, anchors.T).div_(x_norm)
-        ctx.save_for_backward(x, anchors, x_norm, weight_norm, logits)
+        ctx.save_for_backward(x, anchors, x_norm, anchor_scale, logits)
         ctx.scale = scale
         return logits
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, anchors, x_norm, weight_norm, logits = ctx.saved_tensors
+        # Like F.normalize, the norms' clamp is not special-cased: it only matters for vectors
+        # shorter than EPS, and for an exactly zero x the radial term below is zero anyway.
+        x, anchors, x_norm, anchor_scale, logits = ctx.saved_tensors
         scaled = grad / x_norm
         dx = dw = None
         if ctx.needs_input_grad[0]:
-            # d logits_ic / d x_i = anchors_c / |x_i| - logits_ic x_i / |x_i|^2 (0 where clamped)
+            # d logits_ic / d x_i = anchors_c / |x_i| - logits_ic x_i / |x_i|^2
             radial = (scaled * logits).sum(dim=1, keepdim=True) / x_norm
-            dx = torch.mm(scaled, anchors).addcmul_(
-                x, torch.where(x_norm > EPS, radial, 0.0), value=-1
-            )
+            dx = torch.mm(scaled, anchors).addcmul_(x, radial, value=-1)
         if ctx.needs_input_grad[1]:
-            # anchors = s w / |w|: project the anchors' gradient off the anchor direction.
+            # anchors = s w^ with w^ = w / |w|: dw = (s / |w|) (I - w^ w^T) d anchors
             danchors = torch.mm(scaled.T, x)
-            along = (danchors * anchors).sum(dim=1, keepdim=True) / ctx.scale
-            along = torch.where(weight_norm > EPS, along, 0.0)
-            dw = (ctx.scale * danchors - along * anchors) / weight_norm
+            along = (danchors * anchors).sum(dim=1, keepdim=True)
+            dw = danchors.addcmul_(anchors, along, value=-1 / ctx.scale**2).mul_(anchor_scale)
         return dx, dw, None
 
 

@@ -29,7 +29,7 @@ METRICS = ("cosine", "l2")
 class KNNLoss(nn.Module):
     """A loss whose embeddings are meant to be searched with k-NN.
 
-    Subclasses implement `compute` (inputs already checked) and `flops`. Learnable parameters
+    Subclasses implement `compute` (inputs already checked) and `cost`. Learnable parameters
     (anchors, proxies) are ordinary nn.Parameters; `anchors()` returns one vector per class when
     the loss has them. `metric` is what k-NN should use; losses with a distance option set it per
     instance, so read it from the built loss.
@@ -192,6 +192,11 @@ def as_float32(logits: Tensor) -> Tensor:
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
+def lowest(dtype: torch.dtype) -> float:
+    """The most negative finite value of a float dtype (the mask value for logits)."""
+    return torch.finfo(dtype).min
+
+
 def normalize(x: Tensor) -> Tensor:
     """Rows scaled to unit L2 norm (F.normalize with a clamped norm)."""
     return F.normalize(x, dim=1, eps=EPS)
@@ -343,14 +348,9 @@ def gram_scores(
     both_sides: bool = False,
     diagonal: float | None = None,
 ) -> Tensor:
-    """alpha x x^T + beta ||x_j||^2 (+ beta ||x_i||^2 if both_sides) [B, B], one matmul each way.
+    """alpha x x^T + beta ||x_j||^2 (+ beta ||x_i||^2 if both_sides) [B, B] from one matmul.
 
-    FLOPs: beta = 0: matmul + B^2 (alpha); else squared norms (2Bd), the outer sum if
+    FLOPs of the forward: beta = 0: matmul + B^2 (alpha); else squared norms (2Bd), the outer sum if
     both_sides (B^2), addmm (matmul + B^2).
     """
     return _GramScores.apply(x, alpha, beta, both_sides, diagonal)
-
-
-def lowest(dtype: torch.dtype) -> float:
-    """The most negative finite value of a float dtype (the mask value for logits)."""
-    return torch.finfo(dtype).min
