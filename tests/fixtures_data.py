@@ -89,3 +89,36 @@ def write_fake_idx_dataset(
         else:
             (folder / stem).write_bytes(content)
     return arrays
+
+
+def write_fake_cifar100(root: Path, n_train: int = 200, n_test: int = 50, seed: int = 0) -> dict:
+    """Write cifar-100-python/{train,test,meta} (fine and coarse labels) under `root`."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, n in (("train", n_train), ("test", n_test)):
+        x = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)
+        fine = [int(v) for v in np.arange(n) % 100]
+        entry = {"data": x, "fine_labels": fine, "coarse_labels": [f // 5 for f in fine]}
+        with (folder / name).open("wb") as fh:
+            pickle.dump(entry, fh)
+        out[f"{name}_x"], out[f"{name}_y"] = x.reshape(n, 3, 32, 32), np.array(fine)
+    with (folder / "meta").open("wb") as fh:
+        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, fh)
+    return out
+
+
+def write_fake_svhn(root: Path, n_train: int = 30, n_test: int = 20, seed: int = 0) -> dict:
+    """Write train_32x32.mat / test_32x32.mat as SVHN ships them: X [32, 32, 3, N], y in 1..10."""
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, n in (("train", n_train), ("test", n_test)):
+        x = rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)
+        y = (np.arange(n) % 10 + 1).reshape(n, 1)  # 10 stands for the digit 0
+        scipy.io.savemat(root / f"{name}_32x32.mat", {"X": x, "y": y})
+        out[f"{name}_x"], out[f"{name}_y"] = x.transpose(3, 2, 0, 1), y.reshape(-1) % 10
+    return out

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures_data import idx_bytes, write_fake_cifar10, write_fake_idx_dataset
+from fixtures_data import (
+    idx_bytes,
+    write_fake_cifar10,
+    write_fake_cifar100,
+    write_fake_idx_dataset,
+    write_fake_svhn,
+)
 
 from halbench import data
 from halbench.errors import UserError
@@ -26,6 +32,23 @@ def test_fake_cifar10_is_read_in_batch_order(tmp_path: Path) -> None:
     assert splits.train_y.dtype == torch.int64
     assert (splits.num_classes, splits.in_channels, splits.image_size) == (10, 3, 32)
     assert splits.flip and splits.crop_pad == 4 and splits.augment_default
+
+
+def test_fake_cifar100_uses_fine_labels(tmp_path: Path) -> None:
+    written = write_fake_cifar100(tmp_path)
+    splits = data.load("cifar100", root=tmp_path)
+    assert splits.num_classes == 100 and splits.train_x.shape == (200, 3, 32, 32)
+    np.testing.assert_array_equal(splits.train_y.numpy(), written["train_y"])
+    np.testing.assert_array_equal(splits.test_x.numpy(), written["test_x"])
+
+
+def test_fake_svhn_maps_label_10_to_digit_0(tmp_path: Path) -> None:
+    written = write_fake_svhn(tmp_path)
+    splits = data.load("svhn", root=tmp_path)
+    assert splits.train_x.shape == (30, 3, 32, 32) and not splits.flip
+    np.testing.assert_array_equal(splits.train_x.numpy(), written["train_x"])
+    np.testing.assert_array_equal(splits.test_y.numpy(), written["test_y"])
+    assert splits.train_y.min().item() == 0 and splits.train_y.max().item() == 9
 
 
 def test_data_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
