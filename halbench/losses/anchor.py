@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from halbench.losses.base import (
     EPS,
     KNNLoss,
+    addmm_flops,
     check_bool,
     check_choice,
     check_positive,
@@ -148,8 +149,7 @@ class EuclideanAnchorLoss(AnchorLoss):
         matmul = 2 * b * c * d
         total = (
             squared_norms_flops(c, d)
-            + matmul
-            + b * c  # addmm's add (alpha and beta ride on the gemm)
+            + addmm_flops(b, d, c, alpha=2 * self.scale, beta=-self.scale)
             + cross_entropy_flops(b, c)
         )
         return {"matmul": matmul, "total": total}

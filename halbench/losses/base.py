@@ -2,8 +2,8 @@
 
 FLOP rules shared by every `flops()` formula (docs/losses.md lists them per loss): a matmul
 [m, k] x [k, n] is 2mkn; every elementwise arithmetic op or comparison is 1 per output element;
-a reduction (sum, max, any) is 1 per input element; addmm is its matmul plus 1 per output
-element (the add; alpha and beta scaling ride on the gemm); selections and copies (where,
+a reduction (sum, max, any) is 1 per input element; addmm is its matmul plus, per output
+element, 1 for the add and 1 for each of alpha and beta that is not 1; selections and copies (where,
 masked_fill, fill_diagonal_, indexing, gather/scatter, casts) are 0. Composite ops count their
 parts (see the *_flops helpers).
 """
@@ -207,6 +207,11 @@ def normalize_flops(m: int, n: int) -> int:
     return 3 * m * n + 2 * m
 
 
+def addmm_flops(m: int, k: int, n: int, *, alpha: float = 1.0, beta: float = 1.0) -> int:
+    """beta * input + alpha * ([m, k] x [k, n]): the product, the add, each scaling not by 1."""
+    return 2 * m * k * n + m * n * (1 + (alpha != 1) + (beta != 1))
+
+
 def squared_norms(x: Tensor) -> Tensor:
     """||x_i||^2 per row, [m]."""
     return (x * x).sum(dim=1)
@@ -285,18 +290,13 @@ def neighbour_nll_flops(m: int, n: int) -> int:
     return 11 * m * n + 9 * m + 2
 
 
-# Below this embedding dimension, two B x B x d products in the Gram backward cost less than
-# adding the gradient to its transpose (a strided pass over B x B) and doing one.
-SYMMETRIZE_MIN_DIM = 128
-
-
 class _GramScores(torch.autograd.Function):
     """S = alpha x x^T + beta n with n_ij = ||x_j||^2, or ||x_i||^2 + ||x_j||^2 (both_sides).
 
     Autograd through addmm(x, x.T) runs two B x B x d products backward, one per operand; as S
-    uses x on both sides, the symmetrized gradient gives dx with one (for d >= 128, where that
-    saves more than the transpose costs). `diagonal` (if not None) fills S_ii with a constant,
-    whose gradient is zero.
+    uses x on both sides, the symmetrized gradient gives dx with one. (For d < 64 on CPU, two
+    products would cost less than the strided transpose-add; the grid's d is 64 and up.)
+    `diagonal` (if not None) fills S_ii with a constant, whose gradient is zero.
     """
 
     @staticmethod
@@ -319,16 +319,10 @@ class _GramScores(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (x,) = ctx.saved_tensors
-        if x.shape[1] >= SYMMETRIZE_MIN_DIM:
-            symmetric = grad + grad.T
-            if ctx.diagonal is not None:
-                symmetric.diagonal().zero_()
-            dx = torch.mm(symmetric, x)
-        else:
-            dx = torch.mm(grad, x).addmm_(grad.T, x)
-            if ctx.diagonal is not None:
-                dx.addcmul_(grad.diagonal().unsqueeze(1), x, value=-2)
-        dx.mul_(ctx.alpha)
+        symmetric = grad + grad.T
+        if ctx.diagonal is not None:
+            symmetric.diagonal().zero_()
+        dx = torch.mm(symmetric, x).mul_(ctx.alpha)
         if ctx.beta != 0:
             # d/dx_k of beta sum_ij g_ij ||x_j||^2 is 2 beta (sum_i g_ik) x_k; likewise rows.
             weight = grad.sum(dim=0)
@@ -350,7 +344,7 @@ def gram_scores(
 ) -> Tensor:
     """alpha x x^T + beta ||x_j||^2 (+ beta ||x_i||^2 if both_sides) [B, B] from one matmul.
 
-    FLOPs of the forward: beta = 0: matmul + B^2 (alpha); else squared norms (2Bd), the outer sum if
-    both_sides (B^2), addmm (matmul + B^2).
+    FLOPs of the forward: beta = 0: matmul + B^2 (alpha); else squared norms (2Bd), the outer
+    sum if both_sides (B^2), and addmm_flops(B, d, B, alpha=alpha, beta=beta).
     """
     return _GramScores.apply(x, alpha, beta, both_sides, diagonal)

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from halbench.losses.base import (
     KNNLoss,
+    addmm_flops,
     check_choice,
     check_positive,
     gram_scores,
@@ -51,7 +52,7 @@ class NCA(KNNLoss):
                 x, alpha=2 * self.scale, beta=-self.scale, diagonal=lowest(x.dtype)
             )
         positive = labels.unsqueeze(1) == labels.unsqueeze(0)
-        positive.fill_diagonal_(False)
+        positive.fill_diagonal_(0)
         return neighbour_nll(logits, positive)
 
     def cost(
@@ -60,10 +61,11 @@ class NCA(KNNLoss):
         b, d = batch_size, embedding_dim
         matmul = 2 * b * b * d
         if self.distance == "cosine":
-            prep = normalize_flops(b, d) + b * b  # times 2 scale
+            scores = normalize_flops(b, d) + matmul + b * b  # times 2 scale
         else:
-            prep = squared_norms_flops(b, d) + b * b  # addmm's add
-        total = prep + matmul + b * b + neighbour_nll_flops(b, b)  # b * b: label equality
+            alpha, beta = 2 * self.scale, -self.scale
+            scores = squared_norms_flops(b, d) + addmm_flops(b, d, b, alpha=alpha, beta=beta)
+        total = scores + b * b + neighbour_nll_flops(b, b)  # b * b: label equality
         return {"matmul": matmul, "total": total}
 
     def extra_repr(self) -> str:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from halbench.losses.base import (
     KNNLoss,
+    addmm_flops,
     as_float32,
     check_bool,
     check_choice,
@@ -48,9 +49,10 @@ class PairLoss(KNNLoss):
         return squared.clamp_min(MIN_SQUARED_DISTANCE).sqrt()
 
     def distances_flops(self, b: int, d: int) -> int:
-        """Optional normalize, norms, outer sum, addmm (matmul + add), clamp, sqrt."""
+        """Optional normalize, norms, outer sum, addmm (alpha -2), clamp, sqrt."""
         prep = normalize_flops(b, d) if self.normalize_embeddings else 0
-        return prep + squared_norms_flops(b, d) + b * b + (2 * b * b * d + b * b) + 2 * b * b
+        addmm = addmm_flops(b, d, b, alpha=-2.0)
+        return prep + squared_norms_flops(b, d) + b * b + addmm + 2 * b * b
 
     def reduce(self, losses: Tensor, valid: Tensor) -> Tensor:
         """Mean of the valid hinge terms ('nonzero': of those > 0); 0 with grad if none."""
@@ -94,7 +96,7 @@ class BatchHardTriplet(PairLoss):
         dist = self.distances(embeddings)
         same = labels.unsqueeze(1) == labels.unsqueeze(0)
         positive = same.clone()
-        positive.fill_diagonal_(False)
+        positive.fill_diagonal_(0)
         hardest_positive = torch.where(positive, dist, 0.0).amax(dim=1)
         # `same` includes the diagonal, so a sample is never its own negative.
         hardest_negative = torch.where(same, torch.finfo(dist.dtype).max, dist).amin(dim=1)
@@ -148,7 +150,7 @@ class Contrastive(PairLoss):
         dist = self.distances(embeddings)
         same = labels.unsqueeze(1) == labels.unsqueeze(0)
         negative = ~same
-        same.fill_diagonal_(False)
+        same.fill_diagonal_(0)
         positive_loss = self.reduce((dist - self.pos_margin).relu(), same)
         negative_loss = self.reduce((self.neg_margin - dist).relu(), negative)
         return positive_loss + negative_loss

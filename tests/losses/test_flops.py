@@ -46,14 +46,14 @@ def _numel(x: Any) -> int:
     return x.numel() if isinstance(x, torch.Tensor) else 1
 
 
-def _addmm(args: tuple, out: torch.Tensor) -> int:
+def _addmm(args: tuple, kwargs: dict, out: torch.Tensor) -> int:
     m, k = args[1].shape
-    return 2 * m * k * args[2].shape[1] + out.numel()
+    scalings = (kwargs.get("alpha", 1) != 1) + (kwargs.get("beta", 1) != 1)
+    return 2 * m * k * args[2].shape[1] + out.numel() * (1 + scalings)
 
 
 SPECIAL: dict[Any, Callable[[tuple, Any], int]] = {
     aten.mm: lambda a, o: 2 * a[0].shape[0] * a[0].shape[1] * a[1].shape[1],
-    aten.addmm: _addmm,
     aten.aminmax: lambda a, o: 2 * a[0].numel(),  # a min and a max
     aten.linalg_vector_norm: lambda a, o: 2 * a[0].numel() + o.numel(),
     aten.logsumexp: lambda a, o: 4 * a[0].numel() + 2 * o.numel(),
@@ -73,7 +73,9 @@ class RuleCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
         packet = func.overloadpacket
-        if packet in SPECIAL:
+        if packet is aten.addmm:
+            self.total += _addmm(args, kwargs or {}, out)
+        elif packet in SPECIAL:
             self.total += SPECIAL[packet](args, out)
         elif packet in ELEMENTWISE:
             self.total += _numel(out)
@@ -102,6 +104,8 @@ def _built(name: str, **params) -> losses.KNNLoss:
 # Every loss with its defaults, and the options that change what forward runs.
 CASES = [(name, {}) for name in losses.available()] + [
     ("nca", {"distance": "cosine"}),
+    ("nca", {"scale": 0.5}),  # alpha = 2 scale = 1: addmm without that scaling
+    ("al", {"scale": 0.5}),
     ("triplet", {"normalize": False, "reduction": "nonzero"}),
     ("contrastive", {"reduction": "mean"}),
     ("softmax", {"bias": False}),

@@ -254,7 +254,7 @@ def test_arcface_fallback_keeps_the_target_logit_decreasing_in_the_angle() -> No
     assert (target.diff() < 0).all()
 
 
-@pytest.mark.parametrize("dim", [5, 128])  # both backward paths (two products / symmetrized)
+@pytest.mark.parametrize("dim", [5, 128])
 @pytest.mark.parametrize(
     "options",
     [
