@@ -127,6 +127,20 @@ def comparable(path: Path) -> pl.DataFrame:
     return df.select([c for c in df.columns if not any(m in c for m in MEASURED)])
 
 
+def same(column: str, a: pl.Series, b: pl.Series) -> bool:
+    """Equal, except float32 rounding in training losses.
+
+    With train.deterministic on CPU, accuracies and every config column are equal to the last
+    bit. A trial's training loss was seen to differ in its last float32 bits (~1e-7 relative)
+    between Ray worker processes that ran different trials before it (Tune reuses actors, and
+    which trial follows which differs between a resumed and an uninterrupted run); the same
+    trial in one process is reproducible.
+    """
+    if "loss" in column and a.dtype.is_float():
+        return a.is_null().equals(b.is_null()) and bool(((a - b).abs() <= 1e-5 * b.abs()).all())
+    return a.equals(b)
+
+
 def cli_run(suite: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
@@ -184,8 +198,13 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, ray_session, c
     assert pl.read_parquet(part / "trials.parquet")["trial_id"].is_unique().all()
     for name in ("trials.parquet", "epochs.parquet"):
         resumed, uninterrupted = comparable(part / name), comparable(full / name)
-        # Deterministic CPU training with one thread per worker: metrics equal to the last bit.
-        assert resumed.equals(uninterrupted), (name, resumed, uninterrupted)
+        assert resumed.columns == uninterrupted.columns, name
+        differ = {
+            c: (resumed[c].to_list(), uninterrupted[c].to_list())
+            for c in resumed.columns
+            if not same(c, resumed[c], uninterrupted[c])
+        }
+        assert differ == {}, (name, differ)
 
 
 def test_ctrl_c_stops_writes_and_says_how_to_resume(tmp_path, ray_session, capsys) -> None:
