@@ -56,6 +56,13 @@ def test_smoke_suite_through_ray(tmp_path, ray_env, capsys) -> None:
     assert set(EPOCH_SCHEMA) <= set(epochs.columns)
     assert epochs.height == 4 * 2
     assert epochs.group_by("trial_id").len()["len"].to_list() == [2] * 4
+    # The models learn: every trial's training loss falls from the first epoch to the second.
+    losses = (
+        epochs.sort("trial_id", "epoch")
+        .group_by("trial_id", maintain_order=True)
+        .agg(pl.col("train_loss"))
+    )
+    assert all(first > last for first, last in losses["train_loss"].to_list()), losses
 
 
 @pytest.mark.slow
