@@ -22,6 +22,7 @@ from halbench.losses.base import (
     check_positive,
     cross_entropy,
     cross_entropy_flops,
+    no_autocast,
     normalize,
     register_loss,
     squared_norms,
@@ -70,7 +71,8 @@ class _ScaledCosine(torch.autograd.Function):
         anchor_scale = scale / weight_norm
         anchors = weight * anchor_scale
         x_norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(EPS)
-        logits = torch.mm(x, anchors.T).div_(x_norm)
+        with no_autocast(x):
+            logits = torch.mm(x, anchors.T).div_(x_norm)
         ctx.save_for_backward(x, anchors, x_norm, anchor_scale, logits)
         ctx.scale = scale
         return logits

@@ -101,6 +101,10 @@ class KNNLoss(nn.Module):
             or labels.dtype == torch.bool
         ):
             raise ValueError(f"{self.name}: labels must be an integer tensor")
+        if labels.device != embeddings.device:
+            raise ValueError(
+                f"{self.name}: labels are on {labels.device}, embeddings on {embeddings.device}"
+            )
         if labels.shape != embeddings.shape[:1]:
             raise ValueError(
                 f"{self.name}: labels must have shape [{embeddings.shape[0]}] to match the "
@@ -185,6 +189,12 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 # ----- shared numerics, each with its cost formula ------------------------------------------
+
+
+def no_autocast(x: Tensor) -> torch.autocast:
+    """Autocast off inside hand-written autograd functions: they compute in their inputs' dtype
+    and their backward (which runs outside autocast) must see the same dtypes as forward."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 def as_float32(logits: Tensor) -> Tensor:
@@ -305,12 +315,13 @@ class _GramScores(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(x)
         ctx.alpha, ctx.beta, ctx.both_sides, ctx.diagonal = alpha, beta, both_sides, diagonal
-        if beta == 0:
-            scores = torch.mm(x, x.T).mul_(alpha)
-        else:
-            sq = squared_norms(x)
-            bias = sq.unsqueeze(1) + sq.unsqueeze(0) if both_sides else sq
-            scores = torch.addmm(bias, x, x.T, beta=beta, alpha=alpha)
+        with no_autocast(x):
+            if beta == 0:
+                scores = torch.mm(x, x.T).mul_(alpha)
+            else:
+                sq = squared_norms(x)
+                bias = sq.unsqueeze(1) + sq.unsqueeze(0) if both_sides else sq
+                scores = torch.addmm(bias, x, x.T, beta=beta, alpha=alpha)
         if diagonal is not None:
             scores.fill_diagonal_(diagonal)
         return scores

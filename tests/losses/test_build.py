@@ -129,6 +129,12 @@ def test_nca_memory_checks_indices(indices, message: str) -> None:
         loss(torch.randn(3, 5), torch.tensor([0, 1, 2]), indices)
 
 
+def test_labels_on_another_device_are_rejected() -> None:
+    labels = torch.tensor([0, 1, 2], device="meta")
+    with pytest.raises(ValueError, match="nca: labels are on meta, embeddings on cpu"):
+        build("nca")(torch.randn(3, 5), labels)
+
+
 def test_int32_labels_are_accepted() -> None:
     x = torch.randn(6, 5)
     y = torch.tensor([0, 1, 2, 3, 0, 1])

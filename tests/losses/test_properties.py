@@ -117,6 +117,21 @@ def test_bfloat16_agrees_with_float32(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_autocast_gives_the_float32_loss(name: str) -> None:
+    loss = build(name)
+    warm(loss)
+    loss.eval()
+    x, y, idx = batch(3, size=20)
+    expected = loss(x, y, idx).item()
+    x.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(x, y, idx)
+    value.backward()
+    assert value.dtype == torch.float32 and x.grad.isfinite().all()
+    assert value.item() == pytest.approx(expected, rel=0.05, abs=0.05)
+
+
+@pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_far_apart_embeddings_stay_finite(name: str, dtype: torch.dtype) -> None:
     """Huge distances: softmax terms underflow, a careless log(0) or inf - inf would show."""
