@@ -23,6 +23,7 @@ import polars as pl
 import pytest
 import yaml
 
+from halbench import losses
 from halbench.cli import main
 
 ray = pytest.importorskip("ray")
@@ -63,8 +64,13 @@ def worker_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    """One local Ray for the in-process runs; their workers inherit this environment."""
+def ray_session() -> Iterator[str]:
+    """One local Ray for this module's runs; yields its address for drivers in subprocesses.
+
+    Its workers get the repository on PYTHONPATH and the fault plugin; this process does not
+    (the environment is restored after ray.init), so the fault losses never enter the loss
+    registry of the test process, where other tests list the registered losses.
+    """
     if ray.is_initialized():
         ray.shutdown()
     temp = tempfile.mkdtemp(prefix="hbray-")  # short: Ray's socket paths have a length limit
@@ -78,11 +84,11 @@ def ray_session() -> Iterator[None]:
             log_to_driver=False,
             _temp_dir=temp,
         )
-        try:
-            yield
-        finally:
-            ray.shutdown()
-            shutil.rmtree(temp, ignore_errors=True)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def start_group(cmd: list[str], **kw) -> subprocess.Popen:
@@ -155,12 +161,19 @@ def cli_run(suite: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_failed_trials_are_rows_and_the_suite_finishes(tmp_path, ray_session, capsys) -> None:
+def test_failed_trials_are_rows_and_the_suite_finishes(tmp_path, ray_session) -> None:
     suite = tiny_suite(tmp_path, "faults", ["hal", "fault_raise", "fault_nan", "fault_oom"], [0])
     out = tmp_path / "run"
-    assert main(["run", str(suite), "--output", str(out), "--no-report"]) == 0, (
-        capsys.readouterr().err
+    # A driver with the fault plugin, on the module's Ray (whose workers have it too).
+    run = subprocess.run(
+        cli_run(suite, out, "--address", ray_session),
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
+    assert run.returncode == 0, run.stderr
+    assert "fault_raise" not in losses.LOSSES  # only the subprocess and the workers load it
     rows = {r["loss"]: r for r in pl.read_parquet(out / "trials.parquet").iter_rows(named=True)}
     assert {loss: r["status"] for loss, r in rows.items()} == {
         "hal": "ok",
