@@ -32,9 +32,11 @@ from halbench.trial import run_trial
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def smoke_suite(seeds: int, workdir: Path) -> tuple[Suite, Path]:
+def smoke_suite(seeds: int, epochs: int | None, workdir: Path) -> tuple[Suite, Path]:
     doc = yaml.safe_load((ROOT / "suites/smoke.yaml").read_text())
     doc["grid"]["seed"] = list(range(seeds))
+    if epochs:
+        doc["train"]["epochs"] = epochs
     path = workdir / "smoke.yaml"
     path.write_text(yaml.safe_dump(doc))
     return parse_suite(doc, path), path
@@ -71,14 +73,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=4, help="trials = 2 losses x seeds")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
+    parser.add_argument("--epochs", type=int, help="longer trials (default: the smoke suite's)")
     args = parser.parse_args()
-    if args.seeds < 1 or args.cpus < 1:
-        parser.error("--seeds and --cpus must be positive")
+    if args.seeds < 1 or args.cpus < 1 or (args.epochs is not None and args.epochs < 1):
+        parser.error("--seeds, --cpus and --epochs must be positive")
     torch.set_num_threads(args.cpus)  # this process only; each Ray worker sets its own
 
     with tempfile.TemporaryDirectory(prefix="ray_overhead-") as tmp:
         workdir = Path(tmp)
-        suite, path = smoke_suite(args.seeds, workdir)
+        suite, path = smoke_suite(args.seeds, args.epochs, workdir)
         n = len(suite.trials())
         seconds = {
             "direct": time_direct(suite),
@@ -88,7 +91,10 @@ def main() -> None:
         }
     ratio = seconds["halbench"] / seconds["direct"]
     per_trial = (seconds["serial"] - seconds["ray_start_stop"] - seconds["direct"]) / n
-    print(f"smoke suite, {n} trials, local Ray with {args.cpus} CPUs, torch {torch.__version__}")
+    print(
+        f"smoke suite, {n} trials of {suite.train.epochs} epochs, local Ray with {args.cpus} "
+        f"CPUs, torch {torch.__version__}"
+    )
     for name, value in seconds.items():
         print(f"  {name:15s} {value:7.1f} s")
     print(f"  per-trial overhead (serial - start/stop - direct) / trials: {per_trial:.2f} s")
