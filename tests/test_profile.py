@@ -47,6 +47,16 @@ def test_sweep_writes_one_row_per_point_with_the_probe_keys(tmp_path: Path) -> N
     assert json.loads((out / "env.json").read_text())["profile_device"] == "cpu"
 
 
+def test_pytorch_metric_learning_losses_profile_by_name(tmp_path: Path) -> None:
+    pytest.importorskip("pytorch_metric_learning")
+    df = sweep(tmp_path, losses=["pml:NCALoss:softmax_scale=1"])
+    assert df["status"].to_list() == ["ok", "ok"], df["error"].to_list()
+    # No analytic formula for a plug-in, but every op it runs is counted.
+    assert df["flops_analytic_fwd"].to_list() == [None, None]
+    assert all(ops == [] for ops in df["unsupported_ops"].to_list())
+    assert (df["flops_fwd"] > 0).all()
+
+
 def test_suite_file_sets_the_sweep_and_is_copied(tmp_path: Path) -> None:
     suite = tmp_path / "p.yaml"
     suite.write_text(

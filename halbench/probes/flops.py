@@ -206,7 +206,8 @@ _DATA_MOVEMENT = """
     index index_put index_select Int item lift_fresh masked_fill masked_select narrow
     new_empty new_empty_strided new_full new_ones new_zeros nonzero numpy_T one_hot ones
     ones_like permute repeat reshape scalar_tensor ScalarImplicit scatter select
-    select_backward slice slice_backward split split_with_sizes squeeze stack t to transpose
+    select_backward size slice slice_backward split split_with_sizes squeeze stack stride sym_size
+    t to transpose
     tril triu type_as unbind unsqueeze view where zero zeros zeros_like
 """.split()
 
