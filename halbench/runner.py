@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -191,7 +192,8 @@ def ray_failure(exc: BaseException | None) -> tuple[str, str]:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     message = lines[-1] if lines else "trial process failed"
     status = "oom" if isinstance(exc, OutOfMemoryError) else "error"
-    return status, f"{type(exc).__name__}: {message}"
+    # Ray's messages run to a paragraph on one line; the row needs the gist.
+    return status, f"{type(exc).__name__}: {textwrap.shorten(message, 240, placeholder=' ...')}"
 
 
 def halbench_trial(
@@ -318,7 +320,11 @@ def _tune_hooks(
             spec = specs[trial.config["spec"]["trial_id"]]
             if interrupt.requested or (out_dir / "trials" / f"{spec.trial_id}.json").exists():
                 return  # killed by the Ctrl-C: not a result, it reruns on --resume
-            status, error = ray_failure(trial.get_pickled_error())
+            try:
+                exc = trial.get_pickled_error()
+            except Exception:  # noqa: BLE001 - an unreadable error file still makes a row
+                exc = None
+            status, error = ray_failure(exc)
             save_trial(out_dir, failed_row(suite, spec, status, error), [])
             progress.finished(spec.trial_id, status)
 

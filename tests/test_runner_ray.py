@@ -8,6 +8,7 @@ Ray, confined to their own process group and temp dir and torn down by the test.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,6 +26,8 @@ import yaml
 
 from halbench import losses
 from halbench.cli import main
+from halbench.runner import MAX_RAY_RETRIES, run_suite
+from halbench.suite import Suite
 
 ray = pytest.importorskip("ray")
 
@@ -185,6 +188,29 @@ def test_failed_trials_are_rows_and_the_suite_finishes(tmp_path, ray_session) ->
     assert "allocate" in rows["fault_oom"]["error"]
     assert rows["hal"]["error"] is None and rows["hal"]["knn_acc_1"] > 0.5
     assert rows["hal"]["epochs_done"] == 1
+
+
+def test_a_lost_worker_is_retried_then_becomes_an_error_row(tmp_path, ray_session, capsys):
+    from tests.plugins import stub_trial
+
+    doc = {
+        "name": "crash",
+        "dataset": {"name": "synthetic"},
+        "losses": [{"name": "fine"}, {"name": "crashes", "params": {"crash": True}}],
+        "grid": {"batch_size": [8], "embedding_dim": [4], "seed": [0]},
+    }
+    path = tmp_path / "crash.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    summary = run_suite(
+        Suite.model_validate(doc), path, output=tmp_path / "run", trial_fn=stub_trial.run_trial
+    )
+    assert summary.statuses == {"ok": 1, "error": 1} and not summary.interrupted
+    rows = pl.read_parquet(tmp_path / "run/trials.parquet").rows_by_key("loss", named=True)
+    error = rows["crashes"][0]["error"]
+    assert re.match(r"(Ray)?Actor\w*Error: The actor", error) and len(error) < 300, error
+    assert capsys.readouterr().err.count("synthetic-crashes-b8-d4-s0: worker lost, retrying") == (
+        MAX_RAY_RETRIES
+    )
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, ray_session, capsys) -> None:

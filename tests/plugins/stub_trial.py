@@ -1,12 +1,14 @@
 """A stand-in for halbench.trial.run_trial: fast, deterministic, no data or model.
 
 Runner tests use it to exercise Ray, resume and interruption without training anything. The
-loss params steer it: `sleep` (seconds per epoch), `status` (the status to return).
+loss params steer it: `sleep` (seconds per epoch), `status` (the status to return), `crash`
+(end the worker process abruptly, as a lost node or a segfault would).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -30,6 +32,8 @@ def accuracy(spec: TrialSpec, epoch: int) -> float:
 def run_trial(
     suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], None] | None = None
 ) -> StubResult:
+    if spec.loss.params.get("crash"):
+        os._exit(1)
     sleep = float(spec.loss.params.get("sleep", 0.0))
     epochs = []
     for epoch in range(1, suite.train.epochs + 1):
