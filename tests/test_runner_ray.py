@@ -26,6 +26,7 @@ import yaml
 
 from halbench import losses
 from halbench.cli import main
+from halbench.errors import UserError
 from halbench.runner import MAX_RAY_RETRIES, run_suite
 from halbench.suite import Suite
 
@@ -82,6 +83,7 @@ def ray_session() -> Iterator[str]:
             mp.setenv(key, value)
         ray.init(
             num_cpus=2,
+            num_gpus=0,  # also on a GPU machine: the resource check below relies on it
             include_dashboard=False,
             object_store_memory=128 * 1024**2,
             log_to_driver=False,
@@ -211,6 +213,24 @@ def test_a_lost_worker_is_retried_then_becomes_an_error_row(tmp_path, ray_sessio
     assert capsys.readouterr().err.count("synthetic-crashes-b8-d4-s0: worker lost, retrying") == (
         MAX_RAY_RETRIES
     )
+
+
+def test_a_trial_no_node_can_hold_is_refused_up_front(tmp_path, ray_session) -> None:
+    from tests.plugins import stub_trial
+
+    doc = {
+        "name": "gpu",
+        "dataset": {"name": "synthetic"},
+        "losses": [{"name": "a"}],
+        "grid": {"batch_size": [8], "embedding_dim": [4], "seed": [0]},
+        "resources": {"gpus_per_trial": 0.25},
+    }
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(UserError, match=r"resources.gpus_per_trial: a trial needs 0.25 GPU"):
+        run_suite(
+            Suite.model_validate(doc), path, output=tmp_path / "run", trial_fn=stub_trial.run_trial
+        )
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, ray_session, capsys) -> None:
