@@ -89,11 +89,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     if args.resume and args.output is None:
         raise UserError("--resume needs --output DIR: the run directory to finish")
-    address = args.address or os.environ.get("RAY_ADDRESS") or None
-    if args.no_ray and address:
+    if args.no_ray and args.address:
         raise UserError("--no-ray and --address exclude each other")
+    address = None if args.no_ray else args.address or os.environ.get("RAY_ADDRESS") or None
     if address and args.ray_temp_dir:
-        raise UserError("--ray-temp-dir is for a local Ray; a cluster set its own with ray start")
+        raise UserError("--ray-temp-dir is for a local Ray; a cluster sets its own (ray start)")
+    if args.num_gpus is not None and args.num_gpus < 0:
+        raise UserError(f"--num-gpus: expected a non-negative integer, got {args.num_gpus}")
 
     def report(out_dir: Path) -> None:
         if args.no_report:

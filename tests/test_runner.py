@@ -214,3 +214,19 @@ def test_unreachable_address_fails_fast() -> None:
         s.listen()
         runner.check_reachable(f"127.0.0.1:{s.getsockname()[1]}", timeout=2)
     runner.check_reachable("auto")  # resolved by Ray itself
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--num-gpus", "-1"], "--num-gpus: expected a non-negative integer"),
+        (["--address", "auto", "--ray-temp-dir", "/tmp/x"], "--ray-temp-dir is for a local Ray"),
+        (["--address", "auto", "--no-ray"], "--no-ray and --address exclude each other"),
+    ],
+)
+def test_run_option_mistakes_are_one_line_exit_2(extra, message, capsys) -> None:
+    from halbench.cli import main
+
+    assert main(["run", str(ROOT / "suites/smoke.yaml"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"halbench: error: {message}") and err.count("\n") == 1, err
