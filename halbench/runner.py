@@ -144,9 +144,11 @@ def save_trial(out_dir: Path, row: dict[str, Any], epochs: list[dict[str, Any]])
     results.write_json_atomic(path, {"row": row, "epochs": epochs})
 
 
-def collect(out_dir: Path, suite: Suite) -> dict[str, int]:
-    """trials/*.json -> trials.parquet + epochs.parquet, in grid order. Returns status counts."""
-    done = finished_trials(out_dir)
+def collect(out_dir: Path, suite: Suite, done: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Finished trials -> trials.parquet + epochs.parquet, in grid order. Returns status counts.
+
+    `done` is finished_trials(out_dir): every trial file, also those of earlier invocations.
+    """
     order = {spec.trial_id: i for i, spec in enumerate(suite.trials())}
     ids = sorted(done, key=lambda t: (order.get(t, len(order)), t))
     rows = [done[t]["row"] for t in ids]
@@ -194,6 +196,21 @@ def ray_failure(exc: BaseException | None) -> tuple[str, str]:
     status = "oom" if isinstance(exc, OutOfMemoryError) else "error"
     # Ray's messages run to a paragraph on one line; the row needs the gist.
     return status, f"{type(exc).__name__}: {textwrap.shorten(message, 240, placeholder=' ...')}"
+
+
+def _recorded_error(trial: Any) -> BaseException | None:
+    """The exception Tune recorded for a failed trial, from the driver's own copy.
+
+    (Trial.get_pickled_error reads the copy in the storage path, which is synced later.)
+    """
+    from ray import cloudpickle
+
+    path = trial.pickled_error_file
+    try:
+        with open(path, "rb") as f:
+            return cloudpickle.load(f)
+    except Exception:  # noqa: BLE001 - no file, or an unpicklable error: still a row
+        return None
 
 
 def halbench_trial(
@@ -320,11 +337,7 @@ def _tune_hooks(
             spec = specs[trial.config["spec"]["trial_id"]]
             if interrupt.requested or (out_dir / "trials" / f"{spec.trial_id}.json").exists():
                 return  # killed by the Ctrl-C: not a result, it reruns on --resume
-            try:
-                exc = trial.get_pickled_error()
-            except Exception:  # noqa: BLE001 - an unreadable error file still makes a row
-                exc = None
-            status, error = ray_failure(exc)
+            status, error = ray_failure(_recorded_error(trial))
             save_trial(out_dir, failed_row(suite, spec, status, error), [])
             progress.finished(spec.trial_id, status)
 
@@ -411,8 +424,8 @@ def run_suite(
             _run_in_process(suite, todo, out_dir, progress, trial_fn)
     except KeyboardInterrupt:
         summary.interrupted = True
-    summary.statuses = collect(out_dir, suite)
     finished = finished_trials(out_dir)
+    summary.statuses = collect(out_dir, suite, finished)
     summary.interrupted = summary.interrupted or any(s.trial_id not in finished for s in specs)
     write_env(
         out_dir,
@@ -528,6 +541,13 @@ def init_ray(
     return url if url.startswith("http") else f"http://{url}"
 
 
+def _storage_path(storage: str | None, out_dir: Path) -> str:
+    """Tune's storage_path: a URI as given, a local path made absolute (Tune requires it)."""
+    if storage is None:
+        return str(out_dir / "ray")
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
 def _run_with_ray(
     suite: Suite,
     todo: list[TrialSpec],
@@ -553,7 +573,7 @@ def _run_with_ray(
     if started_here:
         url = init_ray(address, num_cpus, num_gpus, dashboard, temp_dir)
     try:
-        if url and (dashboard or address):
+        if url:  # a local Ray has one only with --dashboard
             token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
             hint = " (token authentication: the token is in ~/.ray/auth_token)" if token else ""
             progress.say(f"Ray dashboard: {url}{hint}")
@@ -578,7 +598,7 @@ def _run_with_ray(
             ),
             run_config=tune.RunConfig(
                 name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
-                storage_path=storage or str(out_dir / "ray"),
+                storage_path=_storage_path(storage, out_dir),
                 callbacks=[writer],
                 stop=stopper,
                 failure_config=tune.FailureConfig(max_failures=MAX_RAY_RETRIES),
