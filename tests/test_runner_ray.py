@@ -1,8 +1,8 @@
 """The runner through Ray: failures as rows, kill -9 and resume, Ctrl-C, an existing cluster.
 
-One Ray session is shared by the in-process runs of this module (a Ray start costs ~10 s here);
-the runs that must be killed or that connect to another cluster are subprocesses with their own
-Ray, confined to their own process group and temp dir and torn down by the test.
+One local Ray is shared by this module's runs (a Ray start costs ~10 s here). Drivers that need
+the fault plugin run as subprocesses on it; the driver that is killed and the `ray start` cluster
+run with their own Ray, in their own process group and temp dir, torn down by the test.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import ray
 import yaml
 
 from halbench import losses
@@ -29,8 +30,6 @@ from halbench.cli import main
 from halbench.errors import UserError
 from halbench.runner import MAX_RAY_RETRIES, run_suite
 from halbench.suite import Suite
-
-ray = pytest.importorskip("ray")
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -42,12 +41,12 @@ if str(ROOT) not in sys.path:  # the plugin module is imported by name, as Ray w
 MEASURED = ("time", "_s", "_ms", "seconds_", "images_per_s", "node", "gpu_", "energy", "share")
 
 
-def tiny_suite(tmp_path: Path, name: str, losses: list[str], seeds: list[int]) -> Path:
+def tiny_suite(tmp_path: Path, name: str, loss_names: list[str], seeds: list[int]) -> Path:
     """A smoke-style suite: synthetic data, a tiny CNN, a few seconds per trial."""
     doc = yaml.safe_load((ROOT / "suites/smoke.yaml").read_text())
     doc["name"] = name
     doc["dataset"].update(train_size=256, test_size=128)
-    doc["losses"] = [{"name": n} for n in losses]
+    doc["losses"] = [{"name": n} for n in loss_names]
     doc["grid"]["seed"] = seeds
     doc["train"].update(epochs=1, deterministic=True)
     doc["probes"] = {"enabled": False}
