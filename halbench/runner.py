@@ -55,7 +55,6 @@ class RunSummary:
     skipped: int  # already finished before this invocation (resume)
     statuses: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
-    dashboard_url: str | None = None
 
 
 def default_output(suite: Suite, base: Path = Path("reports")) -> Path:
@@ -406,7 +405,7 @@ def run_suite(
     summary = RunSummary(out_dir=out_dir, total=len(specs), skipped=len(specs) - len(todo))
     try:
         if todo and use_ray:
-            summary.dashboard_url = _run_with_ray(
+            _run_with_ray(
                 suite,
                 todo,
                 out_dir,
@@ -562,16 +561,14 @@ def _run_with_ray(
     temp_dir: Path | None,
     storage: str | None,
     trial_fn: TrialFn | None,
-) -> str | None:
-    """Run `todo` as Tune trials; returns the dashboard URL (None without one)."""
+) -> None:
+    """Run `todo` as Tune trials on a new local Ray, the cluster at `address` or this Ray."""
     import ray
     from ray import tune
 
     resources = trial_resources(suite)
     started_here = not ray.is_initialized()
-    url = None
-    if started_here:
-        url = init_ray(address, num_cpus, num_gpus, dashboard, temp_dir)
+    url = init_ray(address, num_cpus, num_gpus, dashboard, temp_dir) if started_here else None
     try:
         if url:  # a local Ray has one only with --dashboard
             token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
@@ -612,4 +609,3 @@ def _run_with_ray(
     finally:
         if started_here:
             ray.shutdown()
-    return url
