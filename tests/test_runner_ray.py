@@ -140,11 +140,10 @@ def comparable(path: Path) -> pl.DataFrame:
 def same(column: str, a: pl.Series, b: pl.Series) -> bool:
     """Equal, except float32 rounding in training losses.
 
-    With train.deterministic on CPU, accuracies and every config column are equal to the last
-    bit. A trial's training loss was seen to differ in its last float32 bits (~1e-7 relative)
-    between Ray worker processes that ran different trials before it (Tune reuses actors, and
-    which trial follows which differs between a resumed and an uninterrupted run); the same
-    trial in one process is reproducible.
+    With train.deterministic on CPU, accuracies and every config column came out equal to the
+    last bit. A trial's training loss was seen to differ in its last float32 bits (~1e-7
+    relative) between a resumed and an uninterrupted run, whose trials ran in different Ray
+    worker processes (the cause is not pinned down); in one process a trial is reproducible.
     """
     if "loss" in column and a.dtype.is_float():
         return a.is_null().equals(b.is_null()) and bool(((a - b).abs() <= 1e-5 * b.abs()).all())
