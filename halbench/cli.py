@@ -52,15 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     arg("--output", "-o", type=Path, help="run directory (default reports/<suite>/<UTC time>)")
     arg("--resume", action="store_true", help="finish the run in --output: only missing trials run")
     arg("--max-concurrent", type=_positive_int, help="at most N trials at once")
-    arg("--address", help="existing Ray cluster: 'auto' or host:port "
-        "(default $RAY_ADDRESS, else a local Ray that starts and stops with the run)")
+    arg(
+        "--address",
+        help="existing Ray cluster: 'auto' or host:port "
+        "(default $RAY_ADDRESS, else a local Ray that starts and stops with the run)",
+    )
     arg("--num-cpus", type=_positive_int, help="CPUs for a local Ray (default: all)")
     arg("--num-gpus", type=int, help="GPUs for a local Ray (default: all visible)")
-    arg("--dashboard", action="store_true",
-        help="start the Ray dashboard of a local run on 127.0.0.1 and print its URL")
+    arg(
+        "--dashboard",
+        action="store_true",
+        help="start the Ray dashboard of a local run on 127.0.0.1 and print its URL",
+    )
     arg("--ray-temp-dir", type=Path, help="session directory of a local Ray (default /tmp/ray)")
-    arg("--storage", help="Tune's storage path or URI; on a multi-node cluster a shared "
-        "filesystem or cloud URI (default <output>/ray)")
+    arg(
+        "--storage",
+        help="Tune's storage path or URI; on a multi-node cluster a shared "
+        "filesystem or cloud URI (default <output>/ray)",
+    )
     arg("--no-ray", action="store_true", help="run trials one by one in this process (debugging)")
     arg("--datasets", type=_csv, help="only these of the suite's datasets (comma-separated)")
     arg("--no-report", action="store_true", help="write parquet files only")
@@ -68,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from halbench import profile
     from halbench.report import commands as report_commands
 
-    profile.add_arguments(sub.add_parser("profile", help="sweep loss calls alone: FLOPs, time, memory"))
+    profile.add_arguments(
+        sub.add_parser("profile", help="sweep loss calls alone: FLOPs, time, memory")
+    )
     report_commands.add_report_arguments(
         sub.add_parser("report", help="(re)build report.md and report.html from run directories")
     )
@@ -105,8 +116,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         try:
             paths = build_report([out_dir], out_dir)
         except Exception as err:  # noqa: BLE001 - results are safe on disk; the report can be rebuilt
-            print(f"[halbench] warning: report failed ({type(err).__name__}: {err}); "
-                  f"rebuild with: halbench report {out_dir}", file=sys.stderr)
+            print(
+                f"[halbench] warning: report failed ({type(err).__name__}: {err}); "
+                f"rebuild with: halbench report {out_dir}",
+                file=sys.stderr,
+            )
             return
         for path in paths.values():
             print(f"[halbench] wrote {path}", file=sys.stderr)
@@ -130,8 +144,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "no trials"
     print(f"[halbench] {summary.out_dir}: {counts}", file=sys.stderr)
     if summary.interrupted:
-        print(f"[halbench] interrupted; finish with: halbench run {args.suite} "
-              f"--output {summary.out_dir} --resume", file=sys.stderr)
+        print(
+            f"[halbench] interrupted; finish with: halbench run {args.suite} "
+            f"--output {summary.out_dir} --resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     return EXIT_OK
 
