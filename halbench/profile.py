@@ -8,11 +8,14 @@ this process with --no-ray. A point that does not fit in memory is a row with st
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,11 +141,20 @@ def run_profile(
     if suite_path is not None:
         shutil.copyfile(suite_path, output / "suite.yaml")
     env = results.environment()
-    env["profile_device"] = plan.device
+    # The sweep's hash plays the suite hash's part: the report merges only identical sweeps.
+    sweep = json.dumps(dataclasses.asdict(plan), sort_keys=True, default=str)
+    env.update(
+        profile_device=plan.device,
+        suite=suite.get("name", "profile"),
+        suite_hash=hashlib.sha256(sweep.encode()).hexdigest()[:12],
+        started_at=datetime.now(UTC).isoformat(),
+    )
     results.write_json_atomic(output / "env.json", env)
     rows = _run_ray(plan) if use_ray else _run_local(plan)
     path = output / "profile.parquet"
     results.write_parquet_atomic(results.frame(rows, results.PROFILE_SCHEMA), path)
+    env["finished_at"] = datetime.now(UTC).isoformat()
+    results.write_json_atomic(output / "env.json", env)
     _report(output)
     return path
 
