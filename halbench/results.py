@@ -138,6 +138,8 @@ def write_bytes_atomic(path: Path, writer) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600; a results file is as readable as any other file we write.
+        os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as f:
             writer(f)
             f.flush()
