@@ -164,23 +164,9 @@ def collect(out_dir: Path, suite: Suite, done: dict[str, dict[str, Any]]) -> dic
 
 def failed_row(suite: Suite, spec: TrialSpec, status: str, error: str) -> dict[str, Any]:
     """A row for a trial that died outside run_trial (a lost worker, a crashed actor)."""
-    return {
-        "trial_id": spec.trial_id,
-        "suite": suite.name,
-        "suite_hash": suite.hash(),
-        "dataset": spec.dataset.name,
-        "model": suite.model.backbone,
-        "loss": spec.loss.display,
-        "loss_name": spec.loss.name,
-        "loss_params": json.dumps(spec.loss.params, sort_keys=True),
-        "batch_size": spec.batch_size,
-        "embedding_dim": spec.embedding_dim,
-        "seed": spec.seed,
-        "epochs": suite.train.epochs,
-        "epochs_done": 0,
-        "status": status,
-        "error": error,
-    }
+    from halbench.trial import base_row
+
+    return {**base_row(suite, spec), "status": status, "error": error, "node": None}
 
 
 def ray_failure(exc: BaseException | None) -> tuple[str, str]:

@@ -54,7 +54,7 @@ def run_trial(
     suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], None] | None = None
 ) -> TrialResult:
     """Train and evaluate one grid point; failures become a status, never an exception."""
-    result = TrialResult(row=_base_row(suite, spec))
+    result = TrialResult(row=base_row(suite, spec))
     row = result.row
     try:
         with _torch_settings(suite.train.deterministic):
@@ -87,8 +87,12 @@ def select_k(ks: list[int]) -> int:
     return 10 if 10 in ks else max(ks)
 
 
-def _base_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
-    # Every schema column is present (null until known), also in a failed trial's row.
+def base_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
+    """The trial's identity columns; every other schema column null until known.
+
+    Every row starts here, also a failed trial's and one the runner writes for a trial that
+    died outside run_trial, so all rows have the same columns.
+    """
     return {
         **dict.fromkeys(results.TRIAL_SCHEMA),
         "trial_id": spec.trial_id,

@@ -7,7 +7,6 @@ loss params steer it: `sleep` (seconds per epoch), `status` (the status to retur
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import zlib
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from halbench.suite import Suite, TrialSpec
+from halbench.trial import base_row
 
 
 @dataclass
@@ -49,18 +49,7 @@ def run_trial(
             report(row)
     status = spec.loss.params.get("status", "ok")
     row = {
-        "trial_id": spec.trial_id,
-        "suite": suite.name,
-        "suite_hash": suite.hash(),
-        "dataset": spec.dataset.name,
-        "model": suite.model.backbone,
-        "loss": spec.loss.display,
-        "loss_name": spec.loss.name,
-        "loss_params": json.dumps(spec.loss.params, sort_keys=True),
-        "batch_size": spec.batch_size,
-        "embedding_dim": spec.embedding_dim,
-        "seed": spec.seed,
-        "epochs": suite.train.epochs,
+        **base_row(suite, spec),
         "epochs_done": suite.train.epochs,
         "status": status,
         "error": None if status == "ok" else f"StubError: {status}",
