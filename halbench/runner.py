@@ -336,6 +336,29 @@ def _tune_hooks(
     return ResultWriter(), StopOnInterrupt()
 
 
+def check_data(specs: list[TrialSpec]) -> None:
+    """On a local run, load every dataset once on this machine before any trial starts.
+
+    A missing dataset is then a user mistake (one line, exit 2, nothing written) rather than
+    one error row per trial, and a download (dataset.download) happens once here instead of in
+    every concurrent trial at once. On a cluster the data lives on the workers: not checked.
+    """
+    from halbench import data
+
+    for ds in {s.dataset.name: s.dataset for s in specs}.values():
+        try:
+            data.load(
+                ds.name,
+                root=ds.root,
+                train_size=ds.train_size,
+                test_size=ds.test_size,
+                download=ds.download,
+                **ds.params,
+            )
+        except ValueError as err:  # bad dataset params
+            raise UserError(f"dataset {ds.name!r}: {err}") from None
+
+
 def run_suite(
     suite: Suite,
     suite_path: Path,
@@ -365,11 +388,13 @@ def run_suite(
     trials are missing (Ctrl-C), and the run can be finished with resume=True.
     """
     out_dir = (output or default_output(suite)).resolve()
-    prepare_run_dir(suite, suite_path, out_dir, resume=resume)
     specs = [s for s in suite.trials() if not datasets or s.dataset.name in datasets]
     if datasets and not specs:
         known = ", ".join(d.name for d in suite.datasets)
         raise UserError(f"--datasets {','.join(datasets)}: none of the suite's datasets ({known})")
+    if not address:
+        check_data(specs)
+    prepare_run_dir(suite, suite_path, out_dir, resume=resume)
     done = finished_trials(out_dir)
     todo = [s for s in specs if s.trial_id not in done]
     write_env(

@@ -142,3 +142,22 @@ def test_unreadable_suite_files(content, expected, tmp_path, capsys) -> None:
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        ({"name": "cifar10"}, "dataset 'cifar10' not found (looked in: "),
+        ({"name": "synthetic", "params": {"colour": True}}, "synthetic dataset: unknown params"),
+    ],
+    ids=["missing files", "bad dataset params"],
+)
+def test_data_problems_stop_a_local_run_before_it_starts(dataset, expected, tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    data = _with(dataset={**dataset, "root": str(tmp_path / "data")})
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--output", str(out), "--no-ray"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+    assert not out.exists()
