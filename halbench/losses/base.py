@@ -232,9 +232,28 @@ def squared_norms_flops(m: int, n: int) -> int:
     return 2 * m * n
 
 
+# On CPU, log_softmax over a short last dimension runs one row at a time: for [B, 10] logits it
+# is ~20x slower than over the first dimension of the same values stored class-major [10, B],
+# where the kernel vectorizes across the batch (benchmarks/loss_calls.py, `floor_cm`). Past a
+# few dozen classes rows are long enough and batch-major wins again. GPU kernels do not care.
+CLASS_MAJOR_MAX_CLASSES = 32
+
+
+def class_major(device: torch.device, num_classes: int) -> bool:
+    """Whether softmax logits [B, C] are best stored transposed, as [C, B]."""
+    return device.type == "cpu" and num_classes <= CLASS_MAJOR_MAX_CLASSES
+
+
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean softmax cross-entropy, computed in fp32 for low-precision logits."""
-    return F.cross_entropy(as_float32(logits), labels)
+    """Mean softmax cross-entropy of [B, C] logits, computed in fp32 for low-precision logits.
+
+    Where `class_major` says so, the logits are copied to [C, B] and F.cross_entropy takes them
+    as one sample with B positions ([1, C, B]); the copy costs far less than it saves.
+    """
+    logits = as_float32(logits)
+    if class_major(logits.device, logits.shape[1]):
+        return F.cross_entropy(logits.T.contiguous().unsqueeze(0), labels.unsqueeze(0))
+    return F.cross_entropy(logits, labels)
 
 
 def cross_entropy_flops(m: int, n: int) -> int:

@@ -241,6 +241,9 @@ RULES: dict[str, Rule] = {
     "nll_loss_nd": _nll_loss,
     "nll_loss_forward": _nll_loss,
     "nll_loss_backward": _nll_loss_backward,
+    # [N, C, positions] inputs, e.g. class-major logits taken as one sample (losses/base.py)
+    "nll_loss2d_forward": _nll_loss,
+    "nll_loss2d_backward": _nll_loss_backward,
     "cross_entropy_loss": _cross_entropy,
     "cdist": _cdist,
     "_cdist_forward": _cdist_direct,

@@ -57,8 +57,10 @@ SPECIAL: dict[Any, Callable[[tuple, Any], int]] = {
     aten.aminmax: lambda a, o: 2 * a[0].numel(),  # a min and a max
     aten.linalg_vector_norm: lambda a, o: 2 * a[0].numel() + o.numel(),
     aten.logsumexp: lambda a, o: 4 * a[0].numel() + 2 * o.numel(),
-    aten._log_softmax: lambda a, o: 5 * a[0].numel() + a[0].shape[0],
-    aten.nll_loss_forward: lambda a, o: a[0].shape[0],
+    # one log per softmax row: rows = numel / length of the softmax dim (a[1])
+    aten._log_softmax: lambda a, o: 5 * a[0].numel() + a[0].numel() // a[0].shape[a[1]],
+    aten.nll_loss_forward: lambda a, o: a[1].numel(),  # one pick per target
+    aten.nll_loss2d_forward: lambda a, o: a[1].numel(),
 }
 
 

@@ -6,10 +6,18 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import halbench.losses as losses
-from halbench.losses.anchor import init_anchors
-from halbench.losses.base import METRICS, KNNLoss, gram_scores
+from halbench.losses.anchor import _CosineCrossEntropy, init_anchors
+from halbench.losses.base import (
+    CLASS_MAJOR_MAX_CLASSES,
+    METRICS,
+    KNNLoss,
+    class_major,
+    cross_entropy,
+    gram_scores,
+)
 
 ALL = losses.available()
 C, D, N = 4, 5, 24
@@ -289,3 +297,48 @@ def test_gram_scores_values_and_gradcheck(dim: int, options: dict) -> None:
         expected.fill_diagonal_(options["diagonal"])
     assert torch.allclose(gram_scores(x, **options), expected)
     assert torch.autograd.gradcheck(lambda x: gram_scores(x, **options), (x,))
+
+
+@pytest.mark.parametrize("class_major", [True, False], ids=["class-major", "batch-major"])
+def test_fused_hal_agrees_with_autograd_in_both_layouts(class_major: bool) -> None:
+    """HAL's fused node (logits stored [C, B] or [B, C]) against autograd through F.normalize."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(9, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (9,), generator=g)
+    fused = _CosineCrossEntropy.apply(x, w, y, 7.0, class_major)
+    dx, dw = torch.autograd.grad(fused, (x, w))
+    logits = 7.0 * F.normalize(x, dim=1) @ F.normalize(w, dim=1).T
+    expected = F.cross_entropy(logits, y)
+    ex, ew = torch.autograd.grad(expected, (x, w))
+    assert fused.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert torch.allclose(dx, ex, atol=1e-12) and torch.allclose(dw, ew, atol=1e-12)
+    fn = _CosineCrossEntropy.apply
+    assert torch.autograd.gradcheck(lambda x, w: fn(x, w, y, 7.0, class_major), (x, w))
+
+
+@pytest.mark.parametrize("classes", [4, CLASS_MAJOR_MAX_CLASSES + 1])
+def test_shared_cross_entropy_is_f_cross_entropy_in_either_layout(classes: int) -> None:
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(7, classes, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, classes, (7,), generator=g)
+    ours, expected = cross_entropy(logits, y), F.cross_entropy(logits, y)
+    assert ours.item() == pytest.approx(expected.item(), rel=1e-12)
+    (grad,), (expected_grad,) = (torch.autograd.grad(v, logits) for v in (ours, expected))
+    assert torch.allclose(grad, expected_grad, atol=1e-12)
+
+
+def test_hal_layout_follows_device_and_class_count() -> None:
+    """Class-major only where it pays: CPU and few classes (see CLASS_MAJOR_MAX_CLASSES)."""
+    assert class_major(torch.device("cpu"), 10)
+    assert not class_major(torch.device("cpu"), CLASS_MAJOR_MAX_CLASSES + 1)
+    assert not class_major(torch.device("cuda", 0), 10)
+
+
+def test_hal_refuses_double_backward_instead_of_a_wrong_answer() -> None:
+    x, y, _ = batch()
+    x.requires_grad_(True)
+    (dx,) = torch.autograd.grad(build("hal")(x, y), x, create_graph=True)
+    # once_differentiable's contract: the first-order gradient carries no graph of its own
+    with pytest.raises(RuntimeError, match="differentiate twice|does not require grad"):
+        dx.sum().backward()

@@ -119,11 +119,13 @@ SHAPES = [(32, 64, 10), (64, 128, 10), (128, 64, 100), (256, 32, 10)]
 # symmetric Gram matrix, see losses/base.py) ...
 BACKWARD_PRODUCTS = {"hal": 2, "al": 2, "nca": 1, "snnl": 1}
 # ... plus this elementwise work, in closed form for the hand-written backward passes
-# (losses/anchor.py _ScaledCosine, losses/base.py _NeighbourNLL and _GramScores). It is not the
-# forward's elementwise work: NCA's backward reuses the exps saved by the forward. A change to a
+# (losses/anchor.py _CosineCrossEntropy, losses/base.py _NeighbourNLL and _GramScores). It is not
+# the forward's elementwise work: NCA's backward reuses the exps saved by the forward. A change to a
 # backward pass that changes its cost must change its formula here.
 BACKWARD_ELEMENTWISE = {
-    "hal": lambda b, d, c: 7 * b * c + b * d + 4 * c * d + 2 * b,
+    # exp, the -1 at the targets (b), scaling, S = G / |x|, S * cos and G * cos with their sums,
+    # the radial division (b); one correction pass over x (bd) and two over w (2cd)
+    "hal": lambda b, d, c: 7 * b * c + b * d + 2 * c * d + 2 * b + 1,
     "al": lambda b, d, c: 6 * b * c + b * d + 5 * c * d + b,
     "nca": lambda b, d, c: 4 * b * b + 2 * b * d + 4 * b + 1,
     "snnl": lambda b, d, c: 4 * b * b + 2 * b * d + 4 * b + 1,
