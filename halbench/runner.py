@@ -11,6 +11,7 @@ of an uninterrupted one.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -529,6 +530,9 @@ def init_ray(
     # events per trial; our ResultWriter already keeps what we need. Without them the
     # per-trial overhead of benchmarks/ray_overhead.py fell from 0.72 s to 0.43 s here.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Without those files, Tune's ResultGrid warns at the end of fit() that it "failed to fetch
+    # metrics" for every trial; halbench never reads them (trials/*.json are the record).
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if address:
         check_reachable(address)
         try:
