@@ -512,6 +512,30 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def use_auth_token_if_present() -> bool:
+    """Send the Ray auth token when connecting to a cluster, if this machine has one.
+
+    Ray 2.60's driver sends its token only when RAY_AUTH_MODE=token, even though a token is in
+    ~/.ray/auth_token (or $RAY_AUTH_TOKEN / $RAY_AUTH_TOKEN_PATH); without it, connecting to a
+    token-protected cluster retries "Unauthenticated" for half a minute and fails. A token sent
+    to a cluster without authentication is ignored, so sending it whenever present is safe. An
+    explicit RAY_AUTH_MODE is left alone. Returns whether token mode was switched on here.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return False
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    token_file = Path(path).expanduser() if path else Path.home() / ".ray" / "auth_token"
+    if not os.environ.get("RAY_AUTH_TOKEN") and not token_file.is_file():
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:  # Ray caches its config at import; this is how ray.init itself turns token mode on
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    except ImportError:  # a Ray without token authentication: nothing to switch on
+        return True
+    _enable_token_auth()
+    return True
+
+
 def init_ray(
     address: str | None,
     num_cpus: int | None,
@@ -535,6 +559,7 @@ def init_ray(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if address:
         check_reachable(address)
+        use_auth_token_if_present()
         try:
             ctx = ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:

@@ -230,3 +230,37 @@ def test_run_option_mistakes_are_one_line_exit_2(extra, message, capsys) -> None
     assert main(["run", str(ROOT / "suites/smoke.yaml"), *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"halbench: error: {message}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("env", "token_file", "expected"),
+    [
+        ({}, True, "token"),  # ~/.ray/auth_token exists: send it
+        ({}, False, None),  # no token anywhere: leave Ray's default
+        ({"RAY_AUTH_TOKEN": "abc"}, False, "token"),
+        ({"RAY_AUTH_MODE": "disabled"}, True, "disabled"),  # an explicit choice is kept
+    ],
+)
+def test_a_driver_sends_the_auth_token_it_has(
+    monkeypatch, tmp_path, env: dict, token_file: bool, expected: str | None
+) -> None:
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if token_file:
+        (tmp_path / ".ray").mkdir()
+        (tmp_path / ".ray" / "auth_token").write_text("secret")
+    runner.use_auth_token_if_present()
+    assert runner.os.environ.get("RAY_AUTH_MODE") == expected
+
+
+def test_a_token_path_from_the_environment_counts(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    assert not runner.use_auth_token_if_present()
+    (tmp_path / "missing").write_text("secret")
+    assert runner.use_auth_token_if_present()

@@ -97,7 +97,8 @@ def ray_session() -> Iterator[str]:
 
 def start_group(cmd: list[str], **kw) -> subprocess.Popen:
     """A subprocess in its own process group, so that its Ray processes can be ended with it."""
-    return subprocess.Popen(cmd, env=worker_env(), start_new_session=True, text=True, **kw)
+    kw.setdefault("env", worker_env())
+    return subprocess.Popen(cmd, start_new_session=True, text=True, **kw)
 
 
 def end_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -300,6 +301,11 @@ def free_port() -> int:
 
 def test_address_runs_on_an_existing_cluster(tmp_path) -> None:
     port, temp = free_port(), tempfile.mkdtemp(prefix="hbaddr-")
+    # As a user's shell would be: no RAY_AUTH_MODE (this process's own ray.init may have set
+    # it). The head protects itself with ~/.ray/auth_token when there is one; the driver must
+    # then send it unasked.
+    env = worker_env()
+    env.pop("RAY_AUTH_MODE", None)
     head = start_group(
         [
             str(Path(sys.executable).parent / "ray"),
@@ -318,13 +324,14 @@ def test_address_runs_on_an_existing_cluster(tmp_path) -> None:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     suite = tiny_suite(tmp_path, "cluster", ["hal"], [0])
     out = tmp_path / "run"
     try:
         run = subprocess.run(
             cli_run(suite, out, "--address", f"127.0.0.1:{port}"),
-            env=worker_env(),
+            env=env,
             capture_output=True,
             text=True,
             timeout=300,
