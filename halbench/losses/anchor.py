@@ -8,7 +8,7 @@ and ArcFace (margin.py) add a margin to the target logit.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -253,8 +253,6 @@ class HypersphereAnchorLoss(AnchorLoss):
     """
 
     metric = "cosine"
-    # Subclasses that modify the target logit set this; HAL itself runs the fused path.
-    has_margin: ClassVar[bool] = False
 
     def __init__(
         self, num_classes: int, embedding_dim: int, *, scale: float = 16.0, **anchor: Any
@@ -275,6 +273,15 @@ class HypersphereAnchorLoss(AnchorLoss):
     def adjust_target(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Hook for margin losses: logits (scale * cos) with the target modified; HAL: none."""
         return logits
+
+    @property
+    def has_margin(self) -> bool:
+        """Whether a subclass overrides `adjust_target`; then the unfused logits path runs.
+
+        Read from the override itself, so a subclass cannot add a margin that the fused path
+        would silently skip.
+        """
+        return type(self).adjust_target is not HypersphereAnchorLoss.adjust_target
 
     def adjust_target_flops(self, batch_size: int, num_classes: int) -> int:
         """FLOPs of `adjust_target`."""

@@ -24,8 +24,6 @@ class CosFace(HypersphereAnchorLoss):
     Defaults scale 64, margin 0.35 are the paper's and pytorch-metric-learning's CosFaceLoss.
     """
 
-    has_margin = True
-
     def __init__(
         self,
         num_classes: int,
@@ -59,8 +57,6 @@ class ArcFace(HypersphereAnchorLoss):
     no acos (with an infinite derivative at +-1) is needed. Defaults 64 and 0.5 rad (28.6 degrees);
     pytorch-metric-learning's ArcFaceLoss takes the margin in degrees.
     """
-
-    has_margin = True
 
     def __init__(
         self,

@@ -342,3 +342,18 @@ def test_hal_refuses_double_backward_instead_of_a_wrong_answer() -> None:
     # once_differentiable's contract: the first-order gradient carries no graph of its own
     with pytest.raises(RuntimeError, match="differentiate twice|does not require grad"):
         dx.sum().backward()
+
+
+def test_a_hal_subclass_with_its_own_margin_leaves_the_fused_path() -> None:
+    """Overriding adjust_target is enough: the fused node would otherwise skip the margin."""
+
+    class Shifted(losses.LOSSES.get("hal")):  # type: ignore[misc]
+        def adjust_target(self, logits, labels):  # noqa: ANN001, ANN202
+            return logits.scatter_add(1, labels.unsqueeze(1), torch.full_like(logits[:, :1], -5))
+
+    x, y, _ = batch()
+    torch.manual_seed(0)
+    shifted = Shifted(C, D)
+    assert shifted.has_margin and not build("hal").has_margin
+    assert build("cosface").has_margin and build("arcface").has_margin
+    assert shifted(x, y).item() > build("hal")(x, y).item() + 1.0
