@@ -359,7 +359,7 @@ def _profile_point(
         loss = registry.build(
             spec.name, num_classes=c, embedding_dim=d, memory_size=memory or None, **spec.params
         ).to(device)
-        analytic = _analytic(loss, b, d, c, memory)
+        analytic = _analytic(loss, b, d, c, memory, device.type)
         embeddings = torch.randn(b, d, generator=generator).to(device)
         labels = torch.randint(0, c, (b,), generator=generator).to(device)
         indices = None
@@ -382,9 +382,9 @@ def _profile_point(
     }
 
 
-def _analytic(loss: Any, b: int, d: int, c: int, memory: int) -> float | None:
+def _analytic(loss: Any, b: int, d: int, c: int, memory: int, device_type: str) -> float | None:
     try:
-        return float(loss.flops(b, d, c, memory)["total"])
+        return float(loss.flops(b, d, c, memory, device_type=device_type)["total"])
     except NotImplementedError:
         return None
 

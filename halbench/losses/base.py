@@ -10,8 +10,10 @@ parts (see the *_flops helpers).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -53,22 +55,35 @@ class KNNLoss(nn.Module):
         return self.compute(embeddings, labels, indices)
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
-        """The loss itself, on checked inputs (labels are int64 and in range)."""
+        """The loss itself, on checked inputs (labels are int64, and in range unless
+        `checks_label_range` says that compute checks that itself)."""
         raise NotImplementedError
+
+    def checks_label_range(self, device_type: str) -> bool:
+        """Whether `compute` rejects labels outside [0, C) itself on this device type, raising
+        `LabelRangeError`; forward then skips its own range check (a reduction and a read)."""
+        return False
 
     def anchors(self) -> Tensor | None:
         """Class anchors/proxies [C, d] for nearest-anchor accuracy, or None."""
         return None
 
     def flops(
-        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
+        self,
+        batch_size: int,
+        embedding_dim: int,
+        num_classes: int,
+        memory_size: int = 0,
+        *,
+        device_type: str = "cpu",
     ) -> dict[str, int]:
-        """Analytic FLOPs of one forward call: {"matmul": ..., "total": ...}.
+        """Analytic FLOPs of one forward call on a device type: {"matmul": ..., "total": ...}.
 
-        total includes the label check (aminmax: 2 per sample).
+        total includes forward's label check (aminmax: 2 per sample) where it runs.
         """
         cost = self.cost(batch_size, embedding_dim, num_classes, memory_size)
-        return {"matmul": cost["matmul"], "total": cost["total"] + 2 * batch_size}
+        check = 0 if self.checks_label_range(device_type) else 2 * batch_size
+        return {"matmul": cost["matmul"], "total": cost["total"] + check}
 
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int
@@ -85,40 +100,56 @@ class KNNLoss(nn.Module):
         return f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}"
 
     def _check_inputs(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        # Runs on every call, so each test is one cheap attribute read where it can be: at the
+        # grid's small sizes these checks cost as much as a few loss ops.
         if not isinstance(embeddings, Tensor) or not embeddings.is_floating_point():
             raise ValueError(f"{self.name}: embeddings must be a floating-point tensor")
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
+        shape = embeddings.shape
+        if len(shape) != 2 or shape[1] != self.embedding_dim:
             raise ValueError(
                 f"{self.name}: embeddings must have shape [B, {self.embedding_dim}], "
-                f"got {list(embeddings.shape)}"
+                f"got {list(shape)}"
             )
-        if embeddings.shape[0] == 0:
+        if shape[0] == 0:
             raise ValueError(f"{self.name}: empty batch (B = 0)")
-        if (
-            not isinstance(labels, Tensor)
-            or labels.is_floating_point()
-            or labels.is_complex()
-            or labels.dtype == torch.bool
-        ):
+        if not isinstance(labels, Tensor) or labels.dtype not in _INTEGER_DTYPES:
             raise ValueError(f"{self.name}: labels must be an integer tensor")
         if labels.device != embeddings.device:
             raise ValueError(
                 f"{self.name}: labels are on {labels.device}, embeddings on {embeddings.device}"
             )
-        if labels.shape != embeddings.shape[:1]:
+        if labels.shape != shape[:1]:
             raise ValueError(
-                f"{self.name}: labels must have shape [{embeddings.shape[0]}] to match the "
+                f"{self.name}: labels must have shape [{shape[0]}] to match the "
                 f"embeddings, got {list(labels.shape)}"
             )
+        if not self.checks_label_range(labels.device.type):
+            self.check_label_range(labels)
+        return labels if labels.dtype == torch.int64 else labels.long()
+
+    def check_label_range(self, labels: Tensor) -> None:
+        """ValueError unless every label is in [0, C)."""
         # One reduction and one host sync per call; cheap next to a training step, and it
-        # turns silent CUDA index errors into a readable message.
-        low, high = torch.stack(torch.aminmax(labels)).tolist()
+        # turns silent CUDA index errors into a readable message. (Two item() reads cost less
+        # than stacking the pair into one tensor for a single read.)
+        low, high = torch.aminmax(labels)
+        low, high = low.item(), high.item()
         if low < 0 or high >= self.num_classes:
             raise ValueError(
                 f"{self.name}: labels must be in [0, {self.num_classes}), got values in "
                 f"[{low}, {high}]"
             )
-        return labels.long()
+
+
+class LabelRangeError(ValueError):
+    """A label outside [0, C), found by a loss's own computation (`checks_label_range`)."""
+
+
+# Label dtypes: the signed and unsigned integers (bool, floating and complex are rejected).
+_INTEGER_DTYPES = frozenset(
+    {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
+    | {getattr(torch, f"uint{bits}") for bits in (16, 32, 64) if hasattr(torch, f"uint{bits}")}
+)
 
 
 L = TypeVar("L", bound=type[KNNLoss])
@@ -191,9 +222,16 @@ def check_bool(name: str, value: Any) -> bool:
 # ----- shared numerics, each with its cost formula ------------------------------------------
 
 
-def no_autocast(x: Tensor) -> torch.autocast:
+# Entering torch.autocast costs about as much as a small op, so it is skipped when autocast is
+# already off (the fp32 case).
+_NO_CONTEXT = contextlib.nullcontext()
+
+
+def no_autocast(x: Tensor) -> AbstractContextManager[Any]:
     """Autocast off inside hand-written autograd functions: they compute in their inputs' dtype
     and their backward (which runs outside autocast) must see the same dtypes as forward."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return _NO_CONTEXT
     return torch.autocast(x.device.type, enabled=False)
 
 
@@ -214,6 +252,12 @@ def normalize(x: Tensor) -> Tensor:
 
 def normalize_flops(m: int, n: int) -> int:
     """vector_norm (2 per element, sqrt per row), clamp per row, divide per element."""
+    return 3 * m * n + 2 * m
+
+
+def weight_norm_flops(m: int, n: int) -> int:
+    """torch._weight_norm over rows, v * g / |v|: |v| (2 per element, a root per row), g / |v|
+    per row, the product per element."""
     return 3 * m * n + 2 * m
 
 
@@ -250,10 +294,17 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     Where `class_major` says so, the logits are copied to [C, B] and F.cross_entropy takes them
     as one sample with B positions ([1, C, B]); the copy costs far less than it saves.
     """
-    logits = as_float32(logits)
     if class_major(logits.device, logits.shape[1]):
-        return F.cross_entropy(logits.T.contiguous().unsqueeze(0), labels.unsqueeze(0))
-    return F.cross_entropy(logits, labels)
+        return class_major_cross_entropy(logits.T.contiguous(), labels)
+    return F.cross_entropy(as_float32(logits), labels)
+
+
+def class_major_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean softmax cross-entropy of logits stored class-major, [C, B] (fp32 statistics).
+
+    F.cross_entropy takes them as one sample with B positions, [1, C, B].
+    """
+    return F.cross_entropy(as_float32(logits).unsqueeze(0), labels.unsqueeze(0))
 
 
 def cross_entropy_flops(m: int, n: int) -> int:

@@ -124,6 +124,25 @@ def _addmm(args: Sequence[Any], out: Any) -> int:
     return _mm(args[1:], out) + _scaled_add(args, out)
 
 
+def _weight_norm(args: Sequence[Any], out: Any) -> int:
+    # v * g / |v| with one g per norm: |v| (2 per element, a root per norm), g / |v| per norm,
+    # the product per element
+    return 3 * _numel(args[0]) + 2 * _numel(args[1])
+
+
+def _weight_norm_backward(args: Sequence[Any], out: Any) -> int:
+    # (grad_w, v, g, norms): s = sum(grad_w * v) (2 per element), grad_g = s / |v|, and
+    # grad_v = (g / |v|) (grad_w - v grad_g / |v|) (3 per element; g / |v|, grad_g / |v|)
+    return 5 * _numel(args[1]) + 3 * _numel(args[2])
+
+
+def _mv(args: Sequence[Any], out: Any) -> int:
+    # a weighted sum per output row: elementwise work, kept out of the matmul column, which
+    # holds the products of two matrices (the O(BCd) and O(B^2 d) terms)
+    m, n = args[0]
+    return 2 * m * n
+
+
 def _bmm(args: Sequence[Any], out: Any) -> int:
     b, m, k = args[0]
     return 2 * b * m * k * args[1][2]
@@ -222,6 +241,10 @@ RULES: dict[str, Rule] = {
     "scatter_add": lambda args, out: _numel(args[3]),
     "mm": _mm,
     "addmm": _addmm,
+    "mv": _mv,
+    "_weight_norm": _weight_norm,
+    "_weight_norm_interface": _weight_norm,
+    "_weight_norm_interface_backward": _weight_norm_backward,
     "bmm": _bmm,
     "baddbmm": _baddbmm,
     "matmul": _matmul,

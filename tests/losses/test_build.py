@@ -94,6 +94,9 @@ def test_anchor_init_needs_enough_dimensions(init: str, dim: int, message: str) 
     [
         (torch.randn(3, 5), torch.tensor([0, 1, 4]), r"labels must be in \[0, 4\)"),
         (torch.randn(3, 5), torch.tensor([0, -1, 2]), r"labels must be in \[0, 4\)"),
+        # F.cross_entropy's default ignore index, which aten's NLL kernels skip silently (the
+        # HAL family checks labels through those kernels on CPU: losses/cosine.py)
+        (torch.randn(3, 5), torch.tensor([0, -100, 2]), r"labels must be in \[0, 4\)"),
         (torch.randn(3, 5), torch.tensor([0.0, 1.0, 2.0]), "labels must be an integer tensor"),
         (torch.randn(3, 5), torch.tensor([0, 1]), "labels must have shape \\[3\\]"),
         (torch.randn(3, 5), torch.tensor([[0, 1, 2]]), "labels must have shape \\[3\\]"),
@@ -127,6 +130,20 @@ def test_nca_memory_checks_indices(indices, message: str) -> None:
     loss = build("nca_memory", memory_size=10)
     with pytest.raises(ValueError, match=message):
         loss(torch.randn(3, 5), torch.tensor([0, 1, 2]), indices)
+
+
+@pytest.mark.parametrize("bad", [-100, -1, 4, 2**40])
+def test_hal_large_batch_node_rejects_out_of_range_labels(bad: int) -> None:
+    """The large-batch path of HAL (losses/cosine.py) checks labels in its own NLL kernel."""
+    from halbench.losses.cosine import FUSED_MIN_ELEMENTS
+
+    batch = FUSED_MIN_ELEMENTS // 5 + 1
+    labels = torch.randint(0, 4, (batch,))
+    labels[-1] = bad
+    with pytest.raises(
+        ValueError, match=rf"hal: labels must be in \[0, 4\), got values in \[.*{bad}"
+    ):
+        build("hal")(torch.randn(batch, 5), labels)
 
 
 def test_labels_on_another_device_are_rejected() -> None:

@@ -61,6 +61,8 @@ SPECIAL: dict[Any, Callable[[tuple, Any], int]] = {
     aten._log_softmax: lambda a, o: 5 * a[0].numel() + a[0].numel() // a[0].shape[a[1]],
     aten.nll_loss_forward: lambda a, o: a[1].numel(),  # one pick per target
     aten.nll_loss2d_forward: lambda a, o: a[1].numel(),
+    # v * g / |v| per row: norms (2 per element, a root per row), g / |v|, the product
+    aten._weight_norm_interface: lambda a, o: 3 * a[0].numel() + 2 * a[1].numel(),
 }
 
 

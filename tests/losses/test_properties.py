@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import halbench.losses as losses
-from halbench.losses.anchor import _CosineCrossEntropy, init_anchors
+from halbench.losses.anchor import init_anchors
 from halbench.losses.base import (
     CLASS_MAJOR_MAX_CLASSES,
     METRICS,
@@ -17,6 +17,13 @@ from halbench.losses.base import (
     class_major,
     cross_entropy,
     gram_scores,
+)
+from halbench.losses.cosine import (
+    FUSED_MIN_ELEMENTS,
+    _CosineCrossEntropy,
+    clamped_cosine_logits,
+    cosine_logits,
+    use_fused_node,
 )
 
 ALL = losses.available()
@@ -300,8 +307,29 @@ def test_gram_scores_values_and_gradcheck(dim: int, options: dict) -> None:
 
 
 @pytest.mark.parametrize("class_major", [True, False], ids=["class-major", "batch-major"])
-def test_fused_hal_agrees_with_autograd_in_both_layouts(class_major: bool) -> None:
-    """HAL's fused node (logits stored [C, B] or [B, C]) against autograd through F.normalize."""
+@pytest.mark.parametrize("logits_fn", [cosine_logits, clamped_cosine_logits])
+def test_cosine_logits_agree_with_f_normalize_in_both_layouts(logits_fn, class_major: bool) -> None:  # noqa: ANN001
+    """Both cosine paths (the weight-norm kernel and its clamped fallback), values and gradients,
+    against autograd through F.normalize, logits stored [C, B] or [B, C]."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(9, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (9,), generator=g)
+    logits = logits_fn(x, w, 7.0, class_major)
+    ours = F.cross_entropy(logits.T if class_major else logits, y)
+    dx, dw = torch.autograd.grad(ours, (x, w))
+    expected_logits = 7.0 * F.normalize(x, dim=1) @ F.normalize(w, dim=1).T
+    expected = F.cross_entropy(expected_logits, y)
+    ex, ew = torch.autograd.grad(expected, (x, w))
+    assert ours.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert torch.allclose(dx, ex, atol=1e-12) and torch.allclose(dw, ew, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x, w: logits_fn(x, w, 7.0, class_major), (x, w))
+
+
+@pytest.mark.parametrize("class_major", [True, False], ids=["class-major", "batch-major"])
+def test_fused_hal_node_agrees_with_autograd_in_both_layouts(class_major: bool) -> None:
+    """The large-batch path (one node, hand-written backward) against autograd through
+    F.normalize."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(9, 6, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
@@ -315,6 +343,57 @@ def test_fused_hal_agrees_with_autograd_in_both_layouts(class_major: bool) -> No
     assert torch.allclose(dx, ex, atol=1e-12) and torch.allclose(dw, ew, atol=1e-12)
     fn = _CosineCrossEntropy.apply
     assert torch.autograd.gradcheck(lambda x, w: fn(x, w, y, 7.0, class_major), (x, w))
+    # once_differentiable: the first-order gradient carries no graph of its own
+    with pytest.raises(RuntimeError, match="differentiate twice|does not require grad"):
+        (dx,) = torch.autograd.grad(fn(x, w, y, 7.0, class_major), x, create_graph=True)
+        dx.sum().backward()
+
+
+def test_hal_takes_the_fused_node_for_large_batches_on_cpu_with_the_same_answer() -> None:
+    dim = 64
+    small, large = FUSED_MIN_ELEMENTS // dim, FUSED_MIN_ELEMENTS // dim + 1
+    assert not use_fused_node(torch.empty(small, dim))
+    assert use_fused_node(torch.empty(large, dim))
+    assert not use_fused_node(torch.empty(large, dim, device="meta"))  # GPU-like: never
+    torch.manual_seed(0)
+    hal = losses.build("hal", num_classes=10, embedding_dim=dim)
+    x = torch.randn(large, dim, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 10, (large,))
+    value = hal.double()(x, y)
+    assert value.grad_fn.name() == "_CosineCrossEntropyBackward"
+    (dx,) = torch.autograd.grad(value, x)
+    weight = hal.weight.detach()
+    expected = F.cross_entropy(hal.scale * F.normalize(x) @ F.normalize(weight).T, y)
+    (ex,) = torch.autograd.grad(expected, x)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert torch.allclose(dx, ex, atol=1e-15)
+
+
+@pytest.mark.parametrize("zero", ["embedding", "anchor"])
+def test_hal_with_a_zero_norm_row_falls_back_to_clamped_norms(zero: str) -> None:
+    """The weight-norm kernel has no eps; a zero row must still give F.normalize's answer."""
+    x, y, _ = batch()
+    loss = build("hal")
+    with torch.no_grad():
+        if zero == "embedding":
+            x[3] = 0.0
+        else:
+            loss.weight[1] = 0.0
+    assert not torch.isfinite(cosine_logits(x, loss.weight.detach(), loss.scale, True)).all()
+    x.requires_grad_(True)
+    value = loss(x, y)
+    value.backward()
+    expected = F.cross_entropy(
+        loss.scale * F.normalize(x.detach()) @ F.normalize(loss.weight.detach()).T, y
+    )
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert x.grad.isfinite().all() and loss.weight.grad.isfinite().all()
+
+
+def test_hal_propagates_non_finite_embeddings_instead_of_raising() -> None:
+    x, y, _ = batch()
+    x[2, 1] = float("nan")
+    assert math.isnan(build("hal")(x, y).item())
 
 
 @pytest.mark.parametrize("classes", [4, CLASS_MAJOR_MAX_CLASSES + 1])
@@ -335,13 +414,17 @@ def test_hal_layout_follows_device_and_class_count() -> None:
     assert not class_major(torch.device("cuda", 0), 10)
 
 
-def test_hal_refuses_double_backward_instead_of_a_wrong_answer() -> None:
+@pytest.mark.parametrize("name", ["hal", "proxy_nca", "normface", "cosface", "arcface"])
+def test_hal_family_refuses_double_backward_instead_of_a_wrong_answer(name: str) -> None:
+    """torch's weight-norm kernel has a wrong second derivative (see losses/anchor.py)."""
     x, y, _ = batch()
     x.requires_grad_(True)
-    (dx,) = torch.autograd.grad(build("hal")(x, y), x, create_graph=True)
-    # once_differentiable's contract: the first-order gradient carries no graph of its own
-    with pytest.raises(RuntimeError, match="differentiate twice|does not require grad"):
-        dx.sum().backward()
+    loss = build(name)(x, y)
+    with pytest.raises(RuntimeError, match="cannot be differentiated twice"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    # without create_graph the same graph differentiates once, as in training
+    (dx,) = torch.autograd.grad(build(name)(x, y), x)
+    assert dx.isfinite().all()
 
 
 def test_a_hal_subclass_with_its_own_margin_leaves_the_fused_path() -> None:
