@@ -182,16 +182,30 @@ class HypersphereAnchorLoss(AnchorLoss):
         """FLOPs of `adjust_target`."""
         return 0
 
+    def flops(
+        self,
+        batch_size: int,
+        embedding_dim: int,
+        num_classes: int,
+        memory_size: int = 0,
+        *,
+        device_type: str = "cpu",
+    ) -> dict[str, int]:
+        b, d, c = batch_size, embedding_dim, num_classes
+        if device_type == "cpu" and not self.has_margin and b * d > FUSED_MIN_ELEMENTS:
+            # the large-batch node (losses/cosine.py): |x| clamped; |w| clamped and / scale,
+            # w / that; logits / |x|; log_softmax; the mean NLL, which checks the labels
+            matmul = 2 * b * c * d
+            total = 2 * b * d + 2 * b + normalize_flops(c, d) + c + matmul + b * c
+            return {"matmul": matmul, "total": total + cross_entropy_flops(b, c)}
+        return super().flops(b, d, c, memory_size, device_type=device_type)
+
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
+        """The weight-norm path's FLOPs (see `flops` for the large-batch node on CPU)."""
         b, d, c = batch_size, embedding_dim, num_classes
         matmul = 2 * b * c * d
-        if not self.has_margin and b * d > FUSED_MIN_ELEMENTS:  # the fused node (on CPU)
-            # |x| clamped; |w| clamped and / scale, w / that; logits / |x|; log_softmax; the
-            # mean NLL (one pick and add per sample)
-            total = 2 * b * d + 2 * b + normalize_flops(c, d) + c + matmul + b * c
-            return {"matmul": matmul, "total": total + 5 * b * c + b + b}
         total = (
             weight_norm_flops(c, d)  # scale * unit anchors
             + weight_norm_flops(b, d)  # unit embeddings

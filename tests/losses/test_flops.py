@@ -156,3 +156,20 @@ def test_matmul_term_scales_as_documented(name: str, growth: int) -> None:
     loss = _built(name)
     ratio = loss.flops(2048, D, C, N)["matmul"] / loss.flops(1024, D, C, N)["matmul"]
     assert math.isclose(ratio, growth)
+
+
+def test_hal_flops_follow_the_path_each_device_takes() -> None:
+    """On CPU past FUSED_MIN_ELEMENTS HAL runs the large-batch node and its NLL kernel checks the
+    labels; on GPU it always runs the weight-norm path after forward's aminmax check (2B)."""
+    from halbench.losses.cosine import FUSED_MIN_ELEMENTS
+
+    hal = losses.build("hal", num_classes=10, embedding_dim=64)
+    small, large = FUSED_MIN_ELEMENTS // 64, FUSED_MIN_ELEMENTS // 64 + 1
+    for b in (small, large):
+        weight_norm_path = hal.cost(b, 64, 10)["total"]
+        assert hal.flops(b, 64, 10, device_type="cuda")["total"] == weight_norm_path + 2 * b
+    assert hal.flops(small, 64, 10)["total"] == hal.cost(small, 64, 10)["total"]
+    # the fused node normalizes nothing of size [B, d]: one norm pass (2Bd) instead of 3Bd
+    assert hal.flops(large, 64, 10)["total"] < hal.cost(large, 64, 10)["total"]
+    cosface = losses.build("cosface", num_classes=10, embedding_dim=64)
+    assert cosface.flops(large, 64, 10)["total"] == cosface.cost(large, 64, 10)["total"] + 2 * large

@@ -428,7 +428,7 @@ def test_hal_family_refuses_double_backward_instead_of_a_wrong_answer(name: str)
 
 
 def test_a_hal_subclass_with_its_own_margin_leaves_the_fused_path() -> None:
-    """Overriding adjust_target is enough: the fused node would otherwise skip the margin."""
+    """Overriding adjust_target is enough: plain HAL's path would otherwise skip the margin."""
 
     class Shifted(losses.LOSSES.get("hal")):  # type: ignore[misc]
         def adjust_target(self, logits, labels):  # noqa: ANN001, ANN202
