@@ -23,13 +23,12 @@ from halbench.losses.base import (
     cross_entropy,
     cross_entropy_flops,
     normalize,
-    normalize_flops,
     register_loss,
     squared_norms,
     squared_norms_flops,
     weight_norm_flops,
 )
-from halbench.losses.cosine import FUSED_MIN_ELEMENTS, cosine_cross_entropy, with_clamped_fallback
+from halbench.losses.cosine import cosine_cross_entropy, uses_fused_node, with_clamped_fallback
 
 ANCHOR_INITS = ("normal", "orthogonal", "simplex")
 
@@ -192,11 +191,11 @@ class HypersphereAnchorLoss(AnchorLoss):
         device_type: str = "cpu",
     ) -> dict[str, int]:
         b, d, c = batch_size, embedding_dim, num_classes
-        if device_type == "cpu" and not self.has_margin and b * d > FUSED_MIN_ELEMENTS:
-            # the large-batch node (losses/cosine.py): |x| clamped; |w| clamped and / scale,
-            # w / that; logits / |x|; log_softmax; the mean NLL, which checks the labels
+        if not self.has_margin and uses_fused_node(device_type, b, d):
+            # the large-batch node (losses/cosine.py): |x| clamped; the anchors' weight norm;
+            # logits / |x|; log_softmax; the mean NLL, which checks the labels
             matmul = 2 * b * c * d
-            total = 2 * b * d + 2 * b + normalize_flops(c, d) + c + matmul + b * c
+            total = 2 * b * d + 2 * b + weight_norm_flops(c, d) + matmul + b * c
             return {"matmul": matmul, "total": total + cross_entropy_flops(b, c)}
         return super().flops(b, d, c, memory_size, device_type=device_type)
 

@@ -2,7 +2,7 @@
 the losses that are HAL with another scale (ProxyNCA, NormFace) or a margin (CosFace, ArcFace).
 
 Two implementations, each for the regime where it is faster (benchmarks/loss_calls.py):
-- small batches (B * d <= FUSED_MIN_ELEMENTS, and always on GPU): a loss call is a few dozen
+- small batches (B * d < FUSED_MIN_ELEMENTS, and always on GPU): a loss call is a few dozen
   small ops whose number of autograd nodes, not their arithmetic, sets its time. Both
   normalizations are torch's fused weight-norm kernel (`cosine_logits`), one native node each,
   and the cross-entropy is log_softmax and aten's NLL kernel: the backward is all native but
@@ -32,11 +32,14 @@ from halbench.losses.base import (
     normalize,
 )
 
-# B * d above which, on CPU, the fused node beats the weight-norm kernel. Forward+backward, C = 10,
-# one thread of a 2-core VM, weight-norm time / fused time: 0.86 at B * d = 2^16 (512 x 128),
-# 0.90 to 1.07 at 2^17 (2048 x 64, 1024 x 128, 256 x 512), 1.24 to 1.42 at 2^18, 1.48 at 2^21
-# (4096 x 512: 9.8 ms against 6.6). The crossover moves with cache sizes; either path is correct
-# on either side of it.
+# B * d from which, on CPU, the fused node replaces the weight-norm kernel. Forward+backward,
+# C = 10, one thread of a 2-core VM, weight-norm time / fused time: 0.86 at B * d = 2^16
+# (512 x 128), 0.90 to 1.07 at 2^17 (2048 x 64, 1024 x 128, 256 x 512), 1.24 to 1.42 at 2^18,
+# 1.48 at 2^21 (4096 x 512: 9.8 ms against 6.6). At 2^17 (512 KiB of fp32 per [B, d] tensor)
+# the arithmetic is a tie, but the weight-norm path holds three such tensors (x / |x|, its
+# gradient, x's gradient) where a bare linear layer holds one, and glibc's default thresholds
+# then serve them by mmap: 10 to 22 page faults per call against 0 to 2 for the fused node.
+# The crossover moves with cache sizes and the allocator; either path is correct either side.
 FUSED_MIN_ELEMENTS = 2**17
 
 
@@ -46,11 +49,12 @@ _MEAN = 1
 _IGNORE = -100
 _NLL_2D = (torch.ops.aten.nll_loss2d_forward.default, torch.ops.aten.nll_loss2d_backward.default)
 _NLL_1D = (torch.ops.aten.nll_loss_forward.default, torch.ops.aten.nll_loss_backward.default)
+_WEIGHT_NORM_BACKWARD = torch.ops.aten._weight_norm_interface_backward.default
 
 
-def use_fused_node(x: Tensor) -> bool:
+def uses_fused_node(device_type: str, batch_size: int, embedding_dim: int) -> bool:
     """Whether `cosine_cross_entropy` takes the fused node (large batches on CPU)."""
-    return x.device.type == "cpu" and x.numel() > FUSED_MIN_ELEMENTS
+    return device_type == "cpu" and batch_size * embedding_dim >= FUSED_MIN_ELEMENTS
 
 
 def cosine_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor, scale: float) -> Tensor:
@@ -62,9 +66,10 @@ def cosine_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor, scale: float
     """
     device = x.device
     layout = class_major(device, len(weight))
-    if device.type == "cpu" and x.numel() > FUSED_MIN_ELEMENTS:
-        return _CosineCrossEntropy.apply(x, weight, labels, scale, layout)
-    loss = _cross_entropy(cosine_logits(x, weight, scale, layout), labels, layout)
+    if uses_fused_node(device.type, *x.shape):
+        loss = _CosineCrossEntropy.apply(x, weight, labels, scale, layout)
+    else:
+        loss = _cross_entropy(cosine_logits(x, weight, scale, layout), labels, layout)
     if math.isfinite(loss.item()):  # see with_clamped_fallback
         return loss
     return _cross_entropy(clamped_cosine_logits(x, weight, scale, layout), labels, layout)
@@ -174,10 +179,12 @@ class _CosineCrossEntropy(torch.autograd.Function):
     The [C, B] logits are divided by |x_i| rather than x [B, d] being normalized, and the loss
     and dL/dlogits come from aten's NLL and log-softmax kernels. With G = dL/dlogits =
     (softmax - onehot) / B, P_ic = G_ic / |x_i| and a_c = scale w_c / |w_c|:
-    dx_i = sum_c P_ic a_c - x_i sum_c P_ic logits_ic / |x_i|, and
-    dw_c = (sum_i P_ic x_i - a_c sum_i G_ic logits_ic / scale^2) scale / |w_c|:
-    beyond the two products of a bare linear layer, one pass over [B, d]. Softmax statistics
-    are fp32 for low-precision inputs. Norms are clamped (EPS), so zero rows need no fallback.
+    dx_i = sum_c P_ic a_c - x_i sum_c P_ic logits_ic / |x_i|:
+    beyond the two products of a bare linear layer, one pass over [B, d]. The anchors a and
+    their gradient (from dL/da_c = sum_i P_ic x_i) are the weight-norm kernel's forward and
+    backward on the small [C, d]: two calls instead of eight small ops. Softmax statistics are
+    fp32 for low-precision inputs. |x| is clamped (EPS); a zero anchor gives NaN, which
+    `cosine_cross_entropy` catches.
     """
 
     @staticmethod
@@ -186,52 +193,54 @@ class _CosineCrossEntropy(torch.autograd.Function):
     ) -> Tensor:
         with no_autocast(x):
             x_norm = torch.linalg.vector_norm(x, dim=1).clamp_min_(EPS)
-            w_div = torch.linalg.vector_norm(weight, dim=1, keepdim=True).clamp_min_(EPS)
-            anchors = weight / w_div.div_(scale)  # scale * unit anchors
+            g = _column(len(weight), scale, weight.dtype, weight.device)
+            anchors, w_norm = torch._weight_norm_interface(weight, g, 0)  # scale * unit anchors
             if class_major:  # [C, B]: |x_i| divides column i
                 logits = torch.mm(anchors, x.T).div_(x_norm)
             else:  # [B, C]
                 logits = torch.mm(x, anchors.T).div_(x_norm.unsqueeze(1))
             log_p = torch.log_softmax(as_float32(logits), dim=0 if class_major else 1)
             loss, total_weight = checked_nll(log_p, labels, class_major)
-        ctx.save_for_backward(x, labels)
+        ctx.save_for_backward(x, weight, labels)
         # intermediates, not inputs or outputs: plain attributes skip save_for_backward's checks
-        ctx.parts = (x_norm, w_div, anchors, logits, log_p, total_weight)
+        ctx.parts = (x_norm, g, w_norm, anchors, logits, log_p, total_weight)
         ctx.scale, ctx.class_major = scale, class_major
         return loss
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        # once_differentiable: the formulas treat the saved parts as constants, so a second
-        # differentiation is an error rather than a wrong answer.
-        x, labels = ctx.saved_tensors
-        x_norm, w_div, anchors, logits, log_p, total_weight = ctx.parts
-        class_major = ctx.class_major
-        if class_major:  # the [1, C, 1, B] views of checked_nll
-            log_p, target = log_p.view(1, -1, 1, len(labels)), labels.view(1, 1, -1)
-            dlog_p = _NLL_2D[1](grad, log_p, target, None, _MEAN, _IGNORE, total_weight)
-        else:
-            dlog_p = _NLL_1D[1](grad, log_p, labels, None, _MEAN, _IGNORE, total_weight)
-        g = torch._log_softmax_backward_data(dlog_p, log_p, 1, log_p.dtype)  # G
-        g = g.view(logits.shape).to(logits.dtype)
-        # p = G / |x|, and pl = p * logits, whose sums over classes and over samples (weighted
-        # by |x|, giving sum_i G_ic logits_ic) are the radial corrections of dx and dw
-        if class_major:  # [C, B]
-            p = g.div_(x_norm)
-            pl = p * logits
-            radial = pl.sum(dim=0).div_(x_norm).unsqueeze(1)
-            along = torch.mv(pl, x_norm).unsqueeze(1)
-            p_t = p.T
-        else:  # [B, C]
-            p_t = g.div_(x_norm.unsqueeze(1))
-            pl = p_t * logits
-            radial = pl.sum(dim=1).div_(x_norm).unsqueeze(1)
-            along = torch.mv(pl.T, x_norm).unsqueeze(1)
-            p = p_t.T
-        dx = dw = None
-        if ctx.needs_input_grad[0]:
-            dx = torch.mm(p_t, anchors).addcmul_(x, radial, value=-1)
-        if ctx.needs_input_grad[1]:
-            dw = torch.mm(p, x).addcmul_(anchors, along, value=-1 / ctx.scale**2).div_(w_div)
-        return dx, dw, None, None, None
+        # The formulas treat the saved parts as constants: not differentiable twice. The
+        # once_differentiable wrapper, which makes a second differentiation an error, costs
+        # about a small op, so it is paid only where it matters: under create_graph.
+        if torch.is_grad_enabled():
+            return _fused_grads_once(ctx, grad)
+        return _fused_grads(ctx, grad)
+
+
+def _fused_grads(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    """_CosineCrossEntropy's backward (see its docstring for the formulas)."""
+    x, weight, labels = ctx.saved_tensors
+    x_norm, g, w_norm, anchors, logits, log_p, total_weight = ctx.parts
+    class_major = ctx.class_major
+    if class_major:  # the [1, C, 1, B] views of checked_nll
+        log_p, target = log_p.view(1, -1, 1, len(labels)), labels.view(1, 1, -1)
+        dlog_p = _NLL_2D[1](grad, log_p, target, None, _MEAN, _IGNORE, total_weight)
+    else:
+        dlog_p = _NLL_1D[1](grad, log_p, labels, None, _MEAN, _IGNORE, total_weight)
+    dlogits = torch._log_softmax_backward_data(dlog_p, log_p, 1, log_p.dtype)  # G
+    dlogits = dlogits.view(logits.shape).to(logits.dtype)
+    # P = G / |x| in the logits' layout; p is P as [C, B], p_t as [B, C]. The sum over classes
+    # of P * logits, / |x|, is dx's radial correction.
+    class_dim = 0 if class_major else 1
+    dlogits = dlogits.div_(x_norm if class_major else x_norm.unsqueeze(1))
+    p, p_t = (dlogits, dlogits.T) if class_major else (dlogits.T, dlogits)
+    dx = dw = None
+    if ctx.needs_input_grad[0]:
+        radial = (dlogits * logits).sum(dim=class_dim).div_(x_norm).unsqueeze(1)
+        dx = torch.mm(p_t, anchors).addcmul_(x, radial, value=-1)
+    if ctx.needs_input_grad[1]:
+        dw, _ = _WEIGHT_NORM_BACKWARD(torch.mm(p, x), weight, g, w_norm, 0)
+    return dx, dw, None, None, None
+
+
+_fused_grads_once = torch.autograd.function.once_differentiable(_fused_grads)

@@ -137,7 +137,7 @@ def test_hal_large_batch_node_rejects_out_of_range_labels(bad: int) -> None:
     """The large-batch path of HAL (losses/cosine.py) checks labels in its own NLL kernel."""
     from halbench.losses.cosine import FUSED_MIN_ELEMENTS
 
-    batch = FUSED_MIN_ELEMENTS // 5 + 1
+    batch = FUSED_MIN_ELEMENTS // 5 + 1  # B * d past the threshold
     labels = torch.randint(0, 4, (batch,))
     labels[-1] = bad
     with pytest.raises(

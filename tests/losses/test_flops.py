@@ -164,7 +164,7 @@ def test_hal_flops_follow_the_path_each_device_takes() -> None:
     from halbench.losses.cosine import FUSED_MIN_ELEMENTS
 
     hal = losses.build("hal", num_classes=10, embedding_dim=64)
-    small, large = FUSED_MIN_ELEMENTS // 64, FUSED_MIN_ELEMENTS // 64 + 1
+    small, large = FUSED_MIN_ELEMENTS // 64 - 1, FUSED_MIN_ELEMENTS // 64
     for b in (small, large):
         weight_norm_path = hal.cost(b, 64, 10)["total"]
         assert hal.flops(b, 64, 10, device_type="cuda")["total"] == weight_norm_path + 2 * b

@@ -23,7 +23,7 @@ from halbench.losses.cosine import (
     _CosineCrossEntropy,
     clamped_cosine_logits,
     cosine_logits,
-    use_fused_node,
+    uses_fused_node,
 )
 
 ALL = losses.available()
@@ -351,10 +351,10 @@ def test_fused_hal_node_agrees_with_autograd_in_both_layouts(class_major: bool) 
 
 def test_hal_takes_the_fused_node_for_large_batches_on_cpu_with_the_same_answer() -> None:
     dim = 64
-    small, large = FUSED_MIN_ELEMENTS // dim, FUSED_MIN_ELEMENTS // dim + 1
-    assert not use_fused_node(torch.empty(small, dim))
-    assert use_fused_node(torch.empty(large, dim))
-    assert not use_fused_node(torch.empty(large, dim, device="meta"))  # GPU-like: never
+    small, large = FUSED_MIN_ELEMENTS // dim - 1, FUSED_MIN_ELEMENTS // dim
+    assert not uses_fused_node("cpu", small, dim)
+    assert uses_fused_node("cpu", large, dim)
+    assert not uses_fused_node("cuda", large, dim)  # GPU: never
     torch.manual_seed(0)
     hal = losses.build("hal", num_classes=10, embedding_dim=dim)
     x = torch.randn(large, dim, dtype=torch.float64, requires_grad=True)
@@ -369,10 +369,12 @@ def test_hal_takes_the_fused_node_for_large_batches_on_cpu_with_the_same_answer(
     assert torch.allclose(dx, ex, atol=1e-15)
 
 
+@pytest.mark.parametrize("size", [10, FUSED_MIN_ELEMENTS // D], ids=["small", "large"])
 @pytest.mark.parametrize("zero", ["embedding", "anchor"])
-def test_hal_with_a_zero_norm_row_falls_back_to_clamped_norms(zero: str) -> None:
-    """The weight-norm kernel has no eps; a zero row must still give F.normalize's answer."""
-    x, y, _ = batch()
+def test_hal_with_a_zero_norm_row_falls_back_to_clamped_norms(zero: str, size: int) -> None:
+    """The weight-norm kernel has no eps; a zero row must still give F.normalize's answer, on
+    either path (the large-batch node normalizes its anchors with that kernel too)."""
+    x, y, _ = batch(size=size)
     loss = build("hal")
     with torch.no_grad():
         if zero == "embedding":

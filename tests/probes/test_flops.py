@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from halbench import losses
-from halbench.losses.cosine import FUSED_MIN_ELEMENTS
+from halbench.losses.cosine import uses_fused_node
 from halbench.probes.flops import DispatchCounter, count_fvcore, count_loss_flops
 
 
@@ -114,7 +114,7 @@ def test_backward_is_counted_separately_from_forward() -> None:
     assert bwd.result().matmul == 2 * (2 * B * D * C)
 
 
-# the last shape is past FUSED_MIN_ELEMENTS: HAL's large-batch path (losses/cosine.py)
+# the last shape takes HAL's large-batch path on CPU (losses/cosine.py uses_fused_node)
 SHAPES = [(32, 64, 10), (64, 128, 10), (128, 64, 100), (256, 32, 10), (1024, 512, 10)]
 # The analytic backward: each loss's backward runs this many products of the forward's size
 # (anchor losses: gradients of the embeddings and of the anchors; nca/snnl: one, from the
@@ -134,13 +134,13 @@ def _hal(b: int, d: int, c: int) -> int:
 
 def _hal_fused(b: int, d: int, c: int) -> int:
     # _CosineCrossEntropy: the NLL and log-softmax backward (b + 4bc) give G; P = G / |x|,
-    # P * cos, its sum over classes and its |x|-weighted sum over samples (mv, 2bc); the radial
-    # division (b); one correction pass over x (bd) and two over w (2cd)
-    return 9 * b * c + b * d + 2 * c * d + 2 * b
+    # P * cos and its sum over classes (3bc); the radial division (b); one correction pass over
+    # x (bd); the anchors' weight-norm backward (5cd + 3c)
+    return 7 * b * c + b * d + 5 * c * d + 2 * b + 3 * c
 
 
 BACKWARD_ELEMENTWISE = {
-    "hal": lambda b, d, c: _hal_fused(b, d, c) if b * d > FUSED_MIN_ELEMENTS else _hal(b, d, c),
+    "hal": lambda b, d, c: _hal_fused(b, d, c) if uses_fused_node("cpu", b, d) else _hal(b, d, c),
     "al": lambda b, d, c: 6 * b * c + b * d + 5 * c * d + b,
     "nca": lambda b, d, c: 4 * b * b + 2 * b * d + 4 * b + 1,
     "snnl": lambda b, d, c: 4 * b * b + 2 * b * d + 4 * b + 1,
