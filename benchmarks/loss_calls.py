@@ -7,7 +7,7 @@ Contenders per (B, d), C classes, fp32:
   hal        halbench.losses "hal" (B x C x d: cosine logits, cross-entropy)
   floor      bare F.cross_entropy(x @ W.T, y), same shapes: the floor for a B x C x d loss
   floor_cm   the same bare loss with its logits stored class-major, [C, B] = W @ x.T, the
-             layout HAL uses on CPU for C <= 32 (losses/anchor.py): on CPU, log_softmax over a
+             layout HAL uses on CPU for C <= 32 (losses/cosine.py): on CPU, log_softmax over a
              short last dimension is slow, so `floor` alone would flatter HAL there. HAL /
              floor_cm is the stricter ratio: what HAL's normalizations cost on top of the
              fastest bare loss
