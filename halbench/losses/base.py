@@ -10,10 +10,9 @@ parts (see the *_flops helpers).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -224,7 +223,7 @@ def check_bool(name: str, value: Any) -> bool:
 
 # Entering torch.autocast costs about as much as a small op, so it is skipped when autocast is
 # already off (the fp32 case).
-_NO_CONTEXT = contextlib.nullcontext()
+_NO_CONTEXT = nullcontext()
 
 
 def no_autocast(x: Tensor) -> AbstractContextManager[Any]:
