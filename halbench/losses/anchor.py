@@ -181,28 +181,22 @@ class HypersphereAnchorLoss(AnchorLoss):
         """FLOPs of `adjust_target`."""
         return 0
 
-    def flops(
-        self,
-        batch_size: int,
-        embedding_dim: int,
-        num_classes: int,
-        memory_size: int = 0,
-        *,
-        device_type: str = "cpu",
+    def device_cost(
+        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int, device: str
     ) -> dict[str, int]:
         b, d, c = batch_size, embedding_dim, num_classes
-        if not self.has_margin and uses_fused_node(device_type, b, d):
-            # the large-batch node (losses/cosine.py): |x| clamped; the anchors' weight norm;
-            # logits / |x|; log_softmax; the mean NLL, which checks the labels
-            matmul = 2 * b * c * d
-            total = 2 * b * d + 2 * b + weight_norm_flops(c, d) + matmul + b * c
-            return {"matmul": matmul, "total": total + cross_entropy_flops(b, c)}
-        return super().flops(b, d, c, memory_size, device_type=device_type)
+        if self.has_margin or not uses_fused_node(device, b, d):
+            return self.cost(b, d, c, memory_size)
+        # the large-batch node (losses/cosine.py): |x| clamped; the anchors' weight norm;
+        # logits / |x|; log_softmax; the mean NLL, which checks the labels
+        matmul = 2 * b * c * d
+        total = 2 * b * d + 2 * b + weight_norm_flops(c, d) + matmul + b * c
+        return {"matmul": matmul, "total": total + cross_entropy_flops(b, c)}
 
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
-        """The weight-norm path's FLOPs (see `flops` for the large-batch node on CPU)."""
+        """The weight-norm path's FLOPs (`device_cost` has the large-batch node on CPU)."""
         b, d, c = batch_size, embedding_dim, num_classes
         matmul = 2 * b * c * d
         total = (

@@ -80,9 +80,15 @@ class KNNLoss(nn.Module):
 
         total includes forward's label check (aminmax: 2 per sample) where it runs.
         """
-        cost = self.cost(batch_size, embedding_dim, num_classes, memory_size)
+        cost = self.device_cost(batch_size, embedding_dim, num_classes, memory_size, device_type)
         check = 0 if self.checks_label_range(device_type) else 2 * batch_size
         return {"matmul": cost["matmul"], "total": cost["total"] + check}
+
+    def device_cost(
+        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int, device: str
+    ) -> dict[str, int]:
+        """FLOPs of `compute` on a device type: `cost`, unless the device picks another path."""
+        return self.cost(batch_size, embedding_dim, num_classes, memory_size)
 
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int
