@@ -10,7 +10,6 @@ parts (see the *_flops helpers).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, TypeVar
@@ -19,6 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from halbench.checks import (  # noqa: F401  (re-exported for the loss files)
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_real,
+)
 from halbench.registry import Registry
 
 # Norms are clamped here before dividing, so a zero embedding gives a zero direction, not NaN.
@@ -171,57 +179,6 @@ def register_loss(name: str) -> Callable[[L], L]:
         return cls
 
     return decorator
-
-
-# ----- parameter checks: one-line ValueErrors naming the parameter --------------------------
-
-
-def check_int(name: str, value: Any, *, minimum: int) -> int:
-    """An int >= minimum (bools are rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def check_positive(name: str, value: Any) -> float:
-    """A finite float > 0 (scales, temperatures)."""
-    if _check_real(name, value) <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return float(value)
-
-
-def check_nonnegative(name: str, value: Any) -> float:
-    """A finite float >= 0 (margins)."""
-    if _check_real(name, value) < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
-
-
-def check_fraction(name: str, value: Any) -> float:
-    """A float in [0, 1) (momenta)."""
-    if not 0 <= _check_real(name, value) < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    """One of a fixed set of strings."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """A real bool (YAML true/false), not a truthy string."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value
 
 
 # ----- shared numerics, each with its cost formula ------------------------------------------
