@@ -1,4 +1,4 @@
-"""Datasets: on-disk formats, data roots, subsets, batches and augmentation."""
+"""Data set readers: on-disk formats, data roots, the registry, synthetic data and its bounds."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from fixtures_data import (
 )
 
 from halbench import data
+from halbench.data import synthetic
 from halbench.errors import UserError
 
 
@@ -140,24 +141,6 @@ def test_real_fashion_mnist() -> None:
     assert splits.train_x.float().mean().item() / 255 == pytest.approx(splits.mean[0], abs=1e-3)
 
 
-def test_stratified_subset_keeps_class_proportions() -> None:
-    labels = np.repeat(np.arange(4), [50, 30, 15, 5])
-    idx = data.stratified_indices(labels, 20, seed=3)
-    assert len(idx) == 20 and len(set(idx.tolist())) == 20
-    assert np.bincount(labels[idx]).tolist() == [10, 6, 3, 1]
-    assert not np.array_equal(idx, data.stratified_indices(labels, 20, seed=4))
-    np.testing.assert_array_equal(idx, data.stratified_indices(labels, 20, seed=3))
-
-
-def test_subset_through_load(tmp_path: Path) -> None:
-    write_fake_cifar10(tmp_path, per_batch=20, n_test=30)
-    splits = data.load("cifar10", root=tmp_path, train_size=30, test_size=10)
-    assert torch.bincount(splits.train_y).tolist() == [3] * 10
-    assert torch.bincount(splits.test_y).tolist() == [1] * 10
-    with pytest.raises(ValueError, match="test_size must be at most the split size 30"):
-        data.load("cifar10", root=tmp_path, test_size=31)
-
-
 def test_synthetic_is_seeded_and_sized() -> None:
     kw = {"train_size": 60, "test_size": 30, "num_classes": 3, "image_size": 12, "channels": 2}
     a = data.load("synthetic", **kw)
@@ -180,84 +163,63 @@ def test_synthetic_classes_are_separable_by_their_prototypes() -> None:
     assert (pred == s.test_y).float().mean() > 0.8
 
 
-def _splits(n: int = 10, size: int = 6, channels: int = 1, flip: bool = False, pad: int = 0):
-    x = torch.arange(n * channels * size * size).remainder(251).to(torch.uint8)
-    return data.Splits(
-        train_x=x.view(n, channels, size, size),
-        train_y=torch.arange(n) % 3,
-        test_x=x.view(n, channels, size, size)[:4],
-        test_y=torch.arange(4) % 3,
-        num_classes=3,
-        mean=(0.5,) * channels,
-        std=(0.25,) * channels,
-        flip=flip,
-        crop_pad=pad,
+@pytest.mark.parametrize(
+    ("params", "culprit"),
+    [
+        ({"num_classes": 10**9}, "num_classes"),
+        ({"num_classes": 10**9, "train_size": 10**10}, "reduce"),
+        ({"image_size": 10**6}, "image_size"),
+        ({"channels": 10**5}, "channels"),
+        ({"train_size": 10**11}, "train_size"),
+        ({"test_size": 10**11}, "test_size"),
+        ({"train_size": 10**400}, "train_size"),
+        ({"noise": float("nan")}, "noise"),
+    ],
+)
+def test_synthetic_sizes_are_bounded_before_allocating(
+    params: dict, culprit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Were an array allocated, numpy would raise MemoryError (or take minutes), not ValueError.
+    monkeypatch.setattr(synthetic, "memory_limit_bytes", lambda: 2**34)
+    with pytest.raises(ValueError, match=culprit) as err:
+        data.load("synthetic", **params)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
+def test_synthetic_bound_counts_every_array() -> None:
+    # 10 classes, 3x32x32: prototypes, three float64 temporaries of the larger split, uint8 kept.
+    pixels = 3 * 32 * 32
+    expected = 8 * 10 * pixels + 24 * 1000 * pixels + 1200 * pixels
+    assert synthetic.generation_bytes(10, 3, 32, 1000, 200) == expected
+    assert synthetic.memory_limit_bytes() > 2**20
+
+
+def test_readers_read_only_the_requested_splits(tmp_path: Path) -> None:
+    write_fake_cifar10(tmp_path, per_batch=4, n_test=5)
+    write_fake_idx_dataset(tmp_path / "MNIST" / "raw")
+    write_fake_svhn(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
+    (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").unlink()
+    (tmp_path / "test_32x32.mat").unlink()
+    train_only = frozenset({"train"})
+    for name, n_train in (("cifar10", 20), ("mnist", 40), ("svhn", 30), ("synthetic", 1000)):
+        request = data.LoadRequest(name, [tmp_path], False, None, None, 0, {}, train_only)
+        raw = data.DATASETS.get(name)(request)
+        assert raw.train_x.shape[0] == n_train and raw.train_y.shape == (n_train,)
+        assert raw.test_x is None and raw.test_y is None
+    # Asked for both splits, the readers need the files that were removed.
+    with pytest.raises(UserError, match="not found"):
+        data.load("cifar10", root=tmp_path)
+
+
+def test_dataset_info_is_shared_by_raw_data_and_splits(tmp_path: Path) -> None:
+    write_fake_cifar10(tmp_path, per_batch=4, n_test=5)
+    request = data.LoadRequest("cifar10", [tmp_path], False, None, None, 0)
+    raw = data.DATASETS.get("cifar10")(request)
+    splits = data.load("cifar10", root=tmp_path)
+    assert (
+        splits.info
+        == raw.info
+        == data.DatasetInfo(10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True, 4, True)
     )
-
-
-def test_batches_in_order_are_normalized_rows() -> None:
-    s = _splits()
-    out = list(s.batches("train", 4, shuffle=False, augment=False))
-    assert [len(y) for _, y, _ in out] == [4, 4, 2]
-    x = torch.cat([b[0] for b in out])
-    torch.testing.assert_close(x * 0.25 + 0.5, s.train_x.float() / 255)
-    assert torch.equal(torch.cat([b[2] for b in out]), torch.arange(10))
-    assert [
-        len(y) for _, y, _ in s.batches("train", 4, shuffle=False, augment=False, drop_last=True)
-    ] == [4, 4]
-
-
-def test_seeded_shuffle_is_a_repeatable_permutation() -> None:
-    s = _splits()
-
-    def order(seed: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(seed)
-        return torch.cat(
-            [i for _, _, i in s.batches("train", 3, shuffle=True, augment=False, generator=g)]
-        )
-
-    assert sorted(order(0).tolist()) == list(range(10))
-    assert torch.equal(order(0), order(0)) and not torch.equal(order(0), order(1))
-    g = torch.Generator().manual_seed(0)
-    for x, y, i in s.batches("train", 3, shuffle=True, augment=False, generator=g):
-        assert torch.equal(y, s.train_y[i])
-        torch.testing.assert_close(x * 0.25 + 0.5, s.train_x[i].float() / 255)
-
-
-def _translations(img: torch.Tensor, pad: int, flip: bool) -> list[torch.Tensor]:
-    """Every crop of the zero-padded image (and of its mirror when flip)."""
-    out = []
-    for im in [img, img.flip(-1)] if flip else [img]:
-        p = torch.nn.functional.pad(im, (pad,) * 4)
-        h, w = im.shape[-2:]
-        out += [
-            p[..., dy : dy + h, dx : dx + w]
-            for dy in range(2 * pad + 1)
-            for dx in range(2 * pad + 1)
-        ]
-    return out
-
-
-@pytest.mark.parametrize("flip", [False, True])
-def test_augmentation_is_a_padded_crop_and_flip(flip: bool) -> None:
-    s = _splits(n=40, size=5, channels=2, flip=flip, pad=2)
-    g = torch.Generator().manual_seed(0)
-    seen_flip = seen_shift = False
-    for x, _, idx in s.batches("train", 16, shuffle=True, augment=True, generator=g):
-        raw = (x * 0.25 + 0.5) * 255
-        for img, i in zip(raw, idx, strict=True):
-            original = s.train_x[i].float()
-            candidates = _translations(original, 2, flip)
-            match = [j for j, c in enumerate(candidates) if torch.allclose(img, c, atol=1e-3)]
-            assert match, "augmented image is not a padded crop (or mirror) of its source"
-            seen_flip |= match[0] >= 25
-            seen_shift |= match[0] % 25 != 12  # 12 is the centre crop: no shift
-    assert seen_shift and seen_flip == flip
-
-
-def test_batches_reject_bad_arguments() -> None:
-    s = _splits()
-    with pytest.raises(ValueError, match="split"):
-        next(s.batches("val", 2, shuffle=False, augment=False))
-    with pytest.raises(ValueError, match="batch_size"):
-        next(s.batches("train", 0, shuffle=False, augment=False))
+    assert request.wants("test") and request.wants("train")
