@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from halbench.checks import check_choice, check_int
+
 METRICS = ("cosine", "l2")
 # Bound on one chunk's query x reference score block; 256 MiB keeps 50k x 10k searches small.
 CHUNK_BYTES = 256 * 2**20
@@ -43,9 +45,8 @@ def search(
     Nearest first. `backend` is "faiss", "torch" or "auto": faiss when importable, except for
     CUDA tensors with a CPU-only faiss, where a torch search on the GPU is faster.
     """
-    _check_metric(metric)
-    if backend not in ("auto", "faiss", "torch"):
-        raise ValueError(f"backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
+    check_choice("metric", metric, METRICS)
+    check_choice("backend", backend, ("auto", "faiss", "torch"))
     if not 1 <= k <= reference.shape[0]:
         raise ValueError(
             f"k must be between 1 and the reference size {reference.shape[0]}, got {k}"
@@ -194,7 +195,7 @@ def map_at_r(
     with torch (R is large, e.g. 6000 per class on Fashion-MNIST, where faiss' heap is slow).
     """
     _check_inputs(train_emb, train_labels, test_emb, test_labels, [1])
-    _check_metric(metric)
+    check_choice("metric", metric, METRICS)
     reference = train_emb.detach().float()
     queries = test_emb.detach().float()
     if metric == "cosine":
@@ -229,7 +230,7 @@ def anchor_accuracy(
     anchors: torch.Tensor, test_emb: torch.Tensor, test_labels: torch.Tensor, *, metric: str
 ) -> float:
     """Accuracy of classifying each test embedding by its nearest class anchor (row c = class c)."""
-    _check_metric(metric)
+    check_choice("metric", metric, METRICS)
     if anchors.ndim != 2 or anchors.shape[1] != test_emb.shape[1]:
         raise ValueError(
             f"anchors must be [num_classes, {test_emb.shape[1]}], got {list(anchors.shape)}"
@@ -272,11 +273,6 @@ def evaluate(
     return out
 
 
-def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
-
-
 def _check_inputs(
     train_emb: torch.Tensor,
     train_labels: torch.Tensor,
@@ -292,8 +288,10 @@ def _check_inputs(
     if train_labels.shape != (train_emb.shape[0],) or test_labels.shape != (test_emb.shape[0],):
         raise ValueError("train_labels and test_labels must have one label per embedding row")
     ks = list(ks)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
-        raise ValueError(f"ks must be a non-empty list of positive integers, got {ks}")
+    if not ks:
+        raise ValueError("ks must be a non-empty list of positive integers, got []")
+    for i, k in enumerate(ks):
+        check_int(f"ks[{i}]", k, minimum=1)
     if max(ks) > train_emb.shape[0]:
         raise ValueError(f"ks must not exceed the reference size {train_emb.shape[0]}, got {ks}")
     return ks

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from halbench.checks import check_bool, check_int
 from halbench.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
@@ -40,8 +41,7 @@ def build(
         ("image_size", image_size),
         ("embedding_dim", embedding_dim),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        check_int(key, value, minimum=1)
     accepted = set(inspect.signature(factory).parameters) - {
         "in_channels",
         "image_size",
@@ -76,18 +76,6 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     ]
 
 
-def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def _check_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 @MODELS.register("small_cnn")
 def small_cnn(
     *,
@@ -102,8 +90,8 @@ def small_cnn(
     The last stage is average-pooled to 2x2 (not 1x1): where a feature sits still matters on
     small images, and it costs only a wider head.
     """
-    w = _check_int(width, "width")
-    _check_bool(head_bn, "head_bn")
+    w = check_int("width", width, minimum=1)
+    check_bool("head_bn", head_bn)
     if image_size < 8:
         raise ValueError(f"small_cnn needs image_size >= 8, got {image_size}")
     return nn.Sequential(
@@ -147,8 +135,8 @@ def resnet18_cifar(
     head_bn: bool = False,
 ) -> nn.Module:
     """ResNet-18, CIFAR variant: 3x3 stride-1 stem, no max-pool, 4 stages of 2 blocks."""
-    w = _check_int(width, "width")
-    _check_bool(head_bn, "head_bn")
+    w = check_int("width", width, minimum=1)
+    check_bool("head_bn", head_bn)
     layers: list[nn.Module] = [*_conv_bn(in_channels, w)]
     cin = w
     for i, cout in enumerate((w, 2 * w, 4 * w, 8 * w)):
@@ -182,7 +170,7 @@ def torchvision_model(
     """
     import torchvision
 
-    _check_bool(head_bn, "head_bn")
+    check_bool("head_bn", head_bn)
     names = torchvision.models.list_models(module=torchvision.models)
     if arch not in names:
         raise ValueError(f"arch must be a torchvision classification model, got {arch!r}")
