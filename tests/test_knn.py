@@ -161,3 +161,9 @@ def test_bad_arguments_raise_value_errors() -> None:
         knn.knn_accuracy(xtr, ytr[:5], xte, yte, ks=[1], metric="l2")
     with pytest.raises(ValueError, match="backend"):
         knn.search(xtr, xte, 1, "l2", backend="annoy")
+    with pytest.raises(ValueError, match=r"ks\[1\] must be an integer >= 1, got True"):
+        knn.knn_accuracy(xtr, ytr, xte, yte, ks=[1, True], metric="l2")
+    with pytest.raises(ValueError, match=r"ks\[0\] must be an integer >= 1, got 2.0"):
+        knn.knn_accuracy(xtr, ytr, xte, yte, ks=[2.0], metric="l2")
+    with pytest.raises(ValueError, match="metric must be one of cosine, l2"):
+        knn.map_at_r(xtr, ytr, xte, yte, metric="dot")

@@ -68,6 +68,13 @@ def test_bad_parameters_raise_value_errors() -> None:
         models.build("small_cnn", in_channels=3, image_size=32, embedding_dim=0)
     with pytest.raises(ValueError, match="arch"):
         models.build("torchvision", arch="resnet_nope", **kw)
+    # The shared checks (halbench/checks.py): bools are not ints, huge ints stay one short line.
+    with pytest.raises(ValueError, match="width must be an integer >= 1, got True"):
+        models.build("small_cnn", width=True, **kw)
+    with pytest.raises(ValueError, match="image_size must be an integer >= 1, got an integer of"):
+        models.build("small_cnn", in_channels=3, image_size=10**400, embedding_dim=8)
+    with pytest.raises(ValueError, match="head_bn must be true or false, got 1"):
+        models.build("resnet18_cifar", head_bn=1, **kw)
 
 
 def test_available_filters_with_wildcards() -> None:
