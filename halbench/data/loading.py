@@ -31,7 +31,8 @@ class Splits:
 
     `eval_split` says what `eval_x` / `eval_y` are: "test" (phases grid and final) or
     "validation" (phase tune, where the test split was not read and `test_x` raises).
-    `validation_size` is the number of rows carved out of the training split (0 without one).
+    `validation_size` is the number of rows carved out of the training split (0 without one;
+    with `train_on="train+validation"` they are also in `train_x`).
     """
 
     train_x: torch.Tensor
