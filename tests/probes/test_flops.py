@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from halbench import losses
-from halbench.losses.cosine import uses_fused_node
+from halbench.losses.kernels_cosine import uses_fused_node
 from halbench.probes.flops import DispatchCounter, count_fvcore, count_loss_flops
 
 
@@ -114,7 +114,7 @@ def test_backward_is_counted_separately_from_forward() -> None:
     assert bwd.result().matmul == 2 * (2 * B * D * C)
 
 
-# the last shape takes HAL's large-batch path on CPU (losses/cosine.py uses_fused_node)
+# the last shape takes HAL's large-batch path on CPU (losses/kernels_cosine.py uses_fused_node)
 SHAPES = [(32, 64, 10), (64, 128, 10), (128, 64, 100), (256, 32, 10), (1024, 512, 10)]
 # The analytic backward: each loss's backward runs this many products of the forward's size
 # (anchor losses: gradients of the embeddings and of the anchors; nca/snnl: one, from the
