@@ -144,7 +144,7 @@ def test_nca_memory_checks_indices(indices, message: str) -> None:
 
 @pytest.mark.parametrize("bad", [-100, -1, 4, 2**40])
 def test_hal_large_batch_node_rejects_out_of_range_labels(bad: int) -> None:
-    """The large-batch path of HAL (losses/kernels_cosine.py) checks labels in its own NLL kernel."""
+    """HAL's large-batch path (losses/kernels_cosine.py) checks labels in its own NLL kernel."""
     from halbench.losses.kernels_cosine import FUSED_MIN_ELEMENTS
 
     batch = FUSED_MIN_ELEMENTS // 5 + 1  # B * d past the threshold
