@@ -150,3 +150,21 @@ def test_only_the_fast_cpu_hal_path_checks_labels_in_its_kernel() -> None:
     ref = losses.build("hal", num_classes=4, embedding_dim=5, impl="reference")
     with pytest.raises(ValueError, match=r"hal: labels must be in \[0, 4\)"):
         ref(torch.randn(3, 5), torch.tensor([0, 1, 4]))
+
+
+def test_private_torch_calls_live_only_in_the_kernels_and_the_probes() -> None:
+    """The design rule: torch._* and aten.* only in losses/kernels*.py and probes/."""
+    import re
+    from pathlib import Path
+
+    import halbench
+
+    private = re.compile(r"torch\._(?!_)|\baten\.|_ignored_ops")  # torch.__version__ is public
+    root = Path(halbench.__file__).parent
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if not (path.parent.name == "probes" or path.name.startswith("kernels"))
+        and private.search(path.read_text())
+    ]
+    assert offenders == []

@@ -121,12 +121,12 @@ def test_backward_is_counted_separately_from_forward() -> None:
 SHAPES = [(32, 64, 10), (64, 128, 10), (128, 64, 100), (256, 32, 10), (1024, 512, 10)]
 # The analytic backward: each loss's backward runs this many products of the forward's size
 # (anchor losses: gradients of the embeddings and of the anchors; nca/snnl: one, from the
-# symmetric Gram matrix, see losses/base.py) ...
+# symmetric Gram matrix, see losses/kernels.py) ...
 BACKWARD_PRODUCTS = {"hal": 2, "al": 2, "nca": 1, "snnl": 1}
 
 
 # ... plus this elementwise work, in closed form for the hand-written backward passes
-# (losses/base.py _NeighbourNLL and _GramScores) and for HAL's weight-norm nodes. It is not
+# (losses/kernels.py _NeighbourNLL and _GramScores) and for HAL's weight-norm nodes. It is not
 # the forward's elementwise work: NCA's backward reuses the exps saved by the forward. A change to a
 # backward pass that changes its cost must change its formula here.
 def _hal(b: int, d: int, c: int) -> int:
