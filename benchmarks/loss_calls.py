@@ -2,16 +2,19 @@
 
     PYTHONPATH=. python benchmarks/loss_calls.py [--batch-sizes 64 256 1024 4096]
         [--dims 64 128 512] [--classes 10] [--device cpu|cuda] [--threads 1]
+        [--impl fast|reference]
 
 Contenders per (B, d), C classes, fp32:
   hal        halbench.losses "hal" (B x C x d: cosine logits, cross-entropy)
   floor      bare F.cross_entropy(x @ W.T, y), same shapes: the floor for a B x C x d loss
   floor_cm   the same bare loss with its logits stored class-major, [C, B] = W @ x.T, the
-             layout HAL uses on CPU for C <= 32 (losses/cosine.py): on CPU, log_softmax over a
+             layout HAL uses on CPU for C <= 32 (losses/kernels.py): on CPU, log_softmax over a
              short last dimension is slow, so `floor` alone would flatter HAL there. HAL /
              floor_cm is the stricter ratio: what HAL's normalizations cost on top of the
              fastest bare loss
   nca        halbench.losses "nca" (in-batch, squared L2, B x B x d)
+  (hal and nca run with --impl: "fast", the kernels of losses/kernels*.py, by default, or
+  "reference", the readable formulas of their loss files)
   pml_nca    pytorch-metric-learning NCALoss with the same distance (LpDistance(power=2,
              normalize_embeddings=False)), so both compute the same value
 Each sample is the mean of enough back-to-back calls to fill --min-time seconds, after
@@ -86,15 +89,17 @@ def ratio(samples: dict[str, list[float]], top: str, bottom: str) -> float:
     return statistics.median(a / b for a, b in zip(samples[top], samples[bottom], strict=True))
 
 
-def contenders(batch: int, dim: int, classes: int, device: torch.device) -> dict[str, Call]:
+def contenders(
+    batch: int, dim: int, classes: int, device: torch.device, impl: str = "fast"
+) -> dict[str, Call]:
     from pytorch_metric_learning import distances
     from pytorch_metric_learning import losses as pml_losses
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, dim, generator=g).to(device).requires_grad_(True)
     y = torch.randint(0, classes, (batch,), generator=g).to(device)
-    hal = losses.build("hal", num_classes=classes, embedding_dim=dim).to(device)
-    nca = losses.build("nca", num_classes=classes, embedding_dim=dim).to(device)
+    hal = losses.build("hal", num_classes=classes, embedding_dim=dim, impl=impl).to(device)
+    nca = losses.build("nca", num_classes=classes, embedding_dim=dim, impl=impl).to(device)
     pml_nca = pml_losses.NCALoss(
         distance=distances.LpDistance(power=2, normalize_embeddings=False)
     ).to(device)
@@ -117,6 +122,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--impl", choices=["fast", "reference"], default="fast")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.02, help="seconds per measurement")
@@ -136,7 +142,8 @@ def main() -> None:
         parser.error("--clock cpu measures host CPU time; use it with --device cpu")
     print(
         f"# torch {torch.__version__}, device {name}, threads {torch.get_num_threads()}, "
-        f"C={args.classes}, fp32, forward+backward, {args.clock} clock, median of {args.repeats}"
+        f"C={args.classes}, impl {args.impl}, fp32, forward+backward, {args.clock} clock, "
+        f"median of {args.repeats}"
     )
     header = (
         f"{'B':>5} {'d':>4} {'hal ms':>9} {'floor ms':>9} {'nca ms':>9} {'pml_nca ms':>10}"
@@ -146,7 +153,7 @@ def main() -> None:
     worst_nca, worst_hal, worst_cm = 0.0, 0.0, 0.0
     for batch in args.batch_sizes:
         for dim in args.dims:
-            samples = measure(contenders(batch, dim, args.classes, device), args, device)
+            samples = measure(contenders(batch, dim, args.classes, device, args.impl), args, device)
             t = {name: statistics.median(values) for name, values in samples.items()}
             nca_ratio, hal_ratio = ratio(samples, "nca", "pml_nca"), ratio(samples, "hal", "floor")
             worst_nca = max(worst_nca, nca_ratio)

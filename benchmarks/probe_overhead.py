@@ -1,6 +1,6 @@
 """Probe overhead: the quickstart training loop with TrialProbe on and off, in one process.
 
-    PYTHONPATH=. python benchmarks/probe_overhead.py [--steps 200] [--pairs 3]
+    PYTHONPATH=. python benchmarks/probe_overhead.py [--steps 200] [--pairs 3] [--impl fast]
 
 Model small_cnn, Fashion-MNIST subset, loss hal, B=256, d=64 (suites/quickstart.yaml); every
 run trains the same `--steps` steps from the same initial weights. Runs alternate off/on so
@@ -31,7 +31,9 @@ def train(
     torch.manual_seed(0)
     model = models.build("small_cnn", in_channels=1, image_size=28, embedding_dim=state["dim"])
     model.load_state_dict(state["model"])
-    loss_fn = losses.build("hal", num_classes=splits.num_classes, embedding_dim=state["dim"])
+    loss_fn = losses.build(
+        "hal", num_classes=splits.num_classes, embedding_dim=state["dim"], impl=state["impl"]
+    )
     optimizer = torch.optim.AdamW([*model.parameters(), *loss_fn.parameters()], lr=2e-3)
     generator = torch.Generator().manual_seed(0)
     step = 0
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="off/on pairs after the first")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--every-n-steps", type=int, default=50)
+    parser.add_argument("--impl", choices=["fast", "reference"], default="fast", help="HAL's")
     # one thread by default: on a shared machine, OpenMP threads that wait for a descheduled
     # sibling turn sub-millisecond loss calls into 100 ms ones
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -71,6 +74,7 @@ def main() -> None:
     torch.manual_seed(0)
     state = {
         "dim": dim,
+        "impl": args.impl,
         "model": models.build(
             "small_cnn", in_channels=1, image_size=28, embedding_dim=dim
         ).state_dict(),
@@ -91,7 +95,8 @@ def main() -> None:
     measuring = statistics.median(m for _, m, _ in on)
     print(
         f"{args.steps} steps per run, batch {args.batch_size}, probe every {args.every_n_steps}"
-        f" steps (warmup 1, repeats 3), torch threads {torch.get_num_threads()}"
+        f" steps (warmup 1, repeats 3), torch threads {torch.get_num_threads()}, hal impl "
+        f"{args.impl}"
     )
     print(f"probes off: median {t_off:.2f} s  {[round(t, 2) for t in off]}")
     print(f"probes on:  median {t_on:.2f} s  {[round(t, 2) for t, _, _ in on]}")

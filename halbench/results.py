@@ -94,6 +94,8 @@ PROFILE_SCHEMA: dict[str, pl.DataType] = {
     "flops_bwd": pl.Float64,
     "flops_matmul_fwd": pl.Float64,
     "flops_analytic_fwd": pl.Float64,
+    "fvcore_flops": pl.Int64,
+    "fvcore_note": pl.Utf8,
     "time_fwd_ms": pl.Float64,
     "time_fwdbwd_ms": pl.Float64,
     "time_fwdbwd_iqr_ms": pl.Float64,

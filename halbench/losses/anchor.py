@@ -3,32 +3,62 @@
 AL:  logits_c = -scale * ||x - a_c||^2           (Euclidean anchor loss)
 HAL: logits_c = scale * cos(x, a_c)              (Hypersphere Anchor Loss)
 ProxyNCA and NormFace are HAL under another parameterization (see docs/losses.md); CosFace
-and ArcFace (margin.py) add a margin to the target logit.
+and ArcFace (margin.py) add a margin to the target logit. The two formulas are the functions
+below; impl="fast" runs their kernels (kernels.py, kernels_cosine.py) with the same signatures.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from halbench.losses import kernels, kernels_cosine
 from halbench.losses.base import (
     KNNLoss,
-    LabelRangeError,
-    addmm_flops,
+    as_float32,
     check_bool,
     check_choice,
     check_positive,
-    cross_entropy,
-    cross_entropy_flops,
     normalize,
     register_loss,
     squared_norms,
-    squared_norms_flops,
-    weight_norm_flops,
 )
-from halbench.losses.cosine import cosine_cross_entropy, uses_fused_node, with_clamped_fallback
+from halbench.probes.flop_rules import (
+    cross_entropy_flops,
+    matmul_flops,
+    normalize_flops,
+    squared_norms_flops,
+)
+
+# ----- the formulas ---------------------------------------------------------------------------
+
+
+def euclidean_logits(x: Tensor, anchors: Tensor, scale: float) -> Tensor:
+    """-scale * ||x_i - a_c||^2 up to the per-row constant -scale * ||x_i||^2, which the
+    softmax never sees: scale * (2 x.a_c - ||a_c||^2). No B x C x d tensor."""
+    return scale * (2 * (x @ anchors.T) - squared_norms(anchors))
+
+
+def cosine_cross_entropy(
+    x: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    scale: float,
+    adjust_target: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> Tensor:
+    """HAL: cross-entropy of logits scale * cos(x_i, w_c), after an optional target margin."""
+    logits = scale * (normalize(x) @ normalize(weight).T)
+    if adjust_target is not None:
+        logits = adjust_target(logits, labels)
+    return F.cross_entropy(as_float32(logits), labels)
+
+
+# ----- the losses -----------------------------------------------------------------------------
+
 
 ANCHOR_INITS = ("normal", "orthogonal", "simplex")
 
@@ -70,8 +100,9 @@ class AnchorLoss(KNNLoss):
         init: str = "normal",
         learn_anchors: bool = True,
         lr_scale: float = 1.0,
+        impl: str = "fast",
     ) -> None:
-        super().__init__(num_classes, embedding_dim)
+        super().__init__(num_classes, embedding_dim, impl=impl)
         anchors = init_anchors(num_classes, embedding_dim, init)
         if check_bool("learn_anchors", learn_anchors):
             self.weight = nn.Parameter(anchors)
@@ -97,23 +128,19 @@ class EuclideanAnchorLoss(AnchorLoss):
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
         a = self.weight.to(embeddings.dtype)
-        # -||x - a||^2 = 2 x.a - ||a||^2 - ||x||^2; the last term is constant over classes,
-        # so the softmax never sees it and it is not computed.
-        logits = torch.addmm(
-            squared_norms(a), embeddings, a.T, beta=-self.scale, alpha=2 * self.scale
-        )
-        return cross_entropy(logits, labels)
+        if self.fast:
+            logits = kernels.euclidean_logits(embeddings, a, self.scale)
+            return kernels.cross_entropy(logits, labels)
+        logits = euclidean_logits(embeddings, a, self.scale)
+        return F.cross_entropy(as_float32(logits), labels)
 
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         b, d, c = batch_size, embedding_dim, num_classes
-        matmul = 2 * b * c * d
-        total = (
-            squared_norms_flops(c, d)
-            + addmm_flops(b, d, c, alpha=2 * self.scale, beta=-self.scale)
-            + cross_entropy_flops(b, c)
-        )
+        matmul = matmul_flops(b, d, c)
+        # ||a||^2; 2 *, -, scale * per logit; cross-entropy
+        total = squared_norms_flops(c, d) + matmul + 3 * b * c + cross_entropy_flops(b, c)
         return {"matmul": matmul, "total": total}
 
     def extra_repr(self) -> str:
@@ -144,25 +171,20 @@ class HypersphereAnchorLoss(AnchorLoss):
         weight = self.weight
         if weight.dtype != embeddings.dtype:
             weight = weight.to(embeddings.dtype)
-        if not self.has_margin:
-            try:
-                return cosine_cross_entropy(embeddings, weight, labels, self.scale)
-            except LabelRangeError:
-                self.check_label_range(labels)  # the error that names the loss and the range
-                raise
+        adjust = self.adjust_target if self.has_margin else None
+        if not self.fast:
+            return cosine_cross_entropy(embeddings, weight, labels, self.scale, adjust)
+        try:
+            return kernels_cosine.cosine_cross_entropy(
+                embeddings, weight, labels, self.scale, adjust
+            )
+        except kernels_cosine.LabelRangeError:
+            self.check_label_range(labels)  # the error that names the loss and the range
+            raise
 
-        # margins edit [B, C] logits
-        return with_clamped_fallback(
-            embeddings,
-            weight,
-            self.scale,
-            False,
-            lambda logits: cross_entropy(self.adjust_target(logits, labels), labels),
-        )
-
-    def checks_label_range(self, device_type: str) -> bool:
-        # on CPU the NLL kernel of cosine_cross_entropy rejects out-of-range labels itself
-        return device_type == "cpu" and not self.has_margin
+    def _kernel_checks_labels(self, device_type: str) -> bool:
+        adjust = self.adjust_target if self.has_margin else None
+        return self.fast and kernels_cosine.checks_labels(device_type, adjust)
 
     def adjust_target(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Hook for margin losses: logits (scale * cos) with the target modified; HAL: none."""
@@ -181,30 +203,18 @@ class HypersphereAnchorLoss(AnchorLoss):
         """FLOPs of `adjust_target`."""
         return 0
 
-    def device_cost(
-        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int, device: str
-    ) -> dict[str, int]:
-        b, d, c = batch_size, embedding_dim, num_classes
-        if self.has_margin or not uses_fused_node(device, b, d):
-            return self.cost(b, d, c, memory_size)
-        # the large-batch node (losses/cosine.py): |x| clamped; the anchors' weight norm;
-        # logits / |x|; log_softmax; the mean NLL, which checks the labels
-        matmul = 2 * b * c * d
-        total = 2 * b * d + 2 * b + weight_norm_flops(c, d) + matmul + b * c
-        return {"matmul": matmul, "total": total + cross_entropy_flops(b, c)}
-
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
-        """The weight-norm path's FLOPs (`device_cost` has the large-batch node on CPU)."""
         b, d, c = batch_size, embedding_dim, num_classes
-        matmul = 2 * b * c * d
+        matmul = matmul_flops(b, d, c)
         total = (
-            weight_norm_flops(c, d)  # scale * unit anchors
-            + weight_norm_flops(b, d)  # unit embeddings
+            normalize_flops(b, d)
+            + normalize_flops(c, d)
             + matmul
+            + b * c  # scale *
             + self.adjust_target_flops(b, c)
-            + cross_entropy_flops(b, c)  # either layout
+            + cross_entropy_flops(b, c)
         )
         return {"matmul": matmul, "total": total}
 

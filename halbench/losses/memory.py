@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from halbench.losses import kernels
 from halbench.losses.base import (
     KNNLoss,
     as_float32,
@@ -17,12 +18,11 @@ from halbench.losses.base import (
     check_int,
     check_positive,
     lowest,
-    neighbour_nll,
-    neighbour_nll_flops,
     normalize,
-    normalize_flops,
     register_loss,
 )
+from halbench.losses.nca import neighbour_nll, neighbour_nll_flops
+from halbench.probes.flop_rules import matmul_flops, normalize_flops
 
 
 @register_loss("nca_memory")
@@ -47,8 +47,9 @@ class MemoryNCA(KNNLoss):
         memory_size: int | None = None,
         temperature: float = 0.05,
         momentum: float = 0.5,
+        impl: str = "fast",
     ) -> None:
-        super().__init__(num_classes, embedding_dim)
+        super().__init__(num_classes, embedding_dim, impl=impl)
         if memory_size is None:
             raise ValueError("memory_size (the number of training samples) is required")
         self.memory_size = check_int("memory_size", memory_size, minimum=2)
@@ -72,7 +73,8 @@ class MemoryNCA(KNNLoss):
         logits = logits.index_put((rows, indices), logits.new_full((), lowest(logits.dtype)))
         positive = labels.unsqueeze(1) == self.memory_labels.unsqueeze(0)
         positive[rows, indices] = False
-        loss = neighbour_nll(logits, positive)
+        nll = kernels.neighbour_nll if self.fast else neighbour_nll
+        loss = nll(logits, positive)
         if self.training:
             # Written at the next call: backward still needs the bank as it is now.
             self._pending = (x.detach(), labels, indices)
@@ -104,7 +106,7 @@ class MemoryNCA(KNNLoss):
     ) -> dict[str, int]:
         """Training-mode forward; memory_size defaults to this loss's bank size."""
         b, d, n = batch_size, embedding_dim, memory_size or self.memory_size
-        matmul = 2 * b * n * d
+        matmul = matmul_flops(b, d, n)
         total = (
             normalize_flops(b, d)
             + matmul

@@ -7,22 +7,65 @@ averaged over the samples that have a positive in the batch. dist is the squared
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
+from halbench.losses import kernels
 from halbench.losses.base import (
     KNNLoss,
-    addmm_flops,
+    as_float32,
     check_choice,
     check_positive,
-    gram_scores,
     lowest,
-    neighbour_nll,
-    neighbour_nll_flops,
     normalize,
-    normalize_flops,
     register_loss,
+    squared_norms,
+)
+from halbench.probes.flop_rules import (
+    log_softmax_flops,
+    logsumexp_flops,
+    matmul_flops,
+    normalize_flops,
     squared_norms_flops,
 )
+
+# ----- the formulas ---------------------------------------------------------------------------
+
+
+def neighbour_logits(x: Tensor, scale: float, distance: str) -> Tensor:
+    """-scale * dist(x_i, x_j) up to a per-row constant (the softmax over j ignores it), with
+    the self-pairs masked by the lowest finite value."""
+    if distance == "cosine":  # ||x^_i - x^_j||^2 = 2 - 2 cos
+        x = normalize(x)
+        logits = 2 * scale * (x @ x.T)
+    else:  # -||x_i - x_j||^2 = 2 x_i.x_j - ||x_j||^2 - ||x_i||^2
+        logits = scale * (2 * (x @ x.T) - squared_norms(x))
+    self_pairs = torch.eye(len(x), dtype=torch.bool, device=x.device)
+    return logits.masked_fill(self_pairs, lowest(logits.dtype))
+
+
+def neighbour_nll(logits: Tensor, positive: Tensor) -> Tensor:
+    """NCA from logits: mean over rows with a positive of -log sum_{j pos} softmax_ij.
+
+    Entries that are not candidates (self-pairs, empty memory slots) hold lowest(dtype): a
+    finite mask, so a row without a positive stays finite and `where` drops it with a zero
+    gradient (a batch without any positive gives 0, not NaN).
+    """
+    log_p = torch.log_softmax(logits, dim=1)
+    log_p_positive = torch.logsumexp(log_p.masked_fill(~positive, lowest(log_p.dtype)), dim=1)
+    has_positive = positive.any(dim=1)
+    per_row = torch.where(has_positive, -log_p_positive, 0.0)
+    return per_row.sum() / has_positive.sum().clamp_min(1)
+
+
+def neighbour_nll_flops(m: int, n: int) -> int:
+    """`neighbour_nll` on [m, n]: log_softmax, ~positive, logsumexp, any, negation, two sums,
+    clamp and divide."""
+    return log_softmax_flops(m * n, m) + m * n + logsumexp_flops(m * n, m) + m * n + 3 * m + 2
+
+
+# ----- the losses -----------------------------------------------------------------------------
+
 
 DISTANCES = ("l2", "cosine")
 
@@ -32,39 +75,37 @@ class NCA(KNNLoss):
     """In-batch NCA; cost grows with B^2 d."""
 
     def __init__(
-        self, num_classes: int, embedding_dim: int, *, scale: float = 1.0, distance: str = "l2"
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        *,
+        scale: float = 1.0,
+        distance: str = "l2",
+        impl: str = "fast",
     ) -> None:
-        super().__init__(num_classes, embedding_dim)
+        super().__init__(num_classes, embedding_dim, impl=impl)
         self.scale = check_positive("scale", scale)
         self.distance = check_choice("distance", distance, DISTANCES)
         self.metric = self.distance
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
-        x = embeddings
-        if self.distance == "cosine":
-            # ||x^_i - x^_j||^2 = 2 - 2 cos: logits 2 scale cos, up to a per-row constant.
-            x = normalize(x)
-            logits = gram_scores(x, alpha=2 * self.scale, diagonal=lowest(x.dtype))
-        else:
-            # -||x_i - x_j||^2 = 2 x_i.x_j - ||x_j||^2 - ||x_i||^2; the last term is constant
-            # in row i, so the softmax never sees it. No B x B x d tensor.
-            logits = gram_scores(
-                x, alpha=2 * self.scale, beta=-self.scale, diagonal=lowest(x.dtype)
-            )
         positive = labels.unsqueeze(1) == labels.unsqueeze(0)
         positive.fill_diagonal_(0)
-        return neighbour_nll(logits, positive)
+        if self.fast:
+            logits = kernels.neighbour_logits(embeddings, self.scale, self.distance)
+            return kernels.neighbour_nll(logits, positive)
+        logits = neighbour_logits(embeddings, self.scale, self.distance)
+        return neighbour_nll(as_float32(logits), positive)
 
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         b, d = batch_size, embedding_dim
-        matmul = 2 * b * b * d
+        matmul = matmul_flops(b, d, b)
         if self.distance == "cosine":
             scores = normalize_flops(b, d) + matmul + b * b  # times 2 scale
-        else:
-            alpha, beta = 2 * self.scale, -self.scale
-            scores = squared_norms_flops(b, d) + addmm_flops(b, d, b, alpha=alpha, beta=beta)
+        else:  # ||x||^2; 2 *, -, scale * per pair
+            scores = squared_norms_flops(b, d) + matmul + 3 * b * b
         total = scores + b * b + neighbour_nll_flops(b, b)  # b * b: label equality
         return {"matmul": matmul, "total": total}
 
@@ -87,7 +128,10 @@ class SoftNearestNeighbour(NCA):
         *,
         temperature: float = 1.0,
         distance: str = "l2",
+        impl: str = "fast",
     ) -> None:
         temperature = check_positive("temperature", temperature)
-        super().__init__(num_classes, embedding_dim, scale=1.0 / temperature, distance=distance)
+        super().__init__(
+            num_classes, embedding_dim, scale=1.0 / temperature, distance=distance, impl=impl
+        )
         self.temperature = temperature

@@ -9,19 +9,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from halbench.losses import kernels
 from halbench.losses.base import (
     KNNLoss,
-    addmm_flops,
     as_float32,
     check_bool,
     check_choice,
     check_nonnegative,
-    gram_scores,
     normalize,
-    normalize_flops,
     register_loss,
-    squared_norms_flops,
+    squared_norms,
 )
+from halbench.probes.flop_rules import matmul_flops, normalize_flops, squared_norms_flops
 
 REDUCTIONS = ("mean", "nonzero")
 
@@ -29,13 +28,25 @@ REDUCTIONS = ("mean", "nonzero")
 MIN_SQUARED_DISTANCE = 1e-12
 
 
+def squared_distances(x: Tensor) -> Tensor:
+    """||x_i - x_j||^2 = ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j [B, B], from one matmul."""
+    sq = squared_norms(x)
+    return sq.unsqueeze(1) + sq.unsqueeze(0) - 2 * (x @ x.T)
+
+
 class PairLoss(KNNLoss):
     """Shared distance matrix, label masks and hinge reduction of the pairwise losses."""
 
     def __init__(
-        self, num_classes: int, embedding_dim: int, *, normalize: bool, reduction: str
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        *,
+        normalize: bool,
+        reduction: str,
+        impl: str = "fast",
     ) -> None:
-        super().__init__(num_classes, embedding_dim)
+        super().__init__(num_classes, embedding_dim, impl=impl)
         self.normalize_embeddings = check_bool("normalize", normalize)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.metric = "cosine" if self.normalize_embeddings else "l2"
@@ -45,14 +56,13 @@ class PairLoss(KNNLoss):
         x = as_float32(embeddings)
         if self.normalize_embeddings:
             x = normalize(x)
-        squared = gram_scores(x, alpha=-2.0, beta=1.0, both_sides=True)
+        squared = (kernels.squared_distances if self.fast else squared_distances)(x)
         return squared.clamp_min(MIN_SQUARED_DISTANCE).sqrt()
 
     def distances_flops(self, b: int, d: int) -> int:
-        """Optional normalize, norms, outer sum, addmm (alpha -2), clamp, sqrt."""
+        """Optional normalize, norms, outer sum, 2 * and - per pair, the product, clamp, sqrt."""
         prep = normalize_flops(b, d) if self.normalize_embeddings else 0
-        addmm = addmm_flops(b, d, b, alpha=-2.0)
-        return prep + squared_norms_flops(b, d) + b * b + addmm + 2 * b * b
+        return prep + squared_norms_flops(b, d) + 3 * b * b + matmul_flops(b, d, b) + 2 * b * b
 
     def reduce(self, losses: Tensor, valid: Tensor) -> Tensor:
         """Mean of the valid hinge terms ('nonzero': of those > 0); 0 with grad if none."""
@@ -88,8 +98,11 @@ class BatchHardTriplet(PairLoss):
         margin: float = 0.2,
         normalize: bool = True,
         reduction: str = "mean",
+        impl: str = "fast",
     ) -> None:
-        super().__init__(num_classes, embedding_dim, normalize=normalize, reduction=reduction)
+        super().__init__(
+            num_classes, embedding_dim, normalize=normalize, reduction=reduction, impl=impl
+        )
         self.margin = check_nonnegative("margin", margin)
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
@@ -115,7 +128,7 @@ class BatchHardTriplet(PairLoss):
         total = (
             self.distances_flops(b, d) + masks + mining + validity + hinge + self.reduce_flops(b)
         )
-        return {"matmul": 2 * b * b * d, "total": total}
+        return {"matmul": matmul_flops(b, d, b), "total": total}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, margin={self.margin}"
@@ -141,8 +154,11 @@ class Contrastive(PairLoss):
         neg_margin: float = 1.0,
         normalize: bool = True,
         reduction: str = "nonzero",
+        impl: str = "fast",
     ) -> None:
-        super().__init__(num_classes, embedding_dim, normalize=normalize, reduction=reduction)
+        super().__init__(
+            num_classes, embedding_dim, normalize=normalize, reduction=reduction, impl=impl
+        )
         self.pos_margin = check_nonnegative("pos_margin", pos_margin)
         self.neg_margin = check_nonnegative("neg_margin", neg_margin)
 
@@ -162,7 +178,7 @@ class Contrastive(PairLoss):
         masks = 2 * b * b  # label equality, negation
         hinges = 4 * b * b  # two (sub, relu)
         total = self.distances_flops(b, d) + masks + hinges + 2 * self.reduce_flops(b * b) + 1
-        return {"matmul": 2 * b * b * d, "total": total}
+        return {"matmul": matmul_flops(b, d, b), "total": total}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, pos_margin={self.pos_margin}, neg_margin={self.neg_margin}"

@@ -5,14 +5,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from halbench.losses.base import (
-    KNNLoss,
-    check_bool,
-    check_positive,
-    cross_entropy,
-    cross_entropy_flops,
-    register_loss,
-)
+from halbench.losses import kernels
+from halbench.losses.base import KNNLoss, as_float32, check_bool, check_positive, register_loss
+from halbench.probes.flop_rules import cross_entropy_flops, matmul_flops
 
 
 @register_loss("softmax")
@@ -33,20 +28,24 @@ class SoftmaxLoss(KNNLoss):
         *,
         bias: bool = True,
         lr_scale: float = 1.0,
+        impl: str = "fast",
     ) -> None:
-        super().__init__(num_classes, embedding_dim)
+        super().__init__(num_classes, embedding_dim, impl=impl)
         self.head = nn.Linear(embedding_dim, num_classes, bias=check_bool("bias", bias))
         self.lr_scale = check_positive("lr_scale", lr_scale)
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
         weight = self.head.weight.to(embeddings.dtype)
         bias = None if self.head.bias is None else self.head.bias.to(embeddings.dtype)
-        return cross_entropy(F.linear(embeddings, weight, bias), labels)
+        logits = F.linear(embeddings, weight, bias)
+        if self.fast:  # class-major on CPU for few classes
+            return kernels.cross_entropy(logits, labels)
+        return F.cross_entropy(as_float32(logits), labels)
 
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         b, d, c = batch_size, embedding_dim, num_classes
-        matmul = 2 * b * c * d
+        matmul = matmul_flops(b, d, c)
         bias = b * c if self.head.bias is not None else 0
         return {"matmul": matmul, "total": matmul + bias + cross_entropy_flops(b, c)}

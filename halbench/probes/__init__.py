@@ -19,20 +19,7 @@ from halbench.probes.memory import peak_memory
 from halbench.probes.timing import time_call
 from halbench.probes.trial_probe import TrialProbe
 
-__all__ = ["PROFILE_KEYS", "TrialProbe", "profile_loss_call"]
-
-PROFILE_KEYS = (
-    "flops_fwd",
-    "flops_bwd",
-    "flops_matmul_fwd",
-    "time_fwd_ms",
-    "time_fwdbwd_ms",
-    "time_fwdbwd_iqr_ms",
-    "peak_mem_bytes",
-    "peak_mem_source",
-    "unsupported_ops",
-    "device",
-)
+__all__ = ["TrialProbe", "profile_loss_call"]
 
 
 def profile_loss_call(
@@ -47,8 +34,11 @@ def profile_loss_call(
     """FLOPs, wall time and peak memory of ``loss(embeddings, labels[, indices])``.
 
     Runs on the embeddings' device. Backward differentiates the embeddings and the loss's own
-    parameters without touching ``.grad``. Keys: ``PROFILE_KEYS`` plus ``flops_fwd_fvcore``
-    (fvcore's forward count, the cross-check; None when it cannot trace the loss).
+    parameters without touching ``.grad``. Keys: the measured columns of
+    results.PROFILE_SCHEMA (flops_*, time_*, peak_mem_*, unsupported_ops, device) and
+    ``fvcore_flops`` (fvcore's forward count at 2 FLOPs per multiply-add, the cross-check; None
+    when it cannot trace the loss) with ``fvcore_note`` (None, or one line: why the count is
+    None or which ops fvcore could not count).
     """
     device = embeddings.device
     emb = leaf(embeddings)
@@ -63,7 +53,8 @@ def profile_loss_call(
         "flops_fwd": float(flops.fwd),
         "flops_bwd": float(flops.bwd),
         "flops_matmul_fwd": float(flops.matmul_fwd),
-        "flops_fwd_fvcore": None if flops.fwd_fvcore is None else float(flops.fwd_fvcore),
+        "fvcore_flops": flops.fwd_fvcore,
+        "fvcore_note": flops.fvcore_note,
         "time_fwd_ms": fwd.median_ms,
         "time_fwdbwd_ms": fwdbwd.median_ms,
         "time_fwdbwd_iqr_ms": fwdbwd.iqr_ms,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from halbench.checks import check_int
+
 
 @dataclass
 class Timing:
@@ -30,10 +32,8 @@ def time_call(
     fn: Callable[[], object], *, device: torch.device, warmup: int, repeats: int
 ) -> Timing:
     """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed."""
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    check_int("warmup", warmup, minimum=0)
+    check_int("repeats", repeats, minimum=1)
     for _ in range(warmup):
         fn()
     samples = _time_cuda(fn, device, repeats) if device.type == "cuda" else _time_cpu(fn, repeats)

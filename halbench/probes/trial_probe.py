@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from halbench.checks import check_bool, check_int
 from halbench.probes.call import forward_backward, leaf, loss_args
 from halbench.probes.flops import count_loss_flops
 from halbench.probes.memory import peak_memory
@@ -53,19 +54,11 @@ class TrialProbe:
         repeats: int = 3,
         nvml_interval_s: float = 0.5,
     ) -> None:
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int):
-            raise ValueError(f"every_n_steps must be an integer >= 1, got {every_n_steps!r}")
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be an integer >= 1, got {every_n_steps!r}")
-        if warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {warmup!r}")
-        if repeats < 1:
-            raise ValueError(f"repeats must be >= 1, got {repeats!r}")
-        self.every_n_steps = every_n_steps
-        self.enabled = enabled
+        self.every_n_steps = check_int("every_n_steps", every_n_steps, minimum=1)
+        self.enabled = check_bool("enabled", enabled)
         self.device = torch.device(device)
-        self.warmup = warmup
-        self.repeats = repeats
+        self.warmup = check_int("warmup", warmup, minimum=0)
+        self.repeats = check_int("repeats", repeats, minimum=1)
         self.notes: list[str] = []
         self._nvml = NvmlSampler(self.device, nvml_interval_s) if enabled else None
         self._nvml_readings: dict[str, float | None] = dict.fromkeys(READINGS)

@@ -30,9 +30,19 @@ def test_parameters_lists_defaults_through_the_class_hierarchy() -> None:
         "init": "normal",
         "learn_anchors": True,
         "lr_scale": 1.0,
+        "impl": "fast",
     }
     assert losses.parameters("cosface")["margin"] == 0.35
     assert "init" in losses.parameters("cosface")
+
+
+@pytest.mark.parametrize("name", losses.available())
+def test_every_builtin_loss_takes_impl(name: str) -> None:
+    assert losses.parameters(name)["impl"] == "fast"
+    assert build(name, memory_size=10).impl == "fast"
+    assert build(name, memory_size=10, impl="reference").impl == "reference"
+    with pytest.raises(ValueError, match="impl must be one of reference, fast"):
+        build(name, memory_size=10, impl="quick")
 
 
 def test_memory_size_reaches_only_losses_that_need_it() -> None:
@@ -95,7 +105,7 @@ def test_anchor_init_needs_enough_dimensions(init: str, dim: int, message: str) 
         (torch.randn(3, 5), torch.tensor([0, 1, 4]), r"labels must be in \[0, 4\)"),
         (torch.randn(3, 5), torch.tensor([0, -1, 2]), r"labels must be in \[0, 4\)"),
         # F.cross_entropy's default ignore index, which aten's NLL kernels skip silently (the
-        # HAL family checks labels through those kernels on CPU: losses/cosine.py)
+        # HAL family checks labels through those kernels on CPU: losses/kernels_cosine.py)
         (torch.randn(3, 5), torch.tensor([0, -100, 2]), r"labels must be in \[0, 4\)"),
         (torch.randn(3, 5), torch.tensor([0.0, 1.0, 2.0]), "labels must be an integer tensor"),
         (torch.randn(3, 5), torch.tensor([0, 1]), "labels must have shape \\[3\\]"),
@@ -134,8 +144,8 @@ def test_nca_memory_checks_indices(indices, message: str) -> None:
 
 @pytest.mark.parametrize("bad", [-100, -1, 4, 2**40])
 def test_hal_large_batch_node_rejects_out_of_range_labels(bad: int) -> None:
-    """The large-batch path of HAL (losses/cosine.py) checks labels in its own NLL kernel."""
-    from halbench.losses.cosine import FUSED_MIN_ELEMENTS
+    """HAL's large-batch path (losses/kernels_cosine.py) checks labels in its own NLL kernel."""
+    from halbench.losses.kernels_cosine import FUSED_MIN_ELEMENTS
 
     batch = FUSED_MIN_ELEMENTS // 5 + 1  # B * d past the threshold
     labels = torch.randint(0, 4, (batch,))

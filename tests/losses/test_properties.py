@@ -10,15 +10,14 @@ import torch.nn.functional as F
 
 import halbench.losses as losses
 from halbench.losses.anchor import init_anchors
-from halbench.losses.base import (
+from halbench.losses.base import METRICS, KNNLoss
+from halbench.losses.kernels import (
     CLASS_MAJOR_MAX_CLASSES,
-    METRICS,
-    KNNLoss,
     class_major,
     cross_entropy,
     gram_scores,
 )
-from halbench.losses.cosine import (
+from halbench.losses.kernels_cosine import (
     FUSED_MIN_ELEMENTS,
     _CosineCrossEntropy,
     clamped_cosine_logits,

@@ -1,7 +1,9 @@
-"""Scaled cosine logits, scale * cos(x_i, w_c), and their cross-entropy: the core of HAL and of
-the losses that are HAL with another scale (ProxyNCA, NormFace) or a margin (CosFace, ArcFace).
+"""Fast path of `anchor.cosine_cross_entropy` (HAL and the losses that are HAL with another scale,
+ProxyNCA and NormFace, or a margin, CosFace and ArcFace): the mean cross-entropy of
+scale * cos(x_i, w_c), the target logits optionally adjusted.
 
-Two implementations, each for the regime where it is faster (benchmarks/loss_calls.py):
+One public function, `cosine_cross_entropy`, with the readable formula's signature; inside it
+two implementations, each for the regime where it is faster (benchmarks/loss_calls.py):
 - small batches (B * d < FUSED_MIN_ELEMENTS, and always on GPU): a loss call is a few dozen
   small ops whose number of autograd nodes, not their arithmetic, sets its time. Both
   normalizations are torch's fused weight-norm kernel (`cosine_logits`), one native node each,
@@ -10,7 +12,9 @@ Two implementations, each for the regime where it is faster (benchmarks/loss_cal
 - large batches on CPU: memory traffic sets the time, and materializing x / |x| [B, d] costs
   two extra passes over x each way. `_CosineCrossEntropy` divides the [B, C] logits by |x_i|
   instead and has a hand-written backward that adds one pass over x to a bare linear layer's.
-Both are checked against autograd through F.normalize (tests/losses/test_properties.py).
+Margin losses edit [B, C] logits, so they take the weight-norm logits and `kernels.cross_entropy`.
+All are checked against autograd through F.normalize (tests/losses/test_kernels.py).
+The private torch and aten calls of the loss zoo live here and in kernels.py only.
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from halbench.losses.base import (
-    EPS,
-    LabelRangeError,
-    as_float32,
-    class_major,
-    no_autocast,
-    normalize,
-)
+from halbench.losses.base import EPS, as_float32, normalize
+from halbench.losses.kernels import class_major, cross_entropy, no_autocast
+
+
+class LabelRangeError(ValueError):
+    """A label outside [0, C), found by the NLL kernel (see `checked_nll`)."""
+
+
+# adjust_target(logits [B, C], labels) -> logits with the target logit changed (a margin)
+AdjustTarget = Callable[[Tensor, Tensor], Tensor]
 
 # B * d from which, on CPU, the fused node replaces the weight-norm kernel. Forward+backward,
 # C = 10, one thread of a 2-core VM, weight-norm time / fused time: 0.86 at B * d = 2^16
@@ -57,13 +63,34 @@ def uses_fused_node(device_type: str, batch_size: int, embedding_dim: int) -> bo
     return device_type == "cpu" and batch_size * embedding_dim >= FUSED_MIN_ELEMENTS
 
 
-def cosine_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor, scale: float) -> Tensor:
-    """HAL's loss: mean cross-entropy of softmax_c(scale * cos(x_i, w_c)) at the labels.
+def checks_labels(device_type: str, adjust_target: AdjustTarget | None) -> bool:
+    """Whether `cosine_cross_entropy` rejects labels outside [0, C) itself (LabelRangeError):
+    on CPU, without a margin, its NLL kernels do; then forward skips its own range check."""
+    return device_type == "cpu" and adjust_target is None
 
-    The logits are stored class-major, [C, B], where losses/base.py `class_major` says so. At
+
+def cosine_cross_entropy(
+    x: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    scale: float,
+    adjust_target: AdjustTarget | None = None,
+) -> Tensor:
+    """HAL's loss: mean cross-entropy of softmax_c(scale * cos(x_i, w_c)) at the labels, the
+    logits passed through `adjust_target(logits, labels)` first when given (margins).
+
+    The logits are stored class-major, [C, B], where kernels.py `class_major` says so. At
     B = 256 each line of Python here costs about a small op, hence the one device lookup and
     the fallback written out rather than shared with `with_clamped_fallback`.
     """
+    if adjust_target is not None:  # margins edit [B, C] logits
+        return with_clamped_fallback(
+            x,
+            weight,
+            scale,
+            False,
+            lambda logits: cross_entropy(adjust_target(logits, labels), labels),
+        )
     device = x.device
     layout = class_major(device, len(weight))
     if uses_fused_node(device.type, *x.shape):
@@ -87,7 +114,7 @@ def checked_nll(log_p: Tensor, labels: Tensor, class_major: bool) -> tuple[Tenso
 
     On CPU these kernels reject every label outside [0, C) but their ignore index, and the total
     weight tells whether that one was present: so HAL needs no separate range check there
-    (KNNLoss.checks_label_range), either way raising LabelRangeError. On GPU an out-of-range
+    (`checks_labels`), either way raising LabelRangeError. On GPU an out-of-range
     label is a device-side assert, so forward checks labels before any kernel sees them.
     """
     try:
