@@ -283,6 +283,11 @@ def parse_suite(data: Any, path: Path) -> Suite:
 
 def load_suite(path: str | Path) -> Suite:
     path = Path(path)
+    return parse_suite(read_suite_file(path), path)
+
+
+def read_suite_file(path: Path) -> Any:
+    """A suite file's YAML document; UserError naming the file when it cannot be read."""
     if not path.exists():
         raise UserError(f"{path}: suite file not found")
     if not path.is_file():
@@ -296,7 +301,7 @@ def load_suite(path: str | Path) -> Suite:
         raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file (expected YAML)") from None
-    return parse_suite(data, path)
+    return data
 
 
 def _check_names(suite: Suite, path: Path) -> None:
@@ -330,3 +335,4 @@ def _check_names(suite: Suite, path: Path) -> None:
         except (ValueError, TypeError, ImportError) as err:
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise UserError(f"{path}: losses[{i}] ({loss.name}): {msg}") from None
+

@@ -2,8 +2,8 @@
 
 `run_trial` never raises for a failed trial (only KeyboardInterrupt / SystemExit pass): an
 out-of-memory error gives status 'oom', a NaN/inf loss stops training with status 'diverged',
-anything else gives 'error' with "ExceptionType: message". Metrics of the epochs that did
-finish stay in the epoch rows.
+anything else gives 'error' with "ExceptionType: message" (halbench.failures.classify).
+Metrics of the epochs that did finish stay in the epoch rows.
 
 Conventions of the numbers:
 - Times are training time only (k-NN evaluation excluded); `elapsed_s` is cumulative.
@@ -30,8 +30,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from halbench import data, knn, losses, models, results
+from halbench import data, failures, knn, losses, models, results
+from halbench.failures import Diverged
 from halbench.probes import TrialProbe
+from halbench.probes import _device_name as device_name  # the label profile rows carry too
+from halbench.probes.timing import synchronize
 from halbench.suite import EvalConfig, Suite, TrainConfig, TrialSpec
 
 DATA_SEED = 0
@@ -46,10 +49,6 @@ class TrialResult:
     epochs: list[dict[str, Any]] = field(default_factory=list)  # epochs.parquet rows
 
 
-class Diverged(Exception):
-    """The training loss (or an embedding) became NaN or infinite."""
-
-
 def run_trial(
     suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], None] | None = None
 ) -> TrialResult:
@@ -62,24 +61,12 @@ def run_trial(
         row["status"] = "ok"
     except (KeyboardInterrupt, SystemExit):
         raise
-    except Diverged as err:
-        row["status"], row["error"] = "diverged", str(err)
     except Exception as err:  # noqa: BLE001 - a failed trial is a row, the suite goes on
-        row["status"] = "oom" if is_oom(err) else "error"
-        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        row["error"] = f"{type(err).__name__}: {message}"
+        row["status"], row["error"] = failures.classify(err)
     if row["status"] != "ok" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     row["epochs_done"] = len(result.epochs)
     return result
-
-
-def is_oom(err: BaseException) -> bool:
-    """Out of memory on the GPU (CUDA) or on the host (allocator failure, MemoryError)."""
-    if isinstance(err, torch.cuda.OutOfMemoryError | MemoryError):
-        return True
-    message = str(err)
-    return "out of memory" in message or "can't allocate memory" in message
 
 
 def select_k(ks: list[int]) -> int:
@@ -121,12 +108,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
     return torch.device(name)
-
-
-def _device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return "cpu"
 
 
 @contextlib.contextmanager
@@ -241,7 +222,7 @@ class _Run:
 def _setup(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> _Run:
     tcfg = suite.train
     device = resolve_device(tcfg.device)
-    row["device"] = _device_label(device)
+    row["device"] = device_name(device)
     torch.manual_seed(spec.seed)
     ds = spec.dataset
     splits = data.load(
@@ -358,7 +339,7 @@ def _train_epoch(
     """One epoch of training: (mean train loss, images, seconds)."""
     run.model.train()
     run.loss_fn.train()
-    _sync(run.device)
+    synchronize(run.device)
     start = time.perf_counter()
     # Summed on the device: reading the loss every step would sync a GPU every step.
     loss_sum = torch.zeros((), device=run.device)
@@ -389,7 +370,7 @@ def _train_epoch(
         steps += 1
         if steps % CHECK_EVERY == 0:
             _check_finite(loss_sum, epoch)
-    _sync(run.device)
+    synchronize(run.device)
     seconds = time.perf_counter() - start
     _check_finite(loss_sum, epoch)
     return loss_sum.item() / steps, steps * batch_size, seconds
@@ -448,8 +429,3 @@ def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
 def _check_finite(loss_sum: torch.Tensor, epoch: int) -> None:
     if not torch.isfinite(loss_sum).item():
         raise Diverged(f"training loss became NaN or infinite in epoch {epoch}")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -148,8 +148,6 @@ def test_out_of_memory_is_a_status(monkeypatch: pytest.MonkeyPatch) -> None:
     suite = make_suite()
     row = trial.run_trial(suite, suite.trials()[0]).row
     assert row["status"] == "oom" and row["error"].startswith("OutOfMemoryError: CUDA out of")
-    assert trial.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: 9 GB"))
-    assert not trial.is_oom(RuntimeError("shape mismatch"))
 
 
 def test_other_failures_are_error_rows(tmp_path: Path) -> None:
