@@ -26,9 +26,14 @@ class Diverged(Exception):
 
 def first_line(exc: BaseException) -> str:
     """'ExceptionType: first line of its message' ('ExceptionType' alone when it has none)."""
-    lines = str(exc).strip().splitlines()
     name = type(exc).__name__
-    return f"{name}: {lines[0].strip()}" if lines else name
+    return f"{name}: {message_line(exc)}" if str(exc).strip() else name
+
+
+def message_line(exc: BaseException) -> str:
+    """The first line of the message alone, where the context names the kind of problem."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
 
 
 def is_oom(exc: BaseException) -> bool:

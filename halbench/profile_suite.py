@@ -27,6 +27,7 @@ from halbench.suite import (
     ResourcesConfig,
     _format_validation_error,  # one message format for both kinds of suite
     _Section,
+    check_losses,
     read_suite_file,
 )
 
@@ -153,14 +154,8 @@ def profile_overrides(suite: ProfileSuite, changes: dict[str, tuple[str, Any]]) 
 
 def check_profile_losses(suite: ProfileSuite, where: Path | str) -> None:
     """Every loss builds with its params (plug-ins included), before any point runs."""
-    from halbench import losses
     from halbench.plugins import load_plugins
 
     load_plugins()
-    for i, loss in enumerate(suite.losses):
-        try:
-            # A roomy shape, so that limits that depend on the point (C <= d) fail per point.
-            losses.build(loss.name, num_classes=2, embedding_dim=512, memory_size=64, **loss.params)
-        except (ValueError, TypeError, ImportError) as err:
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise UserError(f"{where}: losses[{i}] ({loss.name}): {msg}") from None
+    # A roomy shape, so that limits that depend on the point (C <= d) fail per point.
+    check_losses(suite.losses, where, num_classes=2, embedding_dim=512)

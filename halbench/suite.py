@@ -306,7 +306,7 @@ def read_suite_file(path: Path) -> Any:
 
 def _check_names(suite: Suite, path: Path) -> None:
     """Unknown datasets, models and losses, and bad loss parameters, fail before any trial."""
-    from halbench import data, losses, models
+    from halbench import data, models
     from halbench.plugins import load_plugins
 
     load_plugins()
@@ -321,18 +321,28 @@ def _check_names(suite: Suite, path: Path) -> None:
             f"{path}: model.backbone: unknown model {suite.model.backbone!r}; "
             f"available: {', '.join(models.available())}"
         )
-    for i, loss in enumerate(suite.losses):
+    # num_classes and memory_size are placeholders (the real ones come from the data).
+    check_losses(suite.losses, path, num_classes=10, embedding_dim=suite.grid.embedding_dim[0])
+
+
+def check_losses(
+    specs: list[LossSpec], path: Path | str, *, num_classes: int, embedding_dim: int
+) -> None:
+    """Every loss builds with its params (its name and each parameter are checked).
+
+    Anchors are cheap to make at one shape; UserError `path: losses[i] (name): message`.
+    """
+    from halbench import losses
+    from halbench.failures import message_line
+
+    for i, loss in enumerate(specs):
         try:
-            # Building validates the name and every parameter; num_classes and memory_size are
-            # placeholders (the real ones come from the data) and anchors are cheap to make.
             losses.build(
                 loss.name,
-                num_classes=10,
-                embedding_dim=suite.grid.embedding_dim[0],
+                num_classes=num_classes,
+                embedding_dim=embedding_dim,
                 memory_size=64,
                 **loss.params,
             )
         except (ValueError, TypeError, ImportError) as err:
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise UserError(f"{path}: losses[{i}] ({loss.name}): {msg}") from None
-
+            raise UserError(f"{path}: losses[{i}] ({loss.name}): {message_line(err)}") from None
