@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import time
@@ -32,10 +31,11 @@ from torch import nn
 
 from halbench import data, failures, knn, losses, models, results
 from halbench.failures import Diverged
+from halbench.optim import build_optimizer, lr_factor
 from halbench.probes import TrialProbe
 from halbench.probes import _device_name as device_name  # the label profile rows carry too
 from halbench.probes.timing import synchronize
-from halbench.suite import EvalConfig, Suite, TrainConfig, TrialSpec
+from halbench.suite import EvalConfig, Suite, TrialSpec
 
 DATA_SEED = 0
 # Steps between finiteness checks of the running loss: each check syncs a GPU, and a NaN
@@ -129,53 +129,6 @@ def _torch_settings(deterministic: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=True)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1:]
-
-
-def build_optimizer(
-    train: TrainConfig, model: nn.Module, loss_fn: losses.KNNLoss
-) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW over the model's and the loss's parameters.
-
-    Weight decay applies to the model's weight matrices and kernels, not to its biases and
-    norm scales (the usual practice), and not to the loss's anchors/proxies; those run at
-    lr * loss_lr_mult times the loss's own lr_scale (KNNLoss.param_groups).
-    """
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups: list[dict[str, Any]] = [
-        {"params": decay, "weight_decay": train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
-    groups += [
-        {**g, "weight_decay": 0.0} for g in loss_fn.param_groups(train.lr * train.loss_lr_mult)
-    ]
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups,
-            lr=train.lr,
-            momentum=train.momentum,
-            nesterov=train.nesterov and train.momentum > 0,
-        )
-    return torch.optim.AdamW(groups, lr=train.lr)
-
-
-def lr_factor(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Per-step multiplier of the base lr: linear warm-up, then cosine, step or constant."""
-    total = train.epochs * steps_per_epoch
-    warm = round(train.warmup_epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if train.schedule == "constant":
-            return 1.0
-        if train.schedule == "step":
-            return train.gamma ** ((step // steps_per_epoch) // train.step_size)
-        progress = (step - warm) / max(1, total - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 @torch.no_grad()

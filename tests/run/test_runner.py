@@ -164,3 +164,33 @@ def test_run_option_mistakes_are_one_line_exit_2(extra, message, capsys) -> None
     assert main(["run", str(ROOT / "suites/smoke.yaml"), *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"halbench: error: {message}") and err.count("\n") == 1, err
+
+
+class _Entered(Exception):
+    """Raised by a stand-in ray_session: the driver got as far as starting Ray."""
+
+
+def test_run_and_profile_enter_ray_through_one_function(tmp_path, monkeypatch) -> None:
+    from contextlib import contextmanager
+
+    from halbench.profile_suite import ProfileSuite
+    from halbench.run import cluster, profile
+
+    seen: list[RunOptions] = []
+
+    @contextmanager
+    def session(options: RunOptions):
+        seen.append(options)
+        raise _Entered
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(cluster, "ray_session", session)
+    suite, path = write_suite(tmp_path, SUITE)
+    run_options = RunOptions(output=tmp_path / "run", num_cpus=1)
+    with pytest.raises(_Entered):
+        runner.run_suite(suite, path, run_options, trial_fn=CountingTrial())
+    sweep = ProfileSuite.model_validate({"losses": [{"name": "hal"}]})
+    profile_options = RunOptions(output=tmp_path / "profile", address="auto")
+    with pytest.raises(_Entered):
+        profile.run_profile(sweep, None, profile_options)
+    assert seen == [run_options, profile_options]
