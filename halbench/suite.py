@@ -288,6 +288,8 @@ def load_suite(path: str | Path) -> Suite:
 
 def read_suite_file(path: Path) -> Any:
     """A suite file's YAML document; UserError naming the file when it cannot be read."""
+    from halbench.failures import message_line
+
     if not path.exists():
         raise UserError(f"{path}: suite file not found")
     if not path.is_file():
@@ -297,7 +299,7 @@ def read_suite_file(path: Path) -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or message_line(err)
         raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file (expected YAML)") from None

@@ -350,26 +350,10 @@ def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
     if not (torch.isfinite(train_emb).all() and torch.isfinite(test_emb).all()):
         raise Diverged("embeddings became NaN or infinite")
     anchors = run.loss_fn.anchors() if getattr(run.loss_fn, "has_anchors", False) else None
+    both = (train_emb, splits.train_y, test_emb, splits.test_y)
     if final:
-        return knn.evaluate(
-            train_emb,
-            splits.train_y,
-            test_emb,
-            splits.test_y,
-            ks=ks,
-            metric=metric,
-            anchors=anchors,
-            weighted=ecfg.weighted,
-        )
-    accs = knn.knn_accuracy(
-        train_emb,
-        splits.train_y,
-        test_emb,
-        splits.test_y,
-        ks=ks,
-        metric=metric,
-        weighted=ecfg.weighted,
-    )
+        return knn.evaluate(*both, ks=ks, metric=metric, anchors=anchors, weighted=ecfg.weighted)
+    accs = knn.knn_accuracy(*both, ks=ks, metric=metric, weighted=ecfg.weighted)
     out: dict[str, Any] = {f"knn_acc_{k}": a for k, a in accs.items()}
     out["anchor_acc"] = (
         knn.anchor_accuracy(anchors, test_emb, splits.test_y, metric=metric)
