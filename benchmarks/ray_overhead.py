@@ -35,7 +35,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from halbench.runner import init_ray, run_suite
+from halbench.run.cluster import init_ray
+from halbench.run.options import RunOptions
+from halbench.run.runner import run_suite
 from halbench.suite import Suite, parse_suite
 from halbench.trial import run_trial
 
@@ -65,14 +67,13 @@ def time_runner(
     suite: Suite, path: Path, out: Path, cpus: int, concurrent: int | None, address: str | None
 ) -> float:
     start = time.perf_counter()
-    summary = run_suite(
-        suite,
-        path,
+    options = RunOptions(
         output=out,
         num_cpus=None if address else cpus,
         max_concurrent=concurrent,
         address=address,
     )
+    summary = run_suite(suite, path, options)
     elapsed = time.perf_counter() - start
     if summary.statuses != {"ok": summary.total}:
         raise RuntimeError(f"runner: trials failed: {summary.statuses}")

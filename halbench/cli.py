@@ -16,8 +16,9 @@ from pathlib import Path
 
 from halbench import __version__
 from halbench.errors import UserError
+from halbench.failures import first_line
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,12 +42,41 @@ def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="halbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"halbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run a suite: one Ray Tune trial per grid point")
+    _add_run_arguments(sub.add_parser("run", help="run a suite: one Ray Tune trial per grid point"))
+    _add_profile_arguments(
+        sub.add_parser("profile", help="sweep loss calls alone: FLOPs, time, memory")
+    )
+
+    from halbench.report import commands as report_commands
+
+    report_commands.add_report_arguments(
+        sub.add_parser("report", help="(re)build report.md and report.html from run directories")
+    )
+    report_commands.add_compare_arguments(
+        sub.add_parser("compare", help="what changed between two runs; exit 3 on a regression")
+    )
+
+    lst = sub.add_parser("list", help="list registered losses, datasets or models")
+    lst.add_argument("kind", choices=["losses", "datasets", "models"])
+    lst.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'nca*'")
+    return parser
+
+
+def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     arg = run.add_argument
     arg("suite", type=Path, help="suite YAML file")
     arg("--output", "-o", type=Path, help="run directory (default reports/<suite>/<UTC time>)")
@@ -74,60 +104,62 @@ def build_parser() -> argparse.ArgumentParser:
     arg("--datasets", type=_csv, help="only these of the suite's datasets (comma-separated)")
     arg("--no-report", action="store_true", help="write parquet files only")
 
-    from halbench import profile
-    from halbench.report import commands as report_commands
 
-    profile.add_arguments(
-        sub.add_parser("profile", help="sweep loss calls alone: FLOPs, time, memory")
-    )
-    report_commands.add_report_arguments(
-        sub.add_parser("report", help="(re)build report.md and report.html from run directories")
-    )
-    report_commands.add_compare_arguments(
-        sub.add_parser("compare", help="what changed between two runs; exit 3 on a regression")
-    )
+def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    arg = parser.add_argument
+    arg("suite", nargs="?", type=Path, help="profile suite YAML (default: built-in sweep)")
+    arg("--losses", type=_csv, help="comma-separated loss labels or names (default: the suite's)")
+    arg("--batch-sizes", type=_ints, help="comma-separated batch sizes B")
+    arg("--dims", type=_ints, help="comma-separated embedding dimensions d")
+    arg("--classes", type=_ints, help="comma-separated numbers of classes C")
+    arg("--device", choices=["cpu", "cuda"], help="where to run the calls (default: suite, cpu)")
+    arg("--warmup", type=int, help="untimed calls before timing (default: suite, 3)")
+    arg("--repeats", type=int, help="timed calls per point (default: suite, 10)")
+    arg("--address", help="existing Ray cluster (default $RAY_ADDRESS, else a local Ray)")
+    arg("--no-ray", action="store_true", help="run in this process, not one Ray task per loss")
+    arg("--no-report", action="store_true", help="write profile.parquet only")
+    arg("--output", "-o", type=Path, required=True, help="output directory")
 
-    lst = sub.add_parser("list", help="list registered losses, datasets or models")
-    lst.add_argument("kind", choices=["losses", "datasets", "models"])
-    lst.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'nca*'")
-    return parser
+
+def _address(args: argparse.Namespace) -> str | None:
+    if args.no_ray and args.address:
+        raise UserError("--no-ray and --address exclude each other")
+    return None if args.no_ray else args.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def _report(out_dir: Path, args: argparse.Namespace) -> None:
+    """Build the report of a finished run; a failure is a warning (the results are on disk)."""
+    if args.no_report:
+        return
+    from halbench.report import build_report
+
+    try:
+        paths = build_report([out_dir], out_dir)
+    except Exception as err:  # noqa: BLE001 - results are safe on disk; the report can be rebuilt
+        print(
+            f"[halbench] warning: report not built ({first_line(err)}); "
+            f"rebuild with: halbench report {out_dir}",
+            file=sys.stderr,
+        )
+        return
+    for path in paths.values():
+        print(f"[halbench] wrote {path}", file=sys.stderr)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from halbench.runner import run_suite
+    from halbench.run.options import RunOptions
+    from halbench.run.runner import run_suite
     from halbench.suite import load_suite
 
     suite = load_suite(args.suite)
     if args.resume and args.output is None:
         raise UserError("--resume needs --output DIR: the run directory to finish")
-    if args.no_ray and args.address:
-        raise UserError("--no-ray and --address exclude each other")
-    address = None if args.no_ray else args.address or os.environ.get("RAY_ADDRESS") or None
+    address = _address(args)
     if address and args.ray_temp_dir:
         raise UserError("--ray-temp-dir is for a local Ray; a cluster sets its own (ray start)")
     if args.num_gpus is not None and args.num_gpus < 0:
         raise UserError(f"--num-gpus: expected a non-negative integer, got {args.num_gpus}")
-
-    def report(out_dir: Path) -> None:
-        if args.no_report:
-            return
-        from halbench.report import build_report
-
-        try:
-            paths = build_report([out_dir], out_dir)
-        except Exception as err:  # noqa: BLE001 - results are safe on disk; the report can be rebuilt
-            print(
-                f"[halbench] warning: report failed ({type(err).__name__}: {err}); "
-                f"rebuild with: halbench report {out_dir}",
-                file=sys.stderr,
-            )
-            return
-        for path in paths.values():
-            print(f"[halbench] wrote {path}", file=sys.stderr)
-
-    summary = run_suite(
-        suite,
-        args.suite,
+    options = RunOptions(
         output=args.output,
         resume=args.resume,
         max_concurrent=args.max_concurrent,
@@ -135,12 +167,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
         dashboard=args.dashboard,
+        use_ray=not args.no_ray,
+        datasets=tuple(args.datasets) if args.datasets else None,
         ray_temp_dir=args.ray_temp_dir.resolve() if args.ray_temp_dir else None,
         storage=args.storage,
-        use_ray=not args.no_ray,
-        datasets=args.datasets,
-        build_report=report,
     )
+    summary = run_suite(suite, args.suite, options)
+    _report(summary.out_dir, args)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "no trials"
     print(f"[halbench] {summary.out_dir}: {counts}", file=sys.stderr)
     if summary.interrupted:
@@ -151,6 +184,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from halbench.profile_suite import load_profile_suite
+    from halbench.run.options import RunOptions
+    from halbench.run.profile import SweepOverrides, apply_overrides, run_profile
+
+    overrides = SweepOverrides(
+        losses=args.losses,
+        batch_sizes=args.batch_sizes,
+        dims=args.dims,
+        classes=args.classes,
+        device=args.device,
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
+    suite = apply_overrides(load_profile_suite(args.suite), overrides)
+    options = RunOptions(output=args.output, address=_address(args), use_ray=not args.no_ray)
+    path = run_profile(suite, args.suite, options)
+    _report(path.parent, args)
+    print(path)
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from halbench.report import commands as report_commands
+
+    report_commands.report_main(args)
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from halbench.report import commands as report_commands
+
+    return EXIT_REGRESSION if report_commands.compare_main(args) else EXIT_OK
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -166,22 +234,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_COMMANDS = {
+    "run": _cmd_run,
+    "profile": _cmd_profile,
+    "report": _cmd_report,
+    "compare": _cmd_compare,
+    "list": _cmd_list,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "run":
-            return _cmd_run(args)
-        if args.command == "list":
-            return _cmd_list(args)
-        if args.command == "profile":
-            from halbench import profile
-
-            return profile.main(args)
-        from halbench.report import commands as report_commands
-
-        if args.command == "report":
-            return report_commands.report_main(args)
-        return report_commands.compare_main(args)
+        return _COMMANDS[args.command](args)
     except UserError as err:
         print(f"halbench: error: {err}", file=sys.stderr)
         return EXIT_USER

@@ -283,6 +283,13 @@ def parse_suite(data: Any, path: Path) -> Suite:
 
 def load_suite(path: str | Path) -> Suite:
     path = Path(path)
+    return parse_suite(read_suite_file(path), path)
+
+
+def read_suite_file(path: Path) -> Any:
+    """A suite file's YAML document; UserError naming the file when it cannot be read."""
+    from halbench.failures import message_line
+
     if not path.exists():
         raise UserError(f"{path}: suite file not found")
     if not path.is_file():
@@ -292,16 +299,16 @@ def load_suite(path: str | Path) -> Suite:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or message_line(err)
         raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file (expected YAML)") from None
-    return parse_suite(data, path)
+    return data
 
 
 def _check_names(suite: Suite, path: Path) -> None:
     """Unknown datasets, models and losses, and bad loss parameters, fail before any trial."""
-    from halbench import data, losses, models
+    from halbench import data, models
     from halbench.plugins import load_plugins
 
     load_plugins()
@@ -316,17 +323,28 @@ def _check_names(suite: Suite, path: Path) -> None:
             f"{path}: model.backbone: unknown model {suite.model.backbone!r}; "
             f"available: {', '.join(models.available())}"
         )
-    for i, loss in enumerate(suite.losses):
+    # num_classes and memory_size are placeholders (the real ones come from the data).
+    check_losses(suite.losses, path, num_classes=10, embedding_dim=suite.grid.embedding_dim[0])
+
+
+def check_losses(
+    specs: list[LossSpec], path: Path | str, *, num_classes: int, embedding_dim: int
+) -> None:
+    """Every loss builds with its params (its name and each parameter are checked).
+
+    Anchors are cheap to make at one shape; UserError `path: losses[i] (name): message`.
+    """
+    from halbench import losses
+    from halbench.failures import message_line
+
+    for i, loss in enumerate(specs):
         try:
-            # Building validates the name and every parameter; num_classes and memory_size are
-            # placeholders (the real ones come from the data) and anchors are cheap to make.
             losses.build(
                 loss.name,
-                num_classes=10,
-                embedding_dim=suite.grid.embedding_dim[0],
+                num_classes=num_classes,
+                embedding_dim=embedding_dim,
                 memory_size=64,
                 **loss.params,
             )
         except (ValueError, TypeError, ImportError) as err:
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise UserError(f"{path}: losses[{i}] ({loss.name}): {msg}") from None
+            raise UserError(f"{path}: losses[{i}] ({loss.name}): {message_line(err)}") from None

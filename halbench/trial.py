@@ -2,8 +2,8 @@
 
 `run_trial` never raises for a failed trial (only KeyboardInterrupt / SystemExit pass): an
 out-of-memory error gives status 'oom', a NaN/inf loss stops training with status 'diverged',
-anything else gives 'error' with "ExceptionType: message". Metrics of the epochs that did
-finish stay in the epoch rows.
+anything else gives 'error' with "ExceptionType: message" (halbench.failures.classify).
+Metrics of the epochs that did finish stay in the epoch rows.
 
 Conventions of the numbers:
 - Times are training time only (k-NN evaluation excluded); `elapsed_s` is cumulative.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import time
@@ -30,9 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from halbench import data, knn, losses, models, results
+from halbench import data, failures, knn, losses, models, results
+from halbench.failures import Diverged
+from halbench.optim import build_optimizer, lr_factor
 from halbench.probes import TrialProbe
-from halbench.suite import EvalConfig, Suite, TrainConfig, TrialSpec
+from halbench.probes import device_name  # the label profile rows carry too
+from halbench.probes.timing import synchronize
+from halbench.suite import EvalConfig, Suite, TrialSpec
 
 DATA_SEED = 0
 # Steps between finiteness checks of the running loss: each check syncs a GPU, and a NaN
@@ -44,10 +47,6 @@ CHECK_EVERY = 20
 class TrialResult:
     row: dict[str, Any]  # one trials.parquet row (results.TRIAL_SCHEMA + knn_acc_<k>)
     epochs: list[dict[str, Any]] = field(default_factory=list)  # epochs.parquet rows
-
-
-class Diverged(Exception):
-    """The training loss (or an embedding) became NaN or infinite."""
 
 
 def run_trial(
@@ -62,24 +61,12 @@ def run_trial(
         row["status"] = "ok"
     except (KeyboardInterrupt, SystemExit):
         raise
-    except Diverged as err:
-        row["status"], row["error"] = "diverged", str(err)
     except Exception as err:  # noqa: BLE001 - a failed trial is a row, the suite goes on
-        row["status"] = "oom" if is_oom(err) else "error"
-        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        row["error"] = f"{type(err).__name__}: {message}"
+        row["status"], row["error"] = failures.classify(err)
     if row["status"] != "ok" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     row["epochs_done"] = len(result.epochs)
     return result
-
-
-def is_oom(err: BaseException) -> bool:
-    """Out of memory on the GPU (CUDA) or on the host (allocator failure, MemoryError)."""
-    if isinstance(err, torch.cuda.OutOfMemoryError | MemoryError):
-        return True
-    message = str(err)
-    return "out of memory" in message or "can't allocate memory" in message
 
 
 def select_k(ks: list[int]) -> int:
@@ -123,12 +110,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return "cpu"
-
-
 @contextlib.contextmanager
 def _torch_settings(deterministic: bool) -> Iterator[None]:
     """Deterministic algorithms (or cuDNN autotuning) for this trial; restored afterwards."""
@@ -148,53 +129,6 @@ def _torch_settings(deterministic: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=True)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1:]
-
-
-def build_optimizer(
-    train: TrainConfig, model: nn.Module, loss_fn: losses.KNNLoss
-) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW over the model's and the loss's parameters.
-
-    Weight decay applies to the model's weight matrices and kernels, not to its biases and
-    norm scales (the usual practice), and not to the loss's anchors/proxies; those run at
-    lr * loss_lr_mult times the loss's own lr_scale (KNNLoss.param_groups).
-    """
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups: list[dict[str, Any]] = [
-        {"params": decay, "weight_decay": train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
-    groups += [
-        {**g, "weight_decay": 0.0} for g in loss_fn.param_groups(train.lr * train.loss_lr_mult)
-    ]
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups,
-            lr=train.lr,
-            momentum=train.momentum,
-            nesterov=train.nesterov and train.momentum > 0,
-        )
-    return torch.optim.AdamW(groups, lr=train.lr)
-
-
-def lr_factor(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Per-step multiplier of the base lr: linear warm-up, then cosine, step or constant."""
-    total = train.epochs * steps_per_epoch
-    warm = round(train.warmup_epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if train.schedule == "constant":
-            return 1.0
-        if train.schedule == "step":
-            return train.gamma ** ((step // steps_per_epoch) // train.step_size)
-        progress = (step - warm) / max(1, total - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 @torch.no_grad()
@@ -241,7 +175,7 @@ class _Run:
 def _setup(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> _Run:
     tcfg = suite.train
     device = resolve_device(tcfg.device)
-    row["device"] = _device_label(device)
+    row["device"] = device_name(device)
     torch.manual_seed(spec.seed)
     ds = spec.dataset
     splits = data.load(
@@ -358,7 +292,7 @@ def _train_epoch(
     """One epoch of training: (mean train loss, images, seconds)."""
     run.model.train()
     run.loss_fn.train()
-    _sync(run.device)
+    synchronize(run.device)
     start = time.perf_counter()
     # Summed on the device: reading the loss every step would sync a GPU every step.
     loss_sum = torch.zeros((), device=run.device)
@@ -389,7 +323,7 @@ def _train_epoch(
         steps += 1
         if steps % CHECK_EVERY == 0:
             _check_finite(loss_sum, epoch)
-    _sync(run.device)
+    synchronize(run.device)
     seconds = time.perf_counter() - start
     _check_finite(loss_sum, epoch)
     return loss_sum.item() / steps, steps * batch_size, seconds
@@ -416,26 +350,10 @@ def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
     if not (torch.isfinite(train_emb).all() and torch.isfinite(test_emb).all()):
         raise Diverged("embeddings became NaN or infinite")
     anchors = run.loss_fn.anchors() if getattr(run.loss_fn, "has_anchors", False) else None
+    both = (train_emb, splits.train_y, test_emb, splits.test_y)
     if final:
-        return knn.evaluate(
-            train_emb,
-            splits.train_y,
-            test_emb,
-            splits.test_y,
-            ks=ks,
-            metric=metric,
-            anchors=anchors,
-            weighted=ecfg.weighted,
-        )
-    accs = knn.knn_accuracy(
-        train_emb,
-        splits.train_y,
-        test_emb,
-        splits.test_y,
-        ks=ks,
-        metric=metric,
-        weighted=ecfg.weighted,
-    )
+        return knn.evaluate(*both, ks=ks, metric=metric, anchors=anchors, weighted=ecfg.weighted)
+    accs = knn.knn_accuracy(*both, ks=ks, metric=metric, weighted=ecfg.weighted)
     out: dict[str, Any] = {f"knn_acc_{k}": a for k, a in accs.items()}
     out["anchor_acc"] = (
         knn.anchor_accuracy(anchors, test_emb, splits.test_y, metric=metric)
@@ -448,8 +366,3 @@ def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
 def _check_finite(loss_sum: torch.Tensor, epoch: int) -> None:
     if not torch.isfinite(loss_sum).item():
         raise Diverged(f"training loss became NaN or infinite in epoch {epoch}")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -148,8 +148,6 @@ def test_out_of_memory_is_a_status(monkeypatch: pytest.MonkeyPatch) -> None:
     suite = make_suite()
     row = trial.run_trial(suite, suite.trials()[0]).row
     assert row["status"] == "oom" and row["error"].startswith("OutOfMemoryError: CUDA out of")
-    assert trial.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: 9 GB"))
-    assert not trial.is_oom(RuntimeError("shape mismatch"))
 
 
 def test_other_failures_are_error_rows(tmp_path: Path) -> None:
@@ -175,41 +173,6 @@ def test_deterministic_setting_is_restored() -> None:
     before = torch.are_deterministic_algorithms_enabled()
     assert trial.run_trial(suite, suite.trials()[0]).row["status"] == "ok"
     assert torch.are_deterministic_algorithms_enabled() == before
-
-
-def _train_cfg(**kw: Any):
-    return make_suite(train=kw).train
-
-
-def test_lr_schedules() -> None:
-    warm_cos = trial.lr_factor(_train_cfg(epochs=4, warmup_epochs=1), steps_per_epoch=10)
-    assert [warm_cos(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
-    assert warm_cos(10) == pytest.approx(1.0)
-    assert warm_cos(25) == pytest.approx(0.5)  # halfway through the 30 cosine steps
-    assert warm_cos(40) == pytest.approx(0.0, abs=1e-12)
-    step = trial.lr_factor(
-        _train_cfg(epochs=6, schedule="step", step_size=2, gamma=0.5), steps_per_epoch=10
-    )
-    assert [step(s) for s in (0, 19, 20, 45)] == [1.0, 1.0, 0.5, 0.25]
-    const = trial.lr_factor(_train_cfg(schedule="constant"), steps_per_epoch=10)
-    assert const(0) == const(29) == 1.0
-
-
-def test_optimizer_groups_and_loss_lr() -> None:
-    from halbench import losses
-
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8))
-    hal = losses.build("hal", num_classes=3, embedding_dim=8)
-    opt = trial.build_optimizer(
-        _train_cfg(optimizer="sgd", lr=0.1, weight_decay=1e-4, loss_lr_mult=10.0), model, hal
-    )
-    assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"]
-    decayed = [g for g in opt.param_groups if g["weight_decay"] > 0]
-    assert len(decayed) == 1 and [p.ndim for p in decayed[0]["params"]] == [2]
-    anchor_group = next(g for g in opt.param_groups if any(p is hal.weight for p in g["params"]))
-    assert anchor_group["lr"] == pytest.approx(1.0) and anchor_group["weight_decay"] == 0.0
-    n_params = sum(len(g["params"]) for g in opt.param_groups)
-    assert n_params == len(list(model.parameters())) + len(list(hal.parameters()))
 
 
 def test_convergence_columns() -> None:

@@ -61,11 +61,12 @@ def profile_loss_call(
         "peak_mem_bytes": float(peak),
         "peak_mem_source": source,
         "unsupported_ops": flops.unsupported,
-        "device": _device_name(device),
+        "device": device_name(device),
     }
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """The device label every row carries: "cpu" or "cuda:<GPU name>"."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return "cpu"

@@ -1,4 +1,7 @@
-"""`halbench report` and `halbench compare`: argument parsing and entry points for the CLI."""
+"""`halbench report` and `halbench compare`: their arguments and what they do.
+
+halbench.cli declares the subcommands with these and owns the exit codes.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ import sys
 from pathlib import Path
 
 from halbench.errors import UserError
-
-EXIT_REGRESSION = 3
 
 
 def _non_negative(text: str) -> float:
@@ -45,7 +46,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def report_main(args: argparse.Namespace) -> int:
+def report_main(args: argparse.Namespace) -> dict[str, Path]:
+    """Build the report; prints and returns the paths written."""
     from halbench.report import build_report
 
     if args.output is None and len(args.dirs) > 1:
@@ -54,7 +56,7 @@ def report_main(args: argparse.Namespace) -> int:
     paths = build_report(args.dirs, out, claims_path=args.claims)
     for path in paths.values():
         print(path)
-    return 0
+    return paths
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,8 +83,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def compare_main(args: argparse.Namespace) -> int:
-    """Print what changed; exit 3 on a regression beyond the thresholds, 0 otherwise."""
+def compare_main(args: argparse.Namespace) -> bool:
+    """Print what changed; True when something regressed beyond the thresholds."""
     from halbench.report.compare import compare_runs, comparison_markdown
 
     result = compare_runs(
@@ -93,4 +95,4 @@ def compare_main(args: argparse.Namespace) -> int:
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
-    return EXIT_REGRESSION if result.regressions else 0
+    return bool(result.regressions)

@@ -4,6 +4,7 @@ from html import escape as html_escape
 
 import pytest
 
+from halbench.cli import main
 from halbench.errors import UserError
 from halbench.report import build_model, build_report, commands
 from halbench.report.model import VERDICT_SYMBOLS, Figure
@@ -102,8 +103,7 @@ def parse(add, argv):
 
 
 def test_report_command(training_run, profile_run, tmp_path, capsys):
-    args = parse(commands.add_report_arguments, [str(training_run)])
-    assert commands.report_main(args) == 0
+    assert main(["report", str(training_run)]) == 0
     assert (training_run / "report.md").is_file() and (training_run / "report.html").is_file()
     with pytest.raises(UserError, match="--output"):
         commands.report_main(
@@ -114,9 +114,7 @@ def test_report_command(training_run, profile_run, tmp_path, capsys):
 
 
 def compare(old, new, *extra):
-    return commands.compare_main(
-        parse(commands.add_compare_arguments, [str(old), str(new), *extra])
-    )
+    return main(["compare", str(old), str(new), *extra])
 
 
 def test_compare_same_run_is_clean(training_run, profile_run, capsys):

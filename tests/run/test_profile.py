@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -10,23 +9,25 @@ import polars as pl
 import pytest
 import torch
 
-from halbench import profile, results
+from halbench import results
+from halbench.cli import main
 from halbench.errors import UserError
+from halbench.profile_suite import load_profile_suite
+from halbench.run import profile
+from halbench.run.options import RunOptions
 
 TINY = {"batch_sizes": [8, 16], "dims": [8], "classes": [4], "warmup": 0, "repeats": 1}
 
 
 def sweep(tmp_path: Path, **overrides) -> pl.DataFrame:  # noqa: ANN003
-    kwargs = {
-        "suite_path": None,
-        "losses": ["hal", "nca"],
-        "device": "cpu",
-        "output": tmp_path / "out",
-        "use_ray": False,
-        **TINY,
-        **overrides,
-    }
-    return pl.read_parquet(profile.run_profile(**kwargs))
+    """The sweep as the CLI runs it: suite file (or built-in), then overrides, then the run."""
+    kwargs = {"losses": ["hal", "nca"], "device": "cpu", "use_ray": False, **TINY, **overrides}
+    suite_path, use_ray = kwargs.pop("suite_path", None), kwargs.pop("use_ray")
+    suite = profile.apply_overrides(
+        load_profile_suite(suite_path), profile.SweepOverrides(**kwargs)
+    )
+    options = RunOptions(output=tmp_path / "out", use_ray=use_ray)
+    return pl.read_parquet(profile.run_profile(suite, suite_path, options))
 
 
 def test_sweep_writes_one_row_per_point_with_the_probe_keys(tmp_path: Path) -> None:
@@ -60,14 +61,17 @@ def test_pytorch_metric_learning_losses_profile_by_name(tmp_path: Path) -> None:
 def test_suite_file_sets_the_sweep_and_is_copied(tmp_path: Path) -> None:
     suite = tmp_path / "p.yaml"
     suite.write_text(
-        "name: tiny\nlosses: [{name: hal, label: hal-s8, params: {scale: 8.0}}, nca]\n"
-        "batch_sizes: [8]\nembedding_dims: [8]\nnum_classes: [4]\nwarmup: 0\nrepeats: 1\n"
+        "name: tiny\nlosses: [{name: hal, label: hal-s8, params: {scale: 8.0}}, {name: nca}]\n"
+        "grid: {batch_size: [8], embedding_dim: [8], num_classes: [4]}\n"
+        "probes: {warmup: 0, repeats: 1}\n"
     )
     kwargs = dict.fromkeys(["losses", "batch_sizes", "dims", "classes", "warmup", "repeats"])
     df = sweep(tmp_path, suite_path=suite, **kwargs)
     assert df["loss"].to_list() == ["hal-s8", "nca"]
     assert json.loads(df["loss_params"][0]) == {"scale": 8.0}
     assert (tmp_path / "out" / "suite.yaml").read_text() == suite.read_text()
+    stored = json.loads((tmp_path / "out" / "suite.json").read_text())
+    assert stored["kind"] == "profile" and stored["grid"]["batch_size"] == [8]
 
 
 def test_point_that_cannot_fit_is_an_oom_row(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -92,7 +96,9 @@ def test_out_of_memory_during_the_call_is_an_oom_row(tmp_path: Path, monkeypatch
 def test_a_failing_point_is_an_error_row_not_a_lost_sweep(tmp_path: Path) -> None:
     suite = tmp_path / "p.yaml"
     # orthogonal anchors need C <= d: C=4 fits d=8, C=16 does not
-    suite.write_text("losses: [{name: hal, params: {init: orthogonal}}]\nnum_classes: [4, 16]\n")
+    suite.write_text(
+        "losses: [{name: hal, params: {init: orthogonal}}]\ngrid: {num_classes: [4, 16]}\n"
+    )
     df = sweep(tmp_path, suite_path=suite, losses=None, classes=None)
     status = dict(zip(df["num_classes"], df["status"], strict=True))
     assert status == {4: "ok", 16: "error"}
@@ -104,7 +110,10 @@ def test_failing_report_is_a_warning(tmp_path: Path, monkeypatch, capsys) -> Non
         raise RuntimeError("report exploded")
 
     monkeypatch.setattr("halbench.report.build_report", broken)
-    df = sweep(tmp_path, losses=["hal"], batch_sizes=[8])
+    argv = ["profile", "--losses", "hal", "--batch-sizes", "8", "--dims", "8", "--classes", "4"]
+    argv += ["--warmup", "0", "--repeats", "1", "--no-ray", "--output", str(tmp_path / "out")]
+    assert main(argv) == 0
+    df = pl.read_parquet(tmp_path / "out" / "profile.parquet")
     assert df.height == 1
     assert "warning: report not built" in capsys.readouterr().err
 
@@ -128,7 +137,7 @@ def test_bad_input_raises_user_error(tmp_path: Path, overrides: dict, message: s
 
 def test_unknown_suite_key_raises_user_error(tmp_path: Path) -> None:
     suite = tmp_path / "p.yaml"
-    suite.write_text("batch_size: [8]\n")
+    suite.write_text("batch_size: [8]\n")  # a run suite's grid key, at the top level
     with pytest.raises(UserError, match="unknown key.*batch_size"):
         sweep(tmp_path, suite_path=suite)
 
@@ -141,13 +150,10 @@ def test_cuda_without_a_gpu_raises_user_error(tmp_path: Path) -> None:
 
 
 def test_command_line_arguments_reach_the_sweep(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    profile.add_arguments(parser)
-    args = parser.parse_args(
-        ["--losses", "hal", "--batch-sizes", "8", "--dims", "8", "--classes", "4",
-         "--warmup", "0", "--repeats", "1", "--no-ray", "--output", str(tmp_path / "cli")]
-    )  # fmt: skip
-    assert profile.main(args) == 0
+    argv = ["profile", "--losses", "hal", "--batch-sizes", "8", "--dims", "8", "--classes", "4",
+            "--warmup", "0", "--repeats", "1", "--no-ray", "--no-report",
+            "--output", str(tmp_path / "cli")]  # fmt: skip
+    assert main(argv) == 0
     df = pl.read_parquet(tmp_path / "cli" / "profile.parquet")
     assert df.select("loss", "batch_size", "embedding_dim", "num_classes").row(0) == (
         "hal",
@@ -164,3 +170,43 @@ def test_ray_mode_runs_one_task_per_loss(tmp_path: Path) -> None:
     key = ["loss", "batch_size", "embedding_dim", "num_classes"]
     columns = [*key, "status", "flops_fwd", "flops_bwd"]
     assert remote.select(columns).sort(key).equals(local.select(columns).sort(key))
+
+
+def test_the_shipped_profile_suite_parses() -> None:
+    suite = load_profile_suite(Path(__file__).resolve().parents[2] / "suites/profile.yaml")
+    assert suite.grid.batch_size[0] == 32 and suite.probes.repeats == 10
+    assert [s.name for s in suite.losses][:3] == ["hal", "al", "nca"]
+
+
+def test_the_old_flat_keys_say_where_they_went(tmp_path: Path) -> None:
+    suite = tmp_path / "p.yaml"
+    suite.write_text("batch_sizes: [8]\nwarmup: 0\n")
+    with pytest.raises(UserError, match=r"batch_sizes is now grid\.batch_size; warmup is now"):
+        load_profile_suite(suite)
+
+
+def test_profile_and_run_share_env_json_and_the_failure_map(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """One recipe: env.json through rundir.write_env, failed points through failures.classify."""
+    from halbench import failures
+    from halbench.run import rundir
+
+    calls: list[str] = []
+    real_env, real_classify = rundir.write_env, failures.classify
+    monkeypatch.setattr(
+        rundir, "write_env", lambda *a, **k: calls.append("env") or real_env(*a, **k)
+    )
+    monkeypatch.setattr(
+        failures, "classify", lambda exc: calls.append("classify") or real_classify(exc)
+    )
+    monkeypatch.setattr(profile, "available_memory", lambda device: None)
+
+    def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise ValueError("bad point")
+
+    monkeypatch.setattr("halbench.probes.profile_loss_call", fail)
+    df = sweep(tmp_path, losses=["hal"], batch_sizes=[8])
+    assert df["status"].to_list() == ["error"] and df["error"][0] == "ValueError: bad point"
+    assert calls == ["env", "classify", "env"]
+    env = json.loads((tmp_path / "out" / "env.json").read_text())
+    assert env["suite"] == "profile" and len(env["suite_hash"]) == 12
+    assert [sorted(inv) for inv in env["invocations"]] == [["address", "finished_at", "started_at"]]

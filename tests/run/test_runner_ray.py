@@ -28,12 +28,13 @@ import yaml
 from halbench import losses
 from halbench.cli import main
 from halbench.errors import UserError
-from halbench.runner import MAX_RAY_RETRIES, run_suite
+from halbench.run.options import RunOptions
+from halbench.run.runner import MAX_RAY_RETRIES, run_suite
 from halbench.suite import Suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the plugin module is imported by name, as Ray workers do
     sys.path.insert(0, str(ROOT))
 
@@ -205,7 +206,10 @@ def test_a_lost_worker_is_retried_then_becomes_an_error_row(tmp_path, ray_sessio
     path = tmp_path / "crash.yaml"
     path.write_text(yaml.safe_dump(doc))
     summary = run_suite(
-        Suite.model_validate(doc), path, output=tmp_path / "run", trial_fn=stub_trial.run_trial
+        Suite.model_validate(doc),
+        path,
+        RunOptions(output=tmp_path / "run"),
+        trial_fn=stub_trial.run_trial,
     )
     assert summary.statuses == {"ok": 1, "error": 1} and not summary.interrupted
     rows = pl.read_parquet(tmp_path / "run/trials.parquet").rows_by_key("loss", named=True)
@@ -230,7 +234,10 @@ def test_a_trial_no_node_can_hold_is_refused_up_front(tmp_path, ray_session) -> 
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(UserError, match=r"resources.gpus_per_trial: a trial needs 0.25 GPU"):
         run_suite(
-            Suite.model_validate(doc), path, output=tmp_path / "run", trial_fn=stub_trial.run_trial
+            Suite.model_validate(doc),
+            path,
+            RunOptions(output=tmp_path / "run"),
+            trial_fn=stub_trial.run_trial,
         )
 
 

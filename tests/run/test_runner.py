@@ -1,8 +1,7 @@
-"""The runner without Ray: run directory, resume bookkeeping, parquet collection, resources."""
+"""The runner without Ray: resume bookkeeping, parquet collection, interruption, options."""
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from pathlib import Path
@@ -11,11 +10,12 @@ import polars as pl
 import pytest
 import yaml
 
-from halbench import runner
 from halbench.errors import UserError
+from halbench.run import runner
+from halbench.run.options import RunOptions
 from halbench.suite import Suite
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # tests.plugins is imported by name, as Ray workers do
     sys.path.insert(0, str(ROOT))
 
@@ -48,7 +48,8 @@ class CountingTrial:
 
 
 def run(suite: Suite, path: Path, out: Path, trial, **kw) -> runner.RunSummary:  # noqa: ANN001
-    return runner.run_suite(suite, path, output=out, use_ray=False, trial_fn=trial, **kw)
+    options = RunOptions(output=out, use_ray=False, **kw)
+    return runner.run_suite(suite, path, options, trial_fn=trial)
 
 
 def test_in_process_run_writes_rows_in_grid_order(tmp_path) -> None:
@@ -150,73 +151,6 @@ def test_unreadable_trial_file_is_rerun(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("resources", "expected"),
-    [
-        ({}, {"cpu": 1.0, "gpu": 0.0}),
-        ({"gpus_per_trial": 0.25, "memory_gb": 2}, {"cpu": 1.0, "gpu": 0.25, "memory": 2 * 2**30}),
-        ({"gpus_per_trial": 0.25, "exclusive_gpu": True}, {"cpu": 1.0, "gpu": 1.0}),
-        (
-            {"gpus_per_trial": 2, "exclusive_gpu": True, "cpus_per_trial": 4},
-            {"cpu": 4.0, "gpu": 2.0},
-        ),
-        ({"exclusive_gpu": True}, {"cpu": 1.0, "gpu": 0.0}),
-    ],
-)
-def test_trial_resources(resources, expected) -> None:
-    suite = Suite.model_validate({**SUITE, "resources": resources})
-    assert runner.trial_resources(suite) == expected
-
-
-def test_fractional_gpus_above_one_are_refused() -> None:
-    suite = Suite.model_validate({**SUITE, "resources": {"gpus_per_trial": 1.5}})
-    with pytest.raises(UserError, match="resources.gpus_per_trial"):
-        runner.trial_resources(suite)
-
-
-def test_ray_failure_statuses() -> None:
-    from ray.exceptions import OutOfMemoryError, RayActorError
-
-    assert (
-        runner.ray_failure(
-            OutOfMemoryError(
-                "Task was killed due to the node running low on memory.\nMemory on the node was 95%"
-            )
-        )[0]
-        == "oom"
-    )
-    status, error = runner.ray_failure(RayActorError())
-    assert status == "error" and error.startswith("RayActorError: ")
-    assert runner.ray_failure(None) == ("error", "RayTrialError: trial process failed")
-
-
-def test_progress_line_counts_and_estimates() -> None:
-    stream = io.StringIO()
-    progress = runner.Progress(total=4, already=1, stream=stream)
-    progress.started()
-    progress.started()
-    progress.finished("t1", "ok")
-    progress.finished("t2", "oom")
-    last = stream.getvalue().splitlines()[-1]
-    assert last.startswith("[halbench] 3/4 trials done (1 failed, 0 running), elapsed ")
-    assert "left; t2: oom" in last
-
-
-def test_unreachable_address_fails_fast() -> None:
-    import socket
-
-    with socket.socket() as s:  # a port that was just free: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(UserError, match=f"--address 127.0.0.1:{port}: no Ray cluster answers"):
-        runner.check_reachable(f"127.0.0.1:{port}", timeout=2)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        runner.check_reachable(f"127.0.0.1:{s.getsockname()[1]}", timeout=2)
-    runner.check_reachable("auto")  # resolved by Ray itself
-
-
-@pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--num-gpus", "-1"], "--num-gpus: expected a non-negative integer"),
@@ -232,35 +166,31 @@ def test_run_option_mistakes_are_one_line_exit_2(extra, message, capsys) -> None
     assert err.startswith(f"halbench: error: {message}") and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize(
-    ("env", "token_file", "expected"),
-    [
-        ({}, True, "token"),  # ~/.ray/auth_token exists: send it
-        ({}, False, None),  # no token anywhere: leave Ray's default
-        ({"RAY_AUTH_TOKEN": "abc"}, False, "token"),
-        ({"RAY_AUTH_MODE": "disabled"}, True, "disabled"),  # an explicit choice is kept
-    ],
-)
-def test_a_driver_sends_the_auth_token_it_has(
-    monkeypatch, tmp_path, env: dict, token_file: bool, expected: str | None
-) -> None:
-    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    if token_file:
-        (tmp_path / ".ray").mkdir()
-        (tmp_path / ".ray" / "auth_token").write_text("secret")
-    runner.use_auth_token_if_present()
-    assert runner.os.environ.get("RAY_AUTH_MODE") == expected
+class _Entered(Exception):
+    """Raised by a stand-in ray_session: the driver got as far as starting Ray."""
 
 
-def test_a_token_path_from_the_environment_counts(monkeypatch, tmp_path) -> None:
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
-    assert not runner.use_auth_token_if_present()
-    (tmp_path / "missing").write_text("secret")
-    assert runner.use_auth_token_if_present()
+def test_run_and_profile_enter_ray_through_one_function(tmp_path, monkeypatch) -> None:
+    from contextlib import contextmanager
+
+    from halbench.profile_suite import ProfileSuite
+    from halbench.run import cluster, profile
+
+    seen: list[RunOptions] = []
+
+    @contextmanager
+    def session(options: RunOptions):
+        seen.append(options)
+        raise _Entered
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(cluster, "ray_session", session)
+    suite, path = write_suite(tmp_path, SUITE)
+    run_options = RunOptions(output=tmp_path / "run", num_cpus=1)
+    with pytest.raises(_Entered):
+        runner.run_suite(suite, path, run_options, trial_fn=CountingTrial())
+    sweep = ProfileSuite.model_validate({"losses": [{"name": "hal"}]})
+    profile_options = RunOptions(output=tmp_path / "profile", address="auto")
+    with pytest.raises(_Entered):
+        profile.run_profile(sweep, None, profile_options)
+    assert seen == [run_options, profile_options]

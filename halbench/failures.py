@@ -1,0 +1,67 @@
+"""Exception -> (status, one line), for every kind of task: trials, profile points, lost workers.
+
+A failure is a row with a status, never a lost suite. The statuses are results.STATUSES:
+'oom' (out of memory on the GPU or the host, or a worker the memory monitor or the kernel
+killed), 'diverged' (NaN/inf), 'error' (anything else, "ExceptionType: first line").
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+# Substrings of allocator messages that mean "out of memory" (CUDA, the CPU allocator, glibc).
+OOM_MESSAGES = ("out of memory", "not enough memory", "can't allocate memory")
+# A worker that Ray's memory monitor, or the kernel's OOM killer (SIGKILL), ended.
+_KILLED_FOR_MEMORY = re.compile(
+    r"running low on memory|memory monitor|signal (9|SIGKILL)\b|exit code 137\b", re.IGNORECASE
+)
+LOST_WORKER = "RayTrialError: trial process failed"  # Ray gave no exception to show
+_MAX_LINE = 240  # Ray's messages run to a paragraph on one line; a row needs the gist
+
+
+class Diverged(Exception):
+    """The training loss (or an embedding) became NaN or infinite."""
+
+
+def first_line(exc: BaseException) -> str:
+    """'ExceptionType: first line of its message' ('ExceptionType' alone when it has none)."""
+    name = type(exc).__name__
+    return f"{name}: {message_line(exc)}" if str(exc).strip() else name
+
+
+def message_line(exc: BaseException) -> str:
+    """The first line of the message alone, where the context names the kind of problem."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Out of memory on the GPU (CUDA), on the host (allocator, MemoryError) or Ray's killer."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        # torch.OutOfMemoryError (= torch.cuda.OutOfMemoryError) and ray.exceptions'
+        # OutOfMemoryError, matched by name so that neither package is imported here.
+        return True
+    message = str(exc)
+    return any(m in message for m in OOM_MESSAGES) or (
+        _is_ray_error(exc) and bool(_KILLED_FOR_MEMORY.search(message))
+    )
+
+
+def classify(exc: BaseException | None) -> tuple[str, str]:
+    """(status, error) of a failed task; None: a worker that died without an exception."""
+    if exc is None:
+        return "error", LOST_WORKER
+    if isinstance(exc, Diverged):
+        return "diverged", str(exc)
+    status = "oom" if is_oom(exc) else "error"
+    if _is_ray_error(exc):
+        # Ray wraps the cause in a paragraph of context; its last line says what happened.
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        gist = textwrap.shorten(lines[-1], _MAX_LINE, placeholder=" ...") if lines else ""
+        return status, f"{type(exc).__name__}: {gist}" if gist else type(exc).__name__
+    return status, first_line(exc)[:500]
+
+
+def _is_ray_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] == "ray"

@@ -1,0 +1,182 @@
+"""The only place that starts or joins Ray: local or --address, the auth token, resources.
+
+`halbench run` and `halbench profile` both enter Ray through `ray_session`; private Ray APIs
+(token authentication) stay in this file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from halbench.errors import UserError
+from halbench.failures import first_line
+from halbench.run.options import RunOptions
+from halbench.suite import ResourcesConfig
+
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # tasks exchange only metrics and rows
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a host:port where nothing listens (ray.init would retry for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto" or a ray:// client address: Ray resolves and reports those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UserError(
+            f"--address {address}: no Ray cluster answers there ({err.strerror or err}); "
+            "start one with 'ray start --head', or check the host and port"
+        ) from None
+
+
+def use_auth_token_if_present() -> bool:
+    """Send the Ray auth token when connecting to a cluster, if this machine has one.
+
+    Ray 2.60's driver sends its token only when RAY_AUTH_MODE=token, even though a token is in
+    ~/.ray/auth_token (or $RAY_AUTH_TOKEN / $RAY_AUTH_TOKEN_PATH); without it, connecting to a
+    token-protected cluster retries "Unauthenticated" for half a minute and fails. A token sent
+    to a cluster without authentication is ignored, so sending it whenever present is safe. An
+    explicit RAY_AUTH_MODE is left alone. Returns whether token mode was switched on here.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return False
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    token_file = Path(path).expanduser() if path else Path.home() / ".ray" / "auth_token"
+    if not os.environ.get("RAY_AUTH_TOKEN") and not token_file.is_file():
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:  # Ray caches its config at import; this is how ray.init itself turns token mode on
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    except ImportError:  # a Ray without token authentication: nothing to switch on
+        return True
+    _enable_token_auth()
+    return True
+
+
+def init_ray(
+    address: str | None,
+    num_cpus: int | None,
+    num_gpus: int | None,
+    dashboard: bool,
+    temp_dir: Path | None,
+) -> str | None:
+    """Connect to a cluster (address) or start a local Ray. Returns the dashboard URL if any."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Tune's new console output prints a configuration box and paths even at verbose=0; our
+    # Progress lines are the terminal output.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's default loggers write every reported result again as JSON, CSV and TensorBoard
+    # events per trial; our ResultWriter already keeps what we need. Without them the
+    # per-trial overhead of benchmarks/ray_overhead.py fell from 0.72 s to 0.43 s here.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Without those files, Tune's ResultGrid warns at the end of fit() that it "failed to fetch
+    # metrics" for every trial; halbench never reads them (trials/*.json are the record).
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if address:
+        check_reachable(address)
+        use_auth_token_if_present()
+        try:
+            ctx = ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
+            raise UserError(
+                f"--address {address}: cannot connect to a Ray cluster ({first_line(err)})"
+            ) from None
+    else:
+        ctx = ray.init(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",  # never on a public interface: it can run code
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            log_to_driver=False,
+            configure_logging=False,
+            _temp_dir=str(temp_dir) if temp_dir else None,
+        )
+    url = getattr(ctx, "dashboard_url", None)
+    if not url:
+        return None
+    return url if url.startswith("http") else f"http://{url}"
+
+
+@contextmanager
+def ray_session(options: RunOptions) -> Iterator[str | None]:
+    """Ray for one command: joined or started here and shut down after, or the one running.
+
+    Yields a line naming the dashboard URL when there is one (a local Ray has one only with
+    --dashboard), else None.
+    """
+    import ray
+
+    started_here = not ray.is_initialized()
+    url = None
+    if started_here:
+        url = init_ray(
+            options.address,
+            options.num_cpus,
+            options.num_gpus,
+            options.dashboard,
+            options.ray_temp_dir,
+        )
+    try:
+        yield _dashboard_line(url) if url else None
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _dashboard_line(url: str) -> str:
+    token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    hint = " (token authentication: the token is in ~/.ray/auth_token)" if token else ""
+    return f"Ray dashboard: {url}{hint}"
+
+
+def trial_resources(res: ResourcesConfig, *, whole_gpu: bool | None = None) -> dict[str, float]:
+    """Ray resources of one task from a suite's `resources` section (cpu, gpu, memory bytes).
+
+    `whole_gpu`: at least one whole GPU (default: `exclusive_gpu` when the task uses a GPU);
+    no other task on that GPU disturbs this one's timings.
+    """
+    gpus = res.gpus_per_trial
+    if gpus > 1 and not gpus.is_integer():
+        raise UserError(
+            f"resources.gpus_per_trial: a fraction (<= 1) or a whole number of GPUs, got {gpus:g}"
+        )
+    if whole_gpu if whole_gpu is not None else res.exclusive_gpu and gpus > 0:
+        gpus = max(1.0, gpus)
+    resources = {"cpu": res.cpus_per_trial, "gpu": gpus}
+    if res.memory_gb:
+        resources["memory"] = res.memory_gb * 1024**3
+    return resources
+
+
+def check_fits(resources: dict[str, float]) -> None:
+    """A local Ray never grows: refuse a task that no node can hold instead of waiting forever."""
+    import ray
+
+    have = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
+    field_names = {"cpu": "cpus_per_trial", "gpu": "gpus_per_trial", "memory": "memory_gb"}
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    for key, ray_key in have.items():
+        need = resources.get(key, 0)
+        best = max((n.get(ray_key, 0.0) for n in nodes), default=0.0)
+        if need > best:
+            shown = f"{need / 1024**3:g} GB" if key == "memory" else f"{need:g}"
+            have_s = f"{best / 1024**3:.1f} GB" if key == "memory" else f"{best:g}"
+            raise UserError(
+                f"resources.{field_names[key]}: a trial needs {shown} {ray_key} but the "
+                f"local Ray has {have_s} (set --num-cpus/--num-gpus, or the suite)"
+            )
+
+
+def ray_task_options(resources: dict[str, float]) -> dict[str, float]:
+    """trial_resources' keys as ray.remote's options (num_cpus, num_gpus, memory)."""
+    names = {"cpu": "num_cpus", "gpu": "num_gpus", "memory": "memory"}
+    return {names[k]: v for k, v in resources.items()}

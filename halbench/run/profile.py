@@ -1,0 +1,260 @@
+"""Loss-call sweeps (`halbench profile`): loss calls alone, no training, over B x d x C.
+
+Writes DIR/profile.parquet (results.PROFILE_SCHEMA plus whatever keys
+halbench.probes.profile_loss_call returns, one row per loss x B x d x C), the suite files and
+env.json (rundir.py). One Ray task per loss (cluster.py starts or joins Ray), or all in this
+process. A failed point is a row with a status (failures.py); a point that cannot fit in
+memory is a row with status 'oom'.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from halbench import failures, results
+from halbench.errors import UserError
+from halbench.profile_suite import ProfileSuite, profile_overrides
+from halbench.run import cluster, rundir
+from halbench.run.options import RunOptions
+from halbench.run.progress import Progress
+from halbench.suite import LossSpec
+
+# Live [B, K] float32 tensors of one forward+backward (K = B, C or the memory size), with room
+# to spare: the measured peaks of the built-in losses stay under half of this.
+LIVE_MATRICES = 12
+
+
+@dataclass(frozen=True)
+class SweepOverrides:
+    """Command-line values that replace the suite's (None: the suite's)."""
+
+    losses: list[str] | None = None  # labels or names; an unknown one is a new entry by name
+    batch_sizes: list[int] | None = None
+    dims: list[int] | None = None
+    classes: list[int] | None = None
+    device: str | None = None
+    warmup: int | None = None
+    repeats: int | None = None
+
+
+def apply_overrides(suite: ProfileSuite, o: SweepOverrides) -> ProfileSuite:
+    """The suite with the overrides in place; UserError naming the flag of a bad value."""
+    losses = None
+    if o.losses is not None:
+        known = {s.display: s for s in suite.losses} | {s.name: s for s in suite.losses}
+        losses = [known.get(n, LossSpec(name=n)).model_dump() for n in o.losses]
+    return profile_overrides(
+        suite,
+        {
+            "losses": ("losses (--losses)", losses),
+            "grid.batch_size": ("batch_sizes (--batch-sizes)", o.batch_sizes),
+            "grid.embedding_dim": ("dims (--dims)", o.dims),
+            "grid.num_classes": ("classes (--classes)", o.classes),
+            "device": ("device (--device)", o.device),
+            "probes.warmup": ("warmup (--warmup)", o.warmup),
+            "probes.repeats": ("repeats (--repeats)", o.repeats),
+        },
+    )
+
+
+def run_profile(suite: ProfileSuite, suite_path: Path | None, options: RunOptions) -> Path:
+    """Run the sweep into options.output; returns the path of profile.parquet."""
+    import torch
+
+    if suite.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible to torch")
+    if options.output is None:
+        raise UserError("--output: required (the profile directory)")
+    out_dir = Path(options.output)
+    rundir.store_suite(out_dir, suite, suite_path)
+    invocation = {"started_at": rundir.now(), "address": options.address}
+    rundir.write_env(out_dir, suite, invocation, profile_device=suite.device)
+    progress = Progress(len(suite.losses), 0, unit="losses")
+    progress.say(f"{suite.name}: {len(suite.losses)} losses x {len(suite.grid.points())} points")
+    rows = _run_ray(suite, options, progress) if options.use_ray else _run_local(suite, progress)
+    path = out_dir / "profile.parquet"
+    results.write_parquet_atomic(results.frame(rows, results.PROFILE_SCHEMA), path)
+    rundir.write_env(out_dir, suite, {"finished_at": rundir.now()}, profile_device=suite.device)
+    return path
+
+
+def _finished(progress: Progress, spec: LossSpec, rows: list[dict[str, Any]]) -> None:
+    bad = sum(r["status"] != "ok" for r in rows)
+    progress.finished(spec.display, f"{bad} of {len(rows)} points failed" if bad else "ok")
+
+
+def _run_local(suite: ProfileSuite, progress: Progress) -> list[dict[str, Any]]:
+    rows = []
+    for spec in suite.losses:
+        progress.started()
+        done = profile_loss(spec, suite, progress=progress.say)
+        _finished(progress, spec, done)
+        rows.extend(done)
+    return rows
+
+
+def _run_ray(suite: ProfileSuite, options: RunOptions, progress: Progress) -> list[dict[str, Any]]:
+    import ray
+
+    # A whole GPU per task: two losses timed on one GPU at once would slow each other.
+    resources = cluster.trial_resources(suite.resources, whole_gpu=suite.device == "cuda")
+    if suite.device != "cuda":
+        resources["gpu"] = 0.0
+    with cluster.ray_session(options) as dashboard:
+        if dashboard:
+            progress.say(dashboard)
+        if not options.address:
+            cluster.check_fits(resources)
+        task = ray.remote(**cluster.ray_task_options(resources))(profile_loss)
+        refs = {spec.display: task.remote(spec, suite) for spec in suite.losses}
+        for _ in refs:
+            progress.started()
+        rows = []
+        for spec in suite.losses:
+            try:
+                done = ray.get(refs[spec.display])
+            except ray.exceptions.RayError as exc:  # the worker died (e.g. killed for memory)
+                status, error = failures.classify(exc)
+                done = [
+                    _row(spec, suite, *p, status=status, error=error) for p in suite.grid.points()
+                ]
+            _finished(progress, spec, done)
+            rows.extend(done)
+        return rows
+
+
+def profile_loss(
+    spec: LossSpec, suite: ProfileSuite, progress: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """All points of one loss (the unit of a Ray task); failures are rows with a status."""
+    import torch
+
+    device = torch.device(suite.device)
+    if device.type == "cpu":
+        # One thread in both modes, so that in-process and Ray tasks (num_cpus=1) time the same.
+        torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    memory = _memory_size(spec, suite)
+    for b, d, c in suite.grid.points():
+        shortfall = _memory_shortfall(b, d, c, memory, device)
+        if shortfall:
+            rows.append(_row(spec, suite, b, d, c, status="oom", error=shortfall))
+        else:
+            rows.append(_profile_point(spec, suite, b, d, c, memory, device, generator))
+        if progress:
+            row = rows[-1]
+            detail = f"{row['time_fwdbwd_ms']:.3g} ms" if row["status"] == "ok" else row["status"]
+            progress(f"profile: {spec.display} B={b} d={d} C={c}: {detail}")
+    return rows
+
+
+def _profile_point(
+    spec: LossSpec,
+    suite: ProfileSuite,
+    b: int,
+    d: int,
+    c: int,
+    memory: int,
+    device: Any,
+    generator: Any,
+) -> dict[str, Any]:
+    import torch
+
+    from halbench import losses as registry
+    from halbench.probes import profile_loss_call
+
+    try:
+        loss = registry.build(
+            spec.name, num_classes=c, embedding_dim=d, memory_size=memory or None, **spec.params
+        ).to(device)
+        analytic = _analytic(loss, b, d, c, memory, device.type)
+        embeddings = torch.randn(b, d, generator=generator).to(device)
+        labels = torch.randint(0, c, (b,), generator=generator).to(device)
+        indices = None
+        if memory:
+            if b > memory:
+                raise ValueError(f"batch size {b} > memory_size {memory}")
+            indices = torch.randperm(memory, generator=generator)[:b].to(device)
+        measured = profile_loss_call(
+            loss,
+            embeddings,
+            labels,
+            warmup=suite.probes.warmup,
+            repeats=suite.probes.repeats,
+            indices=indices,
+        )
+    except Exception as exc:  # noqa: BLE001 - a failed point is a row, never a lost sweep
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        status, error = failures.classify(exc)
+        return _row(spec, suite, b, d, c, status=status, error=error)
+    # Every key profile_loss_call returns becomes a column (new probes need no change here).
+    return {
+        **_row(spec, suite, b, d, c, status="ok", error=None),
+        **measured,
+        "flops_analytic_fwd": analytic,
+    }
+
+
+def _analytic(loss: Any, b: int, d: int, c: int, memory: int, device_type: str) -> float | None:
+    try:
+        return float(loss.flops(b, d, c, memory, device_type=device_type)["total"])
+    except NotImplementedError:
+        return None
+
+
+def _memory_size(spec: LossSpec, suite: ProfileSuite) -> int:
+    """The memory bank size for losses that have one, else 0."""
+    from halbench import losses as registry
+
+    if spec.name.startswith("pml:"):  # plug-in losses are not in the registry; none has a bank
+        return 0
+    return suite.memory_size if registry.LOSSES.get(spec.name).needs_memory_size else 0
+
+
+def _row(
+    spec: LossSpec, suite: ProfileSuite, b: int, d: int, c: int, *, status: str, error: str | None
+) -> dict[str, Any]:
+    return {
+        "loss": spec.display,
+        "loss_name": spec.name,
+        "loss_params": json.dumps(spec.params, sort_keys=True),
+        "batch_size": b,
+        "embedding_dim": d,
+        "num_classes": c,
+        "memory_size": _memory_size(spec, suite),
+        "device": suite.device,
+        "status": status,
+        "error": error,
+        "unsupported_ops": [],
+    }
+
+
+def _memory_shortfall(b: int, d: int, c: int, memory: int, device: Any) -> str | None:
+    """Why this point cannot fit (a pre-check, so that the sweep never swaps the machine)."""
+    k = max(b, c, memory)
+    need = 4 * (LIVE_MATRICES * b * k + 4 * (b + c + memory) * d)
+    free = available_memory(device)
+    if free is not None and need > free:
+        return f"skipped: estimated {need / 2**30:.2f} GiB > {free / 2**30:.2f} GiB available"
+    return None
+
+
+def available_memory(device: Any) -> int | None:
+    """Bytes free for new tensors on the device (None when unknown)."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

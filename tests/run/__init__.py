@@ -1,0 +1,1 @@
+"""Tests of halbench/run/: the execution spine."""
