@@ -83,7 +83,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def compare_main(args: argparse.Namespace) -> int:
     """Print what changed; exit 3 on a regression beyond the thresholds, 0 otherwise."""
-    from halbench.report.compare import compare_runs, comparison_markdown
+    from halbench.report.compare import compare_runs, comparison_markdown, write_comparison
 
     result = compare_runs(
         args.old, args.new, threshold=args.threshold, acc_threshold=args.acc_threshold
@@ -91,6 +91,5 @@ def compare_main(args: argparse.Namespace) -> int:
     text = comparison_markdown(result)
     sys.stdout.write(text)
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
+        write_comparison(text, args.output)
     return EXIT_REGRESSION if result.regressions else 0
