@@ -9,8 +9,13 @@ from plotly.subplots import make_subplots
 
 from halbench.report.rows import Row, group_by, median_of, percent_estimate, ratio
 from halbench.report.stats import mean_ci
-from halbench.report.tables import best_configs
-from halbench.report.views import COST_METRICS, REFERENCE_LOSS, ReportView, reference_label
+from halbench.report.views import (
+    COST_METRICS,
+    REFERENCE_LOSS,
+    ReportView,
+    best_configs,
+    reference_label,
+)
 
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash"]  # one per embedding dim
 LAYOUT = dict(

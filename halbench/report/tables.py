@@ -11,7 +11,7 @@ import polars as pl
 from halbench.report.format import fmt_est
 from halbench.report.model import Cell, KeyValues, Table
 from halbench.report.rows import group_by, percent_estimate
-from halbench.report.views import ReportView
+from halbench.report.views import ReportView, best_configs
 from halbench.results import STATUSES
 
 # ---------------------------------------------------------------- header
@@ -138,23 +138,6 @@ def accuracy_tables(view: ReportView, prefix: str) -> list[Table]:
             )
         )
     return tables
-
-
-def best_configs(view: ReportView, dataset: str, column: str) -> dict[str, tuple[int, int]]:
-    """Each loss's (B, d) with the highest mean of column over seeds on this dataset."""
-    cells_by = group_by(
-        [r for r in view.ok if r["dataset"] == dataset], ["loss", "batch_size", "embedding_dim"]
-    )
-    picks = {}
-    for label in view.order({key[0] for key in cells_by}):
-        cands = [
-            (est, (key[1], key[2]))
-            for key, cell in cells_by.items()
-            if key[0] == label and (est := percent_estimate(cell, column)) is not None
-        ]
-        if cands:
-            picks[label] = max(cands, key=lambda c: c[0].mean)[1]
-    return picks
 
 
 def best_config_table(view: ReportView, prefix: str) -> Table | None:

@@ -16,7 +16,7 @@ import polars as pl
 from plotly.colors import qualitative
 
 from halbench.report.load import RunGroup
-from halbench.report.rows import Row, group_by, median_of
+from halbench.report.rows import Row, group_by, median_of, percent_estimate
 from halbench.report.stats import loglog_slope
 from halbench.results import primary_k
 
@@ -137,6 +137,23 @@ def slopes_of(points: list[Row]) -> list[Slope]:
             fits[metric] = loglog_slope(xs, [y for y in ys if y is not None])
         out.append((label, d, key, fits))
     return out
+
+
+def best_configs(view: ReportView, dataset: str, column: str) -> dict[str, tuple[int, int]]:
+    """Each loss's (B, d) with the highest mean of column over seeds on this dataset."""
+    cells_by = group_by(
+        [r for r in view.ok if r["dataset"] == dataset], ["loss", "batch_size", "embedding_dim"]
+    )
+    picks = {}
+    for label in view.order({key[0] for key in cells_by}):
+        cands = [
+            (est, (key[1], key[2]))
+            for key, cell in cells_by.items()
+            if key[0] == label and (est := percent_estimate(cell, column)) is not None
+        ]
+        if cands:
+            picks[label] = max(cands, key=lambda c: c[0].mean)[1]
+    return picks
 
 
 def build_view(group: RunGroup) -> ReportView:
