@@ -218,9 +218,10 @@ def read_table(
 ) -> pl.DataFrame:
     """A results parquet file checked against its schema; UserError naming the file and column.
 
-    Columns of `required` must exist; every schema column present must have the schema's type (an
-    integer where a float is expected is fine, a string where a number is expected is not);
-    absent optional columns are added as nulls, so that older files read like new ones.
+    Columns of `required` must exist without nulls; every schema column present must have the
+    schema's type (an integer where a float is expected is fine, a string where a number is
+    expected is not); absent optional columns are added as nulls, so that older files read like
+    new ones.
     """
     try:
         df = pl.read_parquet(path)
@@ -232,6 +233,9 @@ def read_table(
     for name, dtype in schema.items():
         if name in df.columns and not _dtype_fits(df.schema[name], dtype):
             raise UserError(f"{path}: column {name}: expected {dtype}, got {df.schema[name]}")
+    for name in required:  # key columns: a null cannot be grouped or joined on
+        if nulls := df[name].null_count():
+            raise UserError(f"{path}: column {name}: {nulls} null value(s) in a key column")
     return df.with_columns(
         [pl.col(c).cast(t) for c, t in schema.items() if c in df.columns]
         + [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in df.columns]

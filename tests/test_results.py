@@ -112,3 +112,12 @@ def test_write_text_atomic_replaces_the_whole_file(tmp_path) -> None:
     results.write_text_atomic(path, "old\n")
     results.write_text_atomic(path, "new ✓\n")
     assert path.read_text() == "new ✓\n" and os.listdir(tmp_path) == ["report.md"]
+
+
+def test_read_table_refuses_nulls_in_key_columns(tmp_path) -> None:
+    from halbench.errors import UserError
+
+    path = tmp_path / "epochs.parquet"
+    pl.DataFrame({"trial_id": ["a", "b"], "epoch": [1, None]}).write_parquet(path)
+    with pytest.raises(UserError, match="column epoch: 1 null value"):
+        results.read_table(path, results.EPOCH_SCHEMA, ["trial_id", "epoch"])

@@ -109,7 +109,9 @@ def default_claims_path() -> Path:
 def _first_error(err: ValidationError) -> str:
     """'claims[0].kind: expected one of ...' from pydantic's first error."""
     e = err.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
+    # A discriminated union puts the kind into the path (claims, 0, 'cost_ratio', 'threshold').
+    parts = [p for i, p in enumerate(e["loc"]) if not (i == 2 and p in KINDS)]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
     if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
         return f"{loc}.kind: expected one of {', '.join(KINDS)}"
     return f"{loc or 'claims'}: {e['msg']}"

@@ -11,7 +11,7 @@ import polars as pl
 from halbench.report.format import fmt_est
 from halbench.report.model import Cell, KeyValues, Table
 from halbench.report.rows import group_by, percent_estimate
-from halbench.report.views import ReportView, best_configs
+from halbench.report.views import ReportView, best_configs, suite_list
 from halbench.results import STATUSES
 
 # ---------------------------------------------------------------- header
@@ -58,12 +58,10 @@ def header(view: ReportView) -> KeyValues:
 def grid_items(view: ReportView) -> list[tuple[str, str]]:
     """The grid as the suite declares it, completed from the data when there is no suite."""
     group = view.group
-    grid = group.suite.get("grid") or {}
-    grid = grid if isinstance(grid, dict) else {}
     t, p = group.trials, group.profile
 
     def listing(key: str, column: str) -> str:
-        vals = grid.get(key)
+        vals = suite_list(group.suite, "grid", key)
         if not vals:
             vals = sorted(
                 set(t[column].drop_nulls().to_list())
@@ -73,7 +71,7 @@ def grid_items(view: ReportView) -> list[tuple[str, str]]:
 
     # Dataset names as the rows write them, plus those a normalized suite lists under
     # `datasets` (a trial-less dataset is still part of the grid).
-    declared = group.suite.get("datasets") or []
+    declared = suite_list(group.suite, "datasets")
     names = {str(d["name"]) for d in declared if isinstance(d, dict) and d.get("name")}
     datasets = sorted(set(t["dataset"].drop_nulls().to_list()) | names)
     return [

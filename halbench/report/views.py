@@ -57,11 +57,20 @@ class ReportView:
         return primary_k(self.ks, wanted)
 
 
+def suite_list(suite: dict[str, Any], *path: str) -> list[Any]:
+    """suite[path[0]][path[1]]... when it is a list, else []: the suite is the run directory's
+    file read as plain data, so any part of it may have any shape."""
+    node: Any = suite
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, list) else []
+
+
 def suite_loss_labels(suite: dict[str, Any]) -> list[str]:
     """Loss labels in suite order (entries given as mappings; a label defaults to the name)."""
     return [
         str(entry.get("label") or entry.get("name"))
-        for entry in suite.get("losses", []) or []
+        for entry in suite_list(suite, "losses")
         if isinstance(entry, dict)
     ]
 
@@ -73,9 +82,8 @@ def ks_of(group: RunGroup) -> list[int]:
         for c in group.trials.columns
         if re.fullmatch(r"knn_acc_\d+", c) and group.trials[c].drop_nulls().len() > 0
     )
-    eval_cfg = group.suite.get("eval")
-    suite_ks = (eval_cfg.get("ks") if isinstance(eval_cfg, dict) else None) or []
-    chosen = sorted({int(k) for k in suite_ks if isinstance(k, int) and int(k) in with_data})
+    suite_ks = suite_list(group.suite, "eval", "ks")
+    chosen = sorted({k for k in suite_ks if isinstance(k, int) and k in with_data})
     return chosen or with_data
 
 

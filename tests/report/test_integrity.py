@@ -158,3 +158,11 @@ def test_report_reads_suite_json_before_suite_yaml(make_run):
     results.write_json_atomic(run / "suite.json", normalized)
     group = load_groups([run])[0]
     assert group.name == "from-json" and group.suite["eval"]["ks"] == [5]
+
+
+def test_a_suite_file_of_any_shape_is_read_as_far_as_it_makes_sense(make_run, capsys):
+    trials, epochs = training_rows()
+    odd = {"eval": 3, "grid": [1], "losses": 5, "datasets": [3, {"name": None}]}
+    run = make_run(trials, epochs, suite=odd)
+    assert main(["report", str(run)]) == 0
+    assert "| k (k-NN) | 1, 5, 10, 20 |" in (run / "report.md").read_text()
