@@ -7,16 +7,19 @@ agree on column names and types. report/ reads these files and nothing else.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
+
+from halbench.errors import UserError
 
 STATUSES = ("ok", "oom", "diverged", "error")
 
@@ -135,7 +138,12 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_bytes_atomic(path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
 
 
-def write_bytes_atomic(path: Path, writer) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """A text file (a report, a comparison) written like the parquet files: all or nothing."""
+    write_bytes_atomic(path, lambda f: f.write(text.encode()))
+
+
+def write_bytes_atomic(path: Path, writer: Callable[[BinaryIO], object]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -151,6 +159,108 @@ def write_bytes_atomic(path: Path, writer) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# ---------------------------------------------------------------- the k that matters
+
+
+def primary_k(ks: Iterable[int], wanted: int | None = None) -> int | None:
+    """The k that ranks epochs, picks best configurations and judges claims: `wanted` when it was
+    evaluated, else the smallest evaluated k (the suite's first, since a suite sorts its ks)."""
+    ks = sorted({int(k) for k in ks})
+    if wanted is not None and int(wanted) in ks:
+        return int(wanted)
+    return ks[0] if ks else None
+
+
+def convergence(
+    epochs: Sequence[Mapping[str, Any]], k: int, fractions: Sequence[float] = (0.9, 0.95)
+) -> dict[str, Any]:
+    """Best epoch and accuracy at k, and per fraction f the first epoch (and its `elapsed_s`)
+    whose accuracy reaches f x the final epoch's: keys best_epoch, best_knn_acc,
+    epochs_to_<100 f>, seconds_to_<100 f>. Epochs without an accuracy at k are skipped; {} when
+    none has one. The trainer's columns and the report's C3 both come from here."""
+    column = f"knn_acc_{k}"
+    rows = sorted(
+        (e for e in epochs if e.get(column) is not None and math.isfinite(e[column])),
+        key=lambda e: e["epoch"],
+    )
+    if not rows:
+        return {}
+    accs = [float(e[column]) for e in rows]
+    best = max(range(len(accs)), key=lambda i: accs[i])  # first of equal maxima
+    out: dict[str, Any] = {"best_epoch": rows[best]["epoch"], "best_knn_acc": accs[best]}
+    for fraction in fractions:
+        pct = round(100 * fraction)
+        hit = next((e for e, a in zip(rows, accs, strict=True) if a >= fraction * accs[-1]), None)
+        out[f"epochs_to_{pct}"] = None if hit is None else hit["epoch"]
+        out[f"seconds_to_{pct}"] = None if hit is None else hit.get("elapsed_s")
+    return out
+
+
+# ---------------------------------------------------------------- reading a run directory
+
+SUITE_JSON = "suite.json"  # the normalized suite, Suite.model_dump(mode="json")
+SUITE_YAML = "suite.yaml"  # the suite file as given (older run directories have only this)
+
+
+def _dtype_fits(actual: pl.DataType, expected: pl.DataType) -> bool:
+    """Whether a column read from disk may be cast to its schema type without guessing."""
+    if actual == pl.Null or actual == expected:
+        return True
+    if expected.is_numeric():
+        return actual.is_numeric() and (expected.is_float() or actual.is_integer())
+    if expected == pl.Utf8:
+        return actual in (pl.Utf8, pl.Categorical)
+    return isinstance(expected, pl.List) and isinstance(actual, pl.List)
+
+
+def read_table(
+    path: Path, schema: Mapping[str, pl.DataType], required: Sequence[str] = ()
+) -> pl.DataFrame:
+    """A results parquet file checked against its schema; UserError naming the file and column.
+
+    Columns of `required` must exist without nulls; every schema column present must have the
+    schema's type (an integer where a float is expected is fine, a string where a number is
+    expected is not); absent optional columns are added as nulls, so that older files read like
+    new ones.
+    """
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow/polars raise many types for a bad file
+        raise UserError(f"{path}: cannot read parquet file ({exc.__class__.__name__})") from exc
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    for name, dtype in schema.items():
+        if name in df.columns and not _dtype_fits(df.schema[name], dtype):
+            raise UserError(f"{path}: column {name}: expected {dtype}, got {df.schema[name]}")
+    for name in required:  # key columns: a null cannot be grouped or joined on
+        if nulls := df[name].null_count():
+            raise UserError(f"{path}: column {name}: {nulls} null value(s) in a key column")
+    return df.with_columns(
+        [pl.col(c).cast(t) for c, t in schema.items() if c in df.columns]
+        + [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in df.columns]
+    )
+
+
+def read_suite_record(run_dir: Path) -> dict[str, Any]:
+    """The suite a run directory keeps, as plain data: suite.json (normalized) when present,
+    else suite.yaml as the user wrote it; {} when neither. UserError naming a bad file."""
+    import yaml
+
+    for name, parse in ((SUITE_JSON, json.loads), (SUITE_YAML, yaml.safe_load)):
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            data = parse(path.read_text())
+        except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: also bad UTF-8
+            raise UserError(f"{path}: cannot read the suite ({exc.__class__.__name__})") from exc
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping, got {type(data).__name__}")
+        return data
+    return {}
 
 
 def git_sha(cwd: Path | None = None) -> str | None:

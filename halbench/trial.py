@@ -70,8 +70,11 @@ def run_trial(
 
 
 def select_k(ks: list[int]) -> int:
-    """The k whose accuracy ranks epochs: 10 when evaluated, else the largest k."""
-    return 10 if 10 in ks else max(ks)
+    """The k whose accuracy ranks epochs: the report's primary k (results.primary_k)."""
+    k = results.primary_k(ks)
+    if k is None:
+        raise ValueError("ks: expected at least one k")
+    return k
 
 
 def base_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
@@ -331,14 +334,7 @@ def _train_epoch(
 
 def convergence(epochs: list[dict[str, Any]], k: int) -> dict[str, Any]:
     """Best epoch and accuracy, and epochs / seconds to 90% and 95% of the final accuracy."""
-    accs = [e[f"knn_acc_{k}"] for e in epochs]
-    best = max(range(len(accs)), key=lambda i: accs[i])  # first of equal maxima
-    out: dict[str, Any] = {"best_epoch": epochs[best]["epoch"], "best_knn_acc": accs[best]}
-    for pct in (90, 95):
-        reached = next(e for e, a in zip(epochs, accs, strict=True) if a >= pct / 100 * accs[-1])
-        out[f"epochs_to_{pct}"] = reached["epoch"]
-        out[f"seconds_to_{pct}"] = reached["elapsed_s"]
-    return out
+    return results.convergence(epochs, k, (0.9, 0.95))
 
 
 def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:

@@ -69,7 +69,8 @@ def test_trial_learns_and_fills_its_rows(loss: str) -> None:
     assert losses[-1] < losses[0]
     assert row["final_train_loss"] == losses[-1]
     assert row["train_time_s"] == pytest.approx(sum(e["epoch_time_s"] for e in result.epochs))
-    assert row["best_knn_acc"] == max(e["knn_acc_10"] for e in result.epochs)
+    # ks [1, 5, 10]: epochs are ranked at the primary k, the smallest (results.primary_k).
+    assert row["best_knn_acc"] == max(e["knn_acc_1"] for e in result.epochs)
     assert result.epochs[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine to zero
     # The rows go through the parquet schema.
     assert results.frame([row], results.TRIAL_SCHEMA).height == 1
@@ -94,7 +95,7 @@ def test_fake_cifar10_trial_with_sgd_and_augmentation(tmp_path: Path) -> None:
     result = trial.run_trial(suite, suite.trials()[0])
     assert result.row["status"] == "ok", result.row["error"]
     assert result.row["num_classes"] == 10 and result.row["metric"] == "l2"
-    assert result.row["best_knn_acc"] == max(e["knn_acc_5"] for e in result.epochs)
+    assert result.row["best_knn_acc"] == max(e["knn_acc_1"] for e in result.epochs)
 
 
 class CountingLoss(torch.nn.Module):
@@ -193,8 +194,9 @@ def test_convergence_columns() -> None:
 
 
 def test_select_k() -> None:
-    assert trial.select_k([1, 5, 10, 20]) == 10
-    assert trial.select_k([1, 5]) == 5
+    # One k policy with the report (results.primary_k): the smallest k evaluated.
+    assert trial.select_k([1, 5, 10, 20]) == 1
+    assert trial.select_k([10, 5]) == 5
 
 
 def test_probes_fill_their_columns_without_changing_training() -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halbench.report import figures, tables
-from halbench.report.claims import ClaimResult, evaluate_claims, load_claims
-from halbench.report.load import RunGroup, load_groups
+from halbench.errors import UserError
+from halbench.report import cost_tables, figures, tables
+from halbench.report.claim_tables import ClaimResult, evaluate_claims
+from halbench.report.claims import Claim, cost_threshold, load_claims
+from halbench.report.format import slug
+from halbench.report.load import load_groups
 from halbench.report.model import (
     VERDICT_SYMBOLS,
     Block,
@@ -18,6 +21,8 @@ from halbench.report.model import (
     Table,
     Verdict,
 )
+from halbench.report.views import ReportView, build_view
+from halbench.results import write_text_atomic
 
 
 def claims_summary(results: list[ClaimResult], prefix: str) -> Table:
@@ -45,48 +50,51 @@ def claim_blocks(result: ClaimResult) -> list[Block]:
     ]
 
 
-def _figures(group: RunGroup, prefix: str) -> tuple[list[Block], list[Block]]:
+def _figures(
+    view: ReportView, prefix: str, threshold: float | None
+) -> tuple[list[Block], list[Block]]:
     """(accuracy figures, cost figures) that the group's data supports."""
-    datasets = sorted(set(group.trials["dataset"].drop_nulls().to_list()))
+    datasets = sorted(set(view.group.trials["dataset"].drop_nulls().to_list()))
     accuracy: list[Block] = []
     for ds in datasets:
-        slug = tables.slug(ds)
+        ds_slug = slug(ds)
         for fig_id, title, fig in [
             (
-                f"{prefix}-fig-acc-b-{slug}",
+                f"{prefix}-fig-acc-b-{ds_slug}",
                 f"{ds}: accuracy vs batch size",
-                figures.accuracy_vs(group, ds, "batch_size"),
+                figures.accuracy_vs(view, ds, "batch_size"),
             ),
             (
-                f"{prefix}-fig-acc-d-{slug}",
+                f"{prefix}-fig-acc-d-{ds_slug}",
                 f"{ds}: accuracy vs embedding dim",
-                figures.accuracy_vs(group, ds, "embedding_dim"),
+                figures.accuracy_vs(view, ds, "embedding_dim"),
             ),
             (
-                f"{prefix}-fig-epochs-{slug}",
+                f"{prefix}-fig-epochs-{ds_slug}",
                 f"{ds}: k-NN accuracy per epoch (best configuration "
                 "of each loss; band = 95% CI over seeds)",
-                figures.accuracy_per_epoch(group, ds),
+                figures.accuracy_per_epoch(view, ds),
             ),
             (
-                f"{prefix}-fig-pareto-{slug}",
+                f"{prefix}-fig-pareto-{ds_slug}",
                 f"{ds}: accuracy against loss-call time",
-                figures.pareto(group, ds),
+                figures.pareto(view, ds),
             ),
         ]:
             if fig is not None:
                 accuracy.append(Figure(fig_id, title, fig))
+    below = f" (below the red line: under {threshold:.0%} of NCA)" if threshold is not None else ""
     cost: list[Block] = []
     for fig_id, title, fig in [
         (
             f"{prefix}-fig-cost",
             "Loss-call cost vs batch size (log-log; legend: fitted slopes)",
-            figures.cost_vs_batch(group),
+            figures.cost_vs_batch(view),
         ),
         (
             f"{prefix}-fig-ratio",
-            "Cost ratio to NCA vs batch size (below the red line: under 10% of NCA)",
-            figures.ratio_vs_batch(group),
+            f"Cost ratio to NCA vs batch size{below}",
+            figures.ratio_vs_batch(view, threshold),
         ),
     ]:
         if fig is not None:
@@ -94,31 +102,32 @@ def _figures(group: RunGroup, prefix: str) -> tuple[list[Block], list[Block]]:
     return accuracy, cost
 
 
-def group_sections(group: RunGroup, index: int, claims: list[dict]) -> list[Section]:
+def group_sections(view: ReportView, index: int, claims: list[Claim]) -> list[Section]:
     prefix = f"g{index}"
-    results = evaluate_claims(group, claims, prefix)
-    acc_figs, cost_figs = _figures(group, prefix)
+    group = view.group
+    results = evaluate_claims(view, claims, prefix)
+    acc_figs, cost_figs = _figures(view, prefix, cost_threshold(claims))
     hash_text = f" ({group.suite_hash[:12]})" if group.suite_hash else ""
     head = Section(
         f"{prefix}-suite",
         f"Suite {group.name}{hash_text}",
-        [tables.header(group), claims_summary(results, prefix)],
+        [tables.header(view), claims_summary(results, prefix)],
         level=2,
     )
     claim_section = Section(
         f"{prefix}-claims", "Claims", [b for r in results for b in claim_blocks(r)], level=3
     )
-    acc_blocks: list[Block] = [*tables.accuracy_tables(group, prefix)]
-    best = tables.best_config_table(group, prefix)
+    acc_blocks: list[Block] = [*tables.accuracy_tables(view, prefix)]
+    best = tables.best_config_table(view, prefix)
     if best is not None:
         acc_blocks.append(best)
     acc_blocks += acc_figs
     cost_blocks: list[Block] = [
         t
         for t in (
-            tables.profile_cost_table(group, prefix),
-            tables.trial_cost_table(group, prefix),
-            tables.slope_table(group, prefix),
+            cost_tables.profile_cost_table(view, prefix),
+            cost_tables.trial_cost_table(view, prefix),
+            cost_tables.slope_table(view, prefix),
         )
         if t is not None
     ]
@@ -137,7 +146,7 @@ def build_model(run_dirs: list[Path], claims_path: Path | None = None) -> Report
     claims = load_claims(claims_path)
     sections: list[Section] = []
     for i, group in enumerate(groups, start=1):
-        sections += group_sections(group, i, claims)
+        sections += group_sections(build_view(group), i, claims)
     if len(groups) > 1:
         note = Paragraph(
             f"{len(groups)} different suites: each has its own section; their "
@@ -151,15 +160,23 @@ def build_model(run_dirs: list[Path], claims_path: Path | None = None) -> Report
 def build_report(
     run_dirs: list[Path], out_dir: Path, claims_path: Path | None = None
 ) -> dict[str, Path]:
-    """Write report.md and report.html for these run directories into out_dir."""
+    """Write report.md and report.html for these run directories into out_dir.
+
+    Each file is written atomically (a full disk or a kill leaves the old file or none, never a
+    truncated one); a directory that cannot be written is a UserError naming it.
+    """
     from halbench.report.html import render_html
     from halbench.report.markdown import render_markdown
 
     report = build_model([Path(d) for d in run_dirs], claims_path)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "report.md"
     html = out_dir / "report.html"
-    md.write_text(render_markdown(report, out_dir, html.name))
-    html.write_text(render_html(report))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(md, render_markdown(report, out_dir, html.name))
+        write_text_atomic(html, render_html(report))
+    except OSError as err:
+        where = err.filename or out_dir
+        raise UserError(f"{where}: cannot write the report ({err.strerror or err})") from err
     return {"markdown": md, "html": html}

@@ -85,7 +85,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def compare_main(args: argparse.Namespace) -> bool:
     """Print what changed; True when something regressed beyond the thresholds."""
-    from halbench.report.compare import compare_runs, comparison_markdown
+    from halbench.report.compare import compare_runs, comparison_markdown, write_comparison
 
     result = compare_runs(
         args.old, args.new, threshold=args.threshold, acc_threshold=args.acc_threshold
@@ -93,6 +93,5 @@ def compare_main(args: argparse.Namespace) -> bool:
     text = comparison_markdown(result)
     sys.stdout.write(text)
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
+        write_comparison(text, args.output)
     return bool(result.regressions)

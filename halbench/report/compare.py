@@ -3,8 +3,11 @@
 Accuracy per (dataset, loss, B, d): new − old with a 95% interval over seeds (paired when both
 runs have the same seeds). Cost per point: new / old of the median. A regression is a trial that
 was ok and no longer is, an accuracy drop whose interval lies below 0 and whose mean exceeds the
-accuracy threshold (with one seed a side: the drop alone), or a cost that grew by more than the
-relative threshold.
+accuracy threshold (with one seed a side: the drop alone), a cost that grew by more than the
+relative threshold, or a metric that was a number and became NaN.
+
+A run with nothing to compare (no rows, or ok rows whose every metric is missing or NaN) is a
+UserError, never a clean comparison: a CI gate must not pass on a broken run.
 """
 
 from __future__ import annotations
@@ -12,20 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from halbench.report.load import RunGroup, load_groups
+from halbench.errors import UserError
+from halbench.report.format import fmt_interval, fmt_ratio
+from halbench.report.load import load_groups
 from halbench.report.model import Cell, Table
+from halbench.report.rows import Row, finite, group_by, median_of, point_order, ratio, seed_values
 from halbench.report.stats import diff_ci
-from halbench.report.tables import (
-    fmt_interval,
-    fmt_ratio,
-    group_by,
-    median_of,
-    ok_rows,
-    point_order,
-    primary_k,
-    ratio,
-    seed_values,
-)
+from halbench.report.views import ReportView, build_view
+from halbench.results import write_text_atomic
 
 TRIAL_KEY = ["dataset", "loss", "batch_size", "embedding_dim"]
 PROFILE_KEY = ["loss", "batch_size", "embedding_dim", "num_classes", "memory_size", "device"]
@@ -50,8 +47,26 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
 
-def _one(path: Path) -> RunGroup:
-    return load_groups([path])[0]
+def _one(path: Path, role: str) -> ReportView:
+    """The run as a view; UserError when it holds nothing a comparison could use."""
+    groups = load_groups([path])
+    if len(groups) > 1:
+        raise UserError(f"{path}: {role} holds {len(groups)} suites; compare one suite at a time")
+    view = build_view(groups[0])
+    failed = [r for r in view.group.trials.to_dicts() if r["status"] != "ok"]
+    failed += [r for r in view.profile_rows if r["status"] != "ok"]
+    knn = [f"knn_acc_{k}" for k in view.ks]
+    measured = any(finite(r.get(c)) for r in view.ok for c in knn) or any(
+        finite(r.get(c)) for r in view.profile_rows if r["status"] == "ok" for c, _ in PROFILE_COSTS
+    )
+    if not measured and not failed:
+        what = (
+            "no trial or profile rows"
+            if view.group.trials.height + view.group.profile.height == 0
+            else "no ok row has a k-NN accuracy or a cost (every metric missing or NaN)"
+        )
+        raise UserError(f"{path}: {role} run has nothing to compare: {what}")
+    return view
 
 
 def _key_text(key: tuple) -> str:
@@ -99,11 +114,12 @@ def compare_runs(
         raise ValueError(f"threshold: expected a relative change >= 0, got {threshold}")
     if acc_threshold < 0:
         raise ValueError(f"acc_threshold: expected points >= 0, got {acc_threshold}")
-    old, new = _one(Path(old_dir)), _one(Path(new_dir))
+    old, new = _one(Path(old_dir), "OLD"), _one(Path(new_dir), "NEW")
     result = Comparison(Path(old_dir), Path(new_dir))
-    if old.suite_hash != new.suite_hash:
+    old_hash, new_hash = old.group.suite_hash, new.group.suite_hash
+    if old_hash != new_hash:
         result.notes.append(
-            f"Different suites (hash {old.suite_hash} vs {new.suite_hash}): "
+            f"Different suites (hash {old_hash} vs {new_hash}): "
             "only configurations present in both are compared."
         )
     _compare_trials(old, new, threshold, acc_threshold, result)
@@ -113,14 +129,38 @@ def compare_runs(
     return result
 
 
+def _became_nan(
+    old_cells: dict, new_cells: dict, columns: list[tuple[str, str]], result: Comparison
+) -> None:
+    """A value that was a number in OLD and is NaN or inf in NEW (same point, same seed when
+    there are seeds) is a regression; a value no longer measured (null) is not."""
+
+    def by_seed(rows: list[Row], column: str) -> dict:
+        return {r.get("seed"): r.get(column) for r in rows}
+
+    for key in sorted(set(old_cells) & set(new_cells), key=point_order):
+        for column, name in columns:
+            before, after = by_seed(old_cells[key], column), by_seed(new_cells[key], column)
+            lost = [
+                s
+                for s, v in after.items()
+                if v is not None and not finite(v) and finite(before.get(s))
+            ]
+            if lost:
+                seeds = "" if lost == [None] else f" (seed {', '.join(map(str, sorted(lost)))})"
+                result.regressions.append(f"{_key_text(key)}: {name} became NaN{seeds}")
+
+
 def _compare_trials(
-    old: RunGroup, new: RunGroup, threshold: float, acc_threshold: float, result: Comparison
+    old: ReportView, new: ReportView, threshold: float, acc_threshold: float, result: Comparison
 ) -> None:
     keys = [*TRIAL_KEY, "seed"]
     _status_changes(
-        _statuses(old.trials.to_dicts(), keys), _statuses(new.trials.to_dicts(), keys), result
+        _statuses(old.group.trials.to_dicts(), keys),
+        _statuses(new.group.trials.to_dicts(), keys),
+        result,
     )
-    old_cells, new_cells = group_by(ok_rows(old), TRIAL_KEY), group_by(ok_rows(new), TRIAL_KEY)
+    old_cells, new_cells = group_by(old.ok, TRIAL_KEY), group_by(new.ok, TRIAL_KEY)
     common = sorted(set(old_cells) & set(new_cells), key=point_order)
     only_old = set(old_cells) - set(new_cells)
     if only_old:
@@ -128,9 +168,10 @@ def _compare_trials(
             f"{len(only_old)} configuration(s) only in the old run, e.g. "
             f"{_key_text(sorted(only_old, key=point_order)[0])}."
         )
-    k = primary_k(new)
+    k = new.k
     if not common or k is None:
         return
+    _became_nan(old_cells, new_cells, [(f"knn_acc_{k}", f"k-NN@{k}"), *TRIAL_COSTS], result)
     rows = []
     for key in common:
         column = f"knn_acc_{k}"
@@ -168,13 +209,17 @@ def _compare_trials(
         )
 
 
-def _compare_profiles(old: RunGroup, new: RunGroup, threshold: float, result: Comparison) -> None:
-    old_rows, new_rows = old.profile.to_dicts(), new.profile.to_dicts()
+def _compare_profiles(
+    old: ReportView, new: ReportView, threshold: float, result: Comparison
+) -> None:
+    old_rows, new_rows = old.profile_rows, new.profile_rows
     _status_changes(_statuses(old_rows, PROFILE_KEY), _statuses(new_rows, PROFILE_KEY), result)
-    ok = [[r for r in rows if r["status"] == "ok"] for rows in (old_rows, new_rows)]
-    cost_rows = _cost_rows(
-        group_by(ok[0], PROFILE_KEY), group_by(ok[1], PROFILE_KEY), PROFILE_COSTS, threshold, result
-    )
+    ok = [
+        group_by([r for r in rows if r["status"] == "ok"], PROFILE_KEY)
+        for rows in (old_rows, new_rows)
+    ]
+    _became_nan(ok[0], ok[1], PROFILE_COSTS, result)
+    cost_rows = _cost_rows(ok[0], ok[1], PROFILE_COSTS, threshold, result)
     if cost_rows:
         result.tables.append(
             Table(
@@ -200,3 +245,11 @@ def comparison_markdown(result: Comparison) -> str:
     else:
         lines.append("**No regression beyond the thresholds.**")
     return "\n".join(lines) + "\n"
+
+
+def write_comparison(text: str, path: Path) -> None:
+    """Write the comparison atomically; UserError naming the path when it cannot be written."""
+    try:
+        write_text_atomic(Path(path), text)
+    except OSError as err:
+        raise UserError(f"{err.filename or path}: cannot write ({err.strerror or err})") from err

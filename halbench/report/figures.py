@@ -5,28 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from halbench.report.load import RunGroup
+from halbench.report.rows import Row, group_by, median_of, percent_estimate, ratio
 from halbench.report.stats import mean_ci
-from halbench.report.tables import (
+from halbench.report.views import (
     COST_METRICS,
     REFERENCE_LOSS,
-    Row,
-    cost_points,
-    group_by,
-    loss_order,
-    median_of,
-    ok_rows,
-    percent_estimate,
-    primary_k,
-    ratio,
+    ReportView,
+    best_configs,
     reference_label,
-    slopes,
 )
 
-PALETTE = qualitative.Plotly + qualitative.D3
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash"]  # one per embedding dim
 LAYOUT = dict(
     template="plotly_white",
@@ -36,22 +26,11 @@ LAYOUT = dict(
 )
 
 
-def colors(group: RunGroup, labels: set[str]) -> dict[str, str]:
-    """One colour per loss label, stable across the figures of a group."""
-    everything = loss_order(
-        group,
-        set(group.trials["loss"].drop_nulls().to_list())
-        | set(group.profile["loss"].drop_nulls().to_list())
-        | labels,
-    )
-    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(everything)}
-
-
-def accuracy_vs(group: RunGroup, dataset: str, x: str) -> go.Figure | None:
+def accuracy_vs(view: ReportView, dataset: str, x: str) -> go.Figure | None:
     """k-NN accuracy (mean ± 95% CI) against batch size or embedding dim, one panel per value of
     the other parameter."""
-    k = primary_k(group)
-    rows = [r for r in ok_rows(group) if r["dataset"] == dataset]
+    k = view.k
+    rows = [r for r in view.ok if r["dataset"] == dataset]
     other = "embedding_dim" if x == "batch_size" else "batch_size"
     panels = sorted({r[other] for r in rows})
     if k is None or not rows or len({r[x] for r in rows}) < 2:
@@ -63,8 +42,7 @@ def accuracy_vs(group: RunGroup, dataset: str, x: str) -> go.Figure | None:
         shared_yaxes=True,
         subplot_titles=[f"{short[other]}={p}" for p in panels],
     )
-    labels = loss_order(group, {r["loss"] for r in rows})
-    color = colors(group, set(labels))
+    labels, color = view.order({r["loss"] for r in rows}), view.colors
     for col, panel in enumerate(panels, start=1):
         for label in labels:
             cells = group_by([r for r in rows if r["loss"] == label and r[other] == panel], [x])
@@ -97,33 +75,22 @@ def accuracy_vs(group: RunGroup, dataset: str, x: str) -> go.Figure | None:
     return fig
 
 
-def accuracy_per_epoch(group: RunGroup, dataset: str) -> go.Figure | None:
+def accuracy_per_epoch(view: ReportView, dataset: str) -> go.Figure | None:
     """Accuracy per epoch of each loss at its best configuration: mean line, 95% CI band."""
-    k = primary_k(group)
+    k = view.k
     column = f"knn_acc_{k}"
-    if k is None or column not in group.epochs.columns:
+    if k is None or column not in view.group.epochs.columns:
         return None
-    epochs = [
-        r
-        for r in group.epochs.to_dicts()
-        if r["dataset"] == dataset and r["status"] == "ok" and r.get(column) is not None
-    ]
+    epochs = [r for r in view.ok_epochs if r["dataset"] == dataset and r.get(column) is not None]
     if not epochs:
         return None
-    finals = ok_rows(group)
     fig = go.Figure()
-    labels = loss_order(group, {r["loss"] for r in epochs})
-    color = colors(group, set(labels))
+    labels, color = view.order({r["loss"] for r in epochs}), view.colors
+    picks = best_configs(view, dataset, column)
     for label in labels:
-        configs = group_by(
-            [r for r in finals if r["dataset"] == dataset and r["loss"] == label],
-            ["batch_size", "embedding_dim"],
-        )
-        scored = [(percent_estimate(c, column), key) for key, c in configs.items()]
-        scored = [s for s in scored if s[0] is not None]
-        if not scored:
+        if label not in picks:
             continue
-        b, d = max(scored, key=lambda s: s[0].mean)[1]
+        b, d = picks[label]
         per_epoch = group_by(
             [
                 r
@@ -166,18 +133,17 @@ def accuracy_per_epoch(group: RunGroup, dataset: str) -> go.Figure | None:
     return fig
 
 
-def cost_vs_batch(group: RunGroup) -> go.Figure | None:
+def cost_vs_batch(view: ReportView) -> go.Figure | None:
     """Loss-call time, FLOPs and memory against B on log-log axes, slopes in the legend."""
-    points, source = cost_points(group)
+    points, source = view.cost, view.cost_source
     if len({p["batch_size"] for p in points}) < 2:
         return None
     dims = sorted({p["embedding_dim"] for p in points})
-    fits = {(label, d, key): f for label, d, key, f in slopes(group)}
+    fits = {(label, d, key): f for label, d, key, f in view.slopes}
     fig = make_subplots(
         rows=1, cols=len(COST_METRICS), subplot_titles=[name for _, name in COST_METRICS]
     )
-    labels = loss_order(group, {p["loss"] for p in points})
-    color = colors(group, set(labels))
+    labels, color = view.order({p["loss"] for p in points}), view.colors
     keys = sorted({str(p["key"]) for p in points})
     for (label, d, key), rows in sorted(
         group_by(points, ["loss", "embedding_dim", "key"]).items(),
@@ -217,11 +183,12 @@ def cost_vs_batch(group: RunGroup) -> go.Figure | None:
     return fig
 
 
-def ratio_vs_batch(group: RunGroup, threshold: float = 0.1) -> go.Figure | None:
-    """Cost ratio of every loss to NCA against B (log-log), with the threshold line."""
-    points, _ = cost_points(group)
+def ratio_vs_batch(view: ReportView, threshold: float | None) -> go.Figure | None:
+    """Cost ratio of every loss to NCA against B (log-log), with the claim's threshold line
+    (none without a cost-ratio claim)."""
+    points = view.cost
     names = {p["loss"]: p["loss_name"] for p in points}
-    ref = reference_label(names, names)
+    ref = reference_label(names)
     if ref is None:
         return None
     cells = group_by(points, ["loss", "batch_size", "embedding_dim", "key"])
@@ -229,8 +196,7 @@ def ratio_vs_batch(group: RunGroup, threshold: float = 0.1) -> go.Figure | None:
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=[f"{n} / {REFERENCE_LOSS}" for _, n in metrics]
     )
-    labels = [lb for lb in loss_order(group, set(names)) if lb != ref]
-    color = colors(group, set(labels))
+    labels, color = [lb for lb in view.order(names) if lb != ref], view.colors
     dims = sorted({p["embedding_dim"] for p in points})
     drawn = False
     for label in labels:
@@ -264,7 +230,7 @@ def ratio_vs_batch(group: RunGroup, threshold: float = 0.1) -> go.Figure | None:
                     )
     if not drawn:
         return None
-    for col in (1, 2):
+    for col in (1, 2) if threshold is not None else ():
         fig.add_hline(
             y=threshold,
             line=dict(color="crimson", dash="dash"),
@@ -280,10 +246,10 @@ def ratio_vs_batch(group: RunGroup, threshold: float = 0.1) -> go.Figure | None:
     return fig
 
 
-def pareto(group: RunGroup, dataset: str) -> go.Figure | None:
+def pareto(view: ReportView, dataset: str) -> go.Figure | None:
     """Accuracy against loss-call time per (loss, B, d), with the Pareto front."""
-    k = primary_k(group)
-    rows = [r for r in ok_rows(group) if r["dataset"] == dataset]
+    k = view.k
+    rows = [r for r in view.ok if r["dataset"] == dataset]
     pts: list[dict[str, Any]] = []
     for (label, b, d), cell in group_by(rows, ["loss", "batch_size", "embedding_dim"]).items():
         est = percent_estimate(cell, f"knn_acc_{k}")
@@ -293,8 +259,7 @@ def pareto(group: RunGroup, dataset: str) -> go.Figure | None:
     if k is None or len(pts) < 2:
         return None
     fig = go.Figure()
-    labels = loss_order(group, {p["loss"] for p in pts})
-    color = colors(group, set(labels))
+    labels, color = view.order({p["loss"] for p in pts}), view.colors
     for label in labels:
         mine = [p for p in pts if p["loss"] == label]
         fig.add_trace(

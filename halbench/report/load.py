@@ -12,10 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
 from halbench.errors import UserError
-from halbench.results import EPOCH_SCHEMA, PROFILE_SCHEMA, TRIAL_SCHEMA, frame
+from halbench.results import (
+    EPOCH_SCHEMA,
+    PROFILE_SCHEMA,
+    TRIAL_SCHEMA,
+    frame,
+    read_suite_record,
+    read_table,
+)
+
+# Columns without which a file cannot be grouped or keyed; any other schema column may be
+# absent (older files) and reads as nulls.
+TRIAL_REQUIRED = ("trial_id", "dataset", "loss", "batch_size", "embedding_dim", "seed", "status")
+EPOCH_REQUIRED = ("trial_id", "epoch")
+PROFILE_REQUIRED = ("loss", "batch_size", "embedding_dim", "status")
 
 
 @dataclass
@@ -47,33 +59,13 @@ def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return frame([], schema)
 
 
-def _read_parquet(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    try:
-        df = pl.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user-facing error
-        raise UserError(f"{path}: cannot read parquet file ({exc.__class__.__name__})") from exc
-    missing = [c for c in schema if c not in df.columns]
-    # Older or partial files lack some columns: add them as nulls so every column exists.
-    return df.with_columns([pl.lit(None, dtype=schema[c]).alias(c) for c in missing])
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from exc
-    return data if isinstance(data, dict) else {}
-
-
-def _read_suite(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    except (OSError, ValueError) as exc:  # ValueError: also bytes that are not UTF-8
+        raise UserError(f"{path}: not valid JSON ({exc.__class__.__name__})") from exc
     return data if isinstance(data, dict) else {}
 
 
@@ -97,24 +89,24 @@ def read_run(path: Path) -> _Run:
     if not has_trials and not has_profile:
         raise UserError(f"{path}: no trials.parquet or profile.parquet in this directory")
     trials = (
-        _read_parquet(path / "trials.parquet", TRIAL_SCHEMA) if has_trials else _empty(TRIAL_SCHEMA)
+        read_table(path / "trials.parquet", TRIAL_SCHEMA, TRIAL_REQUIRED)
+        if has_trials
+        else _empty(TRIAL_SCHEMA)
     )
     epochs_path = path / "epochs.parquet"
     epochs = (
-        _read_parquet(epochs_path, EPOCH_SCHEMA) if epochs_path.is_file() else _empty(EPOCH_SCHEMA)
+        read_table(epochs_path, EPOCH_SCHEMA, EPOCH_REQUIRED)
+        if epochs_path.is_file()
+        else _empty(EPOCH_SCHEMA)
     )
     profile = (
-        _read_parquet(path / "profile.parquet", PROFILE_SCHEMA)
+        read_table(path / "profile.parquet", PROFILE_SCHEMA, PROFILE_REQUIRED)
         if has_profile
         else _empty(PROFILE_SCHEMA)
     )
+    # suite.json (the normalized suite) when the runner wrote one, else suite.yaml as given.
     return _Run(
-        path,
-        _read_json(path / "env.json"),
-        _read_suite(path / "suite.yaml"),
-        trials,
-        epochs,
-        profile,
+        path, _read_json(path / "env.json"), read_suite_record(path), trials, epochs, profile
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from halbench.report.model import (
@@ -43,11 +44,16 @@ def figure_markdown(fig: Figure, out_dir: Path, html_name: str) -> str:
     if _can_export_images():
         path = out_dir / "figures" / f"{fig.id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Rendered beside the target, then renamed: a failed export never leaves half a PNG.
+        tmp = path.with_name(f".{path.stem}.tmp.png")
         try:
-            fig.figure.write_image(path, width=1100, height=fig.figure.layout.height or 450)
+            fig.figure.write_image(
+                tmp, format="png", width=1100, height=fig.figure.layout.height or 450
+            )
+            os.replace(tmp, path)
             return f"![{fig.title}](figures/{path.name})"
         except Exception:  # noqa: BLE001 - kaleido without a browser: fall back to the link
-            pass
+            tmp.unlink(missing_ok=True)
     return f"📈 [{fig.title}]({html_name}#{fig.id}) (interactive figure in the HTML report)"
 
 

@@ -3,21 +3,15 @@ import math
 import pytest
 
 from halbench.errors import UserError
-from halbench.report.claims import (
-    accuracy_margin,
-    combine,
-    convergence,
-    cost_ratio,
-    evaluate_claims,
-    judge,
-    load_claims,
-)
+from halbench.report.claim_tables import accuracy_margin, convergence, cost_ratio, evaluate_claims
+from halbench.report.claims import combine, judge, load_claims
 from halbench.report.load import load_groups
 from halbench.report.stats import Estimate, t_quantile
+from halbench.report.views import build_view
 
 from .fixtures import epochs_of, profile_row, trial
 
-CLAIMS = {c["id"]: c for c in load_claims()}
+CLAIMS = {c.id: c for c in load_claims()}
 DATASETS = ("fashion-mnist", "cifar10")
 
 
@@ -34,7 +28,7 @@ def accuracy_trials(hal, nca, *, datasets=DATASETS, seeds=(0, 1, 2), nca_seeds=N
 
 
 def group(make_run, trials=None, epochs=None, profile=None):
-    return load_groups([make_run(trials, epochs, profile)])[0]
+    return build_view(load_groups([make_run(trials, epochs, profile)])[0])
 
 
 def c1(make_run, *args, **kwargs):
@@ -43,8 +37,8 @@ def c1(make_run, *args, **kwargs):
 
 def test_bundled_claims_file_has_c1_c2_c3():
     assert list(CLAIMS) == ["C1", "C2", "C3"]
-    assert CLAIMS["C1"]["competitors"] == ["nca", "snnl", "nca_memory"]
-    assert CLAIMS["C2"]["threshold"] == 0.10
+    assert CLAIMS["C1"].competitors == ["nca", "snnl", "nca_memory"]
+    assert CLAIMS["C2"].threshold == 0.10
 
 
 def test_load_claims_rejects_a_malformed_file(tmp_path):

@@ -2,18 +2,12 @@ import math
 
 import pytest
 
+from halbench.report.cost_tables import profile_cost_table, slope_table, trial_cost_table
+from halbench.report.format import fmt_si, norm_name
 from halbench.report.load import load_groups
 from halbench.report.stats import t_quantile
-from halbench.report.tables import (
-    accuracy_tables,
-    best_config_table,
-    fmt_si,
-    header,
-    norm_name,
-    profile_cost_table,
-    slope_table,
-    trial_cost_table,
-)
+from halbench.report.tables import accuracy_tables, best_config_table, header
+from halbench.report.views import build_view
 
 from .fixtures import profile_row, trial
 
@@ -37,7 +31,7 @@ def grid_trials():
 
 @pytest.fixture
 def grid_group(make_run):
-    return load_groups([make_run(grid_trials())])[0]
+    return build_view(load_groups([make_run(grid_trials())])[0])
 
 
 def by_row(table):
@@ -105,7 +99,7 @@ def test_trial_cost_ratios_to_nca(make_run):
                 loss_share_of_step=0.1,
             )
         )
-    table = trial_cost_table(load_groups([make_run(rows)])[0], "g")
+    table = trial_cost_table(build_view(load_groups([make_run(rows)])[0]), "g")
     hal = next(r for r in table.rows if r[0].text == "hal")
     ratios = [c.value for c, name in zip(hal, table.columns, strict=True) if name == "×NCA"]
     assert ratios == pytest.approx([0.05, 0.05, 0.5 / 3.0, 0.25])  # time: 0.5 / median 3
@@ -120,7 +114,7 @@ def test_profile_cost_table_and_slopes(make_run):
             profile_row("hal", b, 32, time=1e-3 * b, flops=2.0 * b * 10 * 32, mem=4.0 * b * 10),
         ]
     profile.append(profile_row("nca", 4096, 32, time=0, flops=0, status="oom"))
-    group = load_groups([make_run(profile=profile)])[0]
+    group = build_view(load_groups([make_run(profile=profile)])[0])
     table = profile_cost_table(group, "g")
     hal_1024 = next(r for r in table.rows if r[0].text == "hal" and r[1].text == "1024")
     assert hal_1024[7].value == pytest.approx(10 / 1024)  # FLOPs ratio C / B
@@ -138,7 +132,6 @@ def test_formatting_helpers():
 
 def test_grid_lists_every_dataset_a_suite_declares(make_run):
     suite = {"name": "two", "datasets": [{"name": "cifar10"}, {"name": "fashion-mnist"}]}
-    group = load_groups([make_run([trial("hal", 64, 16, 0, 0.9, dataset="cifar10")], suite=suite)])[
-        0
-    ]
+    run = make_run([trial("hal", 64, 16, 0, 0.9, dataset="cifar10")], suite=suite)
+    group = build_view(load_groups([run])[0])
     assert dict(header(group).items)["datasets"] == "cifar10, fashion-mnist"

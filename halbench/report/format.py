@@ -1,0 +1,70 @@
+"""How numbers are written in a report: estimates, intervals, SI prefixes, ratios, slugs."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from halbench.report.stats import Estimate
+
+
+def fmt_est(est: Estimate | None, digits: int = 2, n_expected: int | None = None) -> str:
+    """'87.31 ± 0.42' (mean ± half-width of the 95% CI); '87.31 (n=1)' without a CI."""
+    if est is None:
+        return "—"
+    text = f"{est.mean:.{digits}f}"
+    if est.half_width is not None:
+        text += f" ± {est.half_width:.{digits}f}"
+    if est.half_width is None or (n_expected is not None and est.n != n_expected):
+        text += f" (n={est.n})"
+    return text
+
+
+def fmt_interval(est: Estimate | None, digits: int = 2) -> str:
+    """'+1.23 [0.50, 1.96]' for a difference; '+1.23 [no CI, n=1]' without one."""
+    if est is None:
+        return "—"
+    if est.lo is None or est.hi is None:
+        return f"{est.mean:+.{digits}f} [no CI, n={est.n}]"
+    return f"{est.mean:+.{digits}f} [{est.lo:+.{digits}f}, {est.hi:+.{digits}f}]"
+
+
+def fmt_si(x: float | None, unit: str = "") -> str:
+    """1.5e9 -> '1.50 G' + unit; binary prefixes for bytes."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    base, prefixes = (
+        (1024.0, ["", "Ki", "Mi", "Gi", "Ti"])
+        if unit == "B"
+        else (1000.0, ["", "k", "M", "G", "T", "P"])
+    )
+    value, i = float(x), 0
+    while abs(value) >= base and i < len(prefixes) - 1:
+        value /= base
+        i += 1
+    return f"{value:.3g} {prefixes[i]}{unit}".rstrip()
+
+
+def fmt_bytes(x: float | None) -> str:
+    return fmt_si(x, "B")
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "—" if r is None else f"{r:.3g}×"
+
+
+def fmt_ms(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3g}"
+
+
+def fmt_share(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def norm_name(name: object) -> str:
+    """Dataset/loss names compared loosely: 'Fashion-MNIST' == 'fashion_mnist'."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())

@@ -1,0 +1,49 @@
+"""Small operations on lists of row dicts (one dict per trial, epoch or profile point)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from halbench.report.stats import Estimate, mean_ci
+
+Row = dict[str, Any]
+
+
+def finite(value: Any) -> bool:
+    """A number that a statistic may use (not None, NaN or inf)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def group_by(rows: Iterable[Row], keys: Sequence[str]) -> dict[tuple, list[Row]]:
+    out: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        out[tuple(r[k] for k in keys)].append(r)
+    return out
+
+
+def seed_values(rows: Iterable[Row], column: str, scale: float = 1.0) -> dict[int, float]:
+    """seed -> value of column (non-null, finite), scaled."""
+    return {int(r["seed"]): float(r[column]) * scale for r in rows if finite(r.get(column))}
+
+
+def percent_estimate(rows: Iterable[Row], column: str) -> Estimate | None:
+    """Mean and 95% CI over seeds of an accuracy column, in percent points."""
+    return mean_ci(seed_values(rows, column, 100.0).values())
+
+
+def median_of(rows: Iterable[Row], column: str) -> float | None:
+    vals = [r[column] for r in rows if finite(r.get(column))]
+    return float(statistics.median(vals)) if vals else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def point_order(point: tuple) -> tuple:
+    """Sort key for mixed tuples: numbers numerically, strings alphabetically, None last."""
+    return tuple((x is None, x if isinstance(x, int | float) else 0, str(x)) for x in point)
