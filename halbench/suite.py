@@ -192,7 +192,7 @@ class TrialSpec(_Section):
 
 
 class Suite(_Section):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     description: str = ""
     datasets: Annotated[list[DatasetConfig], Field(min_length=1)]
     model: ModelConfig = ModelConfig()

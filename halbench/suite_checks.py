@@ -146,14 +146,16 @@ def check_model(suite: Suite, shapes: list[Shape], path: Path) -> None:
                     embedding_dim=dim,
                     **suite.model.params,
                 )
-        except (RuntimeError, NotImplementedError):
+        except (NotImplementedError, torch.OutOfMemoryError):
             continue  # an op the meta device lacks: not the suite's fault; the trial will tell
-        except (ValueError, TypeError, OverflowError) as err:
+        except (ValueError, TypeError, ArithmeticError, RuntimeError) as err:
+            # RuntimeError on meta: sizes beyond what a tensor can hold ("overflowed").
             field = next(
                 (f"model.params.{k}" for k in suite.model.params if str(err).startswith(str(k))),
                 "model.params",
             )
-            raise _fail(path, field, str(err) or type(err).__name__) from None
+            what = f"cannot build {suite.model.backbone}: " if isinstance(err, RuntimeError) else ""
+            raise _fail(path, field, what + (str(err) or type(err).__name__)) from None
         count = sum(p.numel() for p in model.parameters())
         # Weights, gradients and two optimizer moments in float32.
         if 16 * count > _machine_bytes():

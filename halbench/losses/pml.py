@@ -65,12 +65,12 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
     class_name, named = parse_pml_name(name)
     overlap = sorted(set(named) & set(params))
     if overlap:
-        raise ValueError(f"loss '{name}': parameter {overlap[0]} given twice")
+        raise ValueError(f"loss {_short(name)}: parameter {overlap[0]} given twice")
     try:
         pml_losses = importlib.import_module("pytorch_metric_learning.losses")
     except ImportError:
         raise ValueError(
-            f"loss '{name}' needs the optional extra pytorch-metric-learning "
+            f"loss {_short(name)} needs the optional extra pytorch-metric-learning "
             "(pip install pytorch-metric-learning)"
         ) from None
     cls = getattr(pml_losses, class_name, None)
@@ -78,13 +78,17 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
         known = [n for n, obj in vars(pml_losses).items() if isinstance(obj, type)]
         close = difflib.get_close_matches(class_name, known, n=2)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        raise ValueError(f"loss '{name}': pytorch-metric-learning has no loss {class_name}{hint}")
+        raise ValueError(
+            f"loss {_short(name)}: pytorch-metric-learning has no loss {class_name}{hint}"
+        )
     if (
         class_name in _NOT_LOSSES
         or class_name.startswith(("Base", "Generic"))
         or (class_name.endswith("Mixin"))
     ):
-        raise ValueError(f"loss '{name}': {class_name} is a base class or wrapper, not a loss")
+        raise ValueError(
+            f"loss {_short(name)}: {class_name} is a base class or wrapper, not a loss"
+        )
     accepted = _constructor_parameters(cls)
     kwargs = {**named, **params}
     for key, value in kwargs.items():
@@ -96,7 +100,7 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
     try:
         inner = cls(**kwargs)
     except (TypeError, AssertionError, ValueError) as error:
-        raise ValueError(f"loss '{name}': {error or 'invalid parameters'}") from None
+        raise ValueError(f"loss {_short(name)}: {error or 'invalid parameters'}") from None
     return PMLLoss(num_classes, embedding_dim, inner=inner, name=name)
 
 
@@ -109,7 +113,7 @@ def _check_value(name: str, key: str, value: Any, *, large_margin: bool) -> None
     The library checks almost nothing at construction: `temperature=0` or `pos_margin=abc`
     fail (or give NaN) only in the first training step.
     """
-    where = f"loss '{name}': {key}"
+    where = f"loss {_short(name)}: {key}"
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return  # strings reach the constructor; a test forward call catches misuse
     if not isinstance(value, int | float):
