@@ -34,7 +34,6 @@ BoundedInt = Annotated[int, Field(gt=0, le=MAX_INT)]
 CountInt = Annotated[int, Field(ge=0, le=MAX_INT)]
 # Trial seeds reach torch.manual_seed (<= 2^64 - 1) and the Int64 seed column (<= 2^63 - 1).
 SeedInt = Annotated[int, Field(ge=0, le=2**63 - 1)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 NonEmptyPositiveList = Annotated[list[BoundedInt], Field(min_length=1)]
@@ -170,14 +169,6 @@ class ResourcesConfig(_Section):
     @classmethod
     def _int_ok(cls, v: Any) -> Any:
         return _to_float(v) if isinstance(v, int) else v
-
-    @field_validator("gpus_per_trial")
-    @classmethod
-    def _whole_or_fraction(cls, v: float) -> float:
-        # Ray places a fraction of one GPU, or whole GPUs: 1.5 can never be scheduled.
-        if v > 1 and not v.is_integer():
-            raise ValueError(f"must be a fraction <= 1 or a whole number of GPUs, got {v}")
-        return v
 
 
 class TrialSpec(_Section):
@@ -324,7 +315,7 @@ def _check_names(suite: Suite, path: Path) -> None:
     """Unknown datasets, models and losses, and bad parameters, fail before any trial."""
     from halbench import data, models
     from halbench.plugins import load_plugins
-    from halbench.suite_checks import check_dataset, check_losses, check_model
+    from halbench.suite_checks import check_dataset, check_losses, check_model, check_resources
 
     load_plugins()
     for i, ds in enumerate(suite.datasets):
@@ -338,6 +329,7 @@ def _check_names(suite: Suite, path: Path) -> None:
             f"{path}: model.backbone: unknown model {_short(suite.model.backbone)}; "
             f"available: {', '.join(models.available())}"
         )
+    check_resources(suite, path)
     shapes = [check_dataset(suite, i, path) for i in range(len(suite.datasets))]
     check_model(suite, shapes, path)
     check_losses(suite, shapes[0], path)

@@ -51,6 +51,18 @@ def _fail(path: Path, field: str, message: str) -> UserError:
     return UserError(f"{path}: {field}: {first[:400]}")
 
 
+def check_resources(suite: Suite, path: Path) -> None:
+    """What no machine can give, whatever Ray finds (runner.trial_resources checks the rest)."""
+    gpus = suite.resources.gpus_per_trial
+    # Ray places a fraction of one GPU, or whole GPUs: 1.5 can never be scheduled.
+    if gpus > 1 and not gpus.is_integer():
+        raise _fail(
+            path,
+            "resources.gpus_per_trial",
+            f"a fraction (<= 1) or a whole number of GPUs, got {gpus:g}",
+        )
+
+
 def check_dataset(suite: Suite, i: int, path: Path) -> Shape:
     """Sizes against the data set's, synthetic params, batch sizes and ks against train size."""
     ds = suite.datasets[i]
