@@ -65,6 +65,8 @@ def read_suite_text(path: str | Path, *, limit: int = MAX_BYTES) -> str:
         raise UserError(f"{path}: suite file not found") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read the suite file ({_reason(err)})") from None
+    except ValueError:  # an embedded NUL byte in the path
+        raise UserError(f"{_short(str(path))}: not a valid file name") from None
     _require_regular(path, before.st_mode)
     if before.st_size > limit:
         raise UserError(f"{path}: suite file is {before.st_size} bytes; the limit is {limit}")

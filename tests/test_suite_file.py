@@ -211,3 +211,8 @@ def test_the_loader_is_safe() -> None:
     _yaml_refused("a: !!python/object/apply:os.system [echo hi]\n", "could not determine")
     _yaml_refused("a: [unclosed\n", "invalid YAML at line")
     _yaml_refused("a: 1\n---\nb: 2\n", "another document")
+
+
+def test_a_nul_in_the_path_is_one_line() -> None:
+    with pytest.raises(UserError, match="not a valid file name"):
+        read_suite_text("a\x00b.yaml")

@@ -1,6 +1,8 @@
 """A hostile-suite corpus: mutations of suites/smoke.yaml, each with its expected outcome.
 
     cases = build_corpus(workdir)  # [(name, text_or_path, expected_valid), ...]
+    for i, (name, item, expected_valid) in enumerate(cases):
+        path = case_path(workdir, i, item)  # text is written to a file, paths are kept
 
 A `str` is the suite file's text (the caller writes it to a file); a `Path` is a file made here
 (special, unreadable or huge files). Expectations are what `halbench.suite.load_suite` must do:
@@ -335,6 +337,15 @@ def _file_cases(workdir: Path, smoke_text: str) -> list[Case]:
         closed.chmod(0)
         out.append(("file: in a mode-000 directory", closed / "s.yaml", False))
     return out
+
+
+def case_path(workdir: Path, index: int, item: str | Path) -> Path:
+    """The file to load for a case: text is written to workdir/case-NNN.yaml, paths as given."""
+    if isinstance(item, Path):
+        return item
+    path = workdir / f"case-{index:03d}.yaml"
+    path.write_text(item, encoding="utf-8")
+    return path
 
 
 def build_corpus(workdir: Path) -> list[Case]:

@@ -20,7 +20,7 @@ import pytest
 from halbench.errors import UserError
 from halbench.suite import load_suite
 
-from .corpus import ROOT, build_corpus
+from .corpus import ROOT, build_corpus, case_path
 
 LIMIT_S = 10
 
@@ -31,14 +31,6 @@ class _Hang(Exception):
 
 def _alarm(signum: int, frame: FrameType | None) -> None:
     raise _Hang
-
-
-def _materialize(tmp: Path, i: int, item: str | Path) -> Path:
-    if isinstance(item, Path):
-        return item
-    path = tmp / f"case-{i:03d}.yaml"
-    path.write_text(item, encoding="utf-8")
-    return path
 
 
 def _outcome(path: Path, expected_valid: bool) -> tuple[str, str]:
@@ -79,7 +71,7 @@ def test_every_case_is_refused_in_one_line_or_loads(tmp_path: Path) -> None:
     problems: list[str] = []
     slowest = (0.0, "")
     for i, (name, item, expected) in enumerate(cases):
-        path = _materialize(tmp_path, i, item)
+        path = case_path(tmp_path, i, item)
         start = time.perf_counter()
         kind, detail = _outcome(path, expected)
         slowest = max(slowest, (time.perf_counter() - start, name))
@@ -113,7 +105,7 @@ def test_cli_refuses_a_sample_in_one_line_without_a_run_directory(tmp_path: Path
     for i, name in enumerate(CLI_SAMPLE + labels[:1]):
         item, ok = cases[name]
         assert not ok, name
-        path = _materialize(tmp_path, i, item)
+        path = case_path(tmp_path, i, item)
         out = tmp_path / f"out-{i}"
         proc = subprocess.run(
             [
