@@ -27,9 +27,9 @@ from halbench.suite import (
     ResourcesConfig,
     _format_validation_error,  # one message format for both kinds of suite
     _Section,
-    check_losses,
-    read_suite_file,
 )
+from halbench.suite_checks import check_loss_specs
+from halbench.suite_file import load_yaml_file
 
 DEFAULT_PROFILE_LOSSES = ("hal", "al", "nca", "snnl", "proxy_nca", "normface", "softmax")
 
@@ -126,7 +126,7 @@ def load_profile_suite(path: str | Path | None) -> ProfileSuite:
         check_profile_losses(suite, "profile")
         return suite
     path = Path(path)
-    return parse_profile_suite(read_suite_file(path), path)
+    return parse_profile_suite(load_yaml_file(path), path)
 
 
 def profile_overrides(suite: ProfileSuite, changes: dict[str, tuple[str, Any]]) -> ProfileSuite:
@@ -158,4 +158,4 @@ def check_profile_losses(suite: ProfileSuite, where: Path | str) -> None:
 
     load_plugins()
     # A roomy shape, so that limits that depend on the point (C <= d) fail per point.
-    check_losses(suite.losses, where, num_classes=2, embedding_dim=512)
+    check_loss_specs(suite.losses, where, num_classes=2, embedding_dim=512)

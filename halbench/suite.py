@@ -13,26 +13,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from halbench.checks import MAX_INT, _short
 from halbench.errors import UserError
+from halbench.suite_file import load_yaml_file
 
 # strict=True: "batch_size: '64'" or "epochs: 2.5" are type errors, not silently coerced.
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-NonEmptyPositiveList = Annotated[list[PositiveInt], Field(min_length=1)]
+# Bounded so that products of a few stay inside int64; a 400-digit int is refused here.
+BoundedInt = Annotated[int, Field(gt=0, le=MAX_INT)]
+CountInt = Annotated[int, Field(ge=0, le=MAX_INT)]
+# Trial seeds reach torch.manual_seed (<= 2^64 - 1) and the Int64 seed column (<= 2^63 - 1).
+SeedInt = Annotated[int, Field(ge=0, le=2**63 - 1)]
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+NonEmptyPositiveList = Annotated[list[BoundedInt], Field(min_length=1)]
 
 
 class _Section(BaseModel):
@@ -42,8 +46,8 @@ class _Section(BaseModel):
 class DatasetConfig(_Section):
     name: str
     root: str | None = None  # None: $HALBENCH_DATA, then the user cache (see halbench.data)
-    train_size: PositiveInt | None = None  # stratified subset of the training split
-    test_size: PositiveInt | None = None
+    train_size: BoundedInt | None = None  # stratified subset of the training split
+    test_size: BoundedInt | None = None
     download: bool = False  # torchvision download when the files are absent
     params: dict[str, Any] = {}
 
@@ -59,6 +63,21 @@ class LossSpec(_Section):
     label: str | None = None
     params: dict[str, Any] = {}
 
+    @field_validator("label")
+    @classmethod
+    def _file_safe_label(cls, v: str | None) -> str | None:
+        return None if v is None else _check_label(v)
+
+    @model_validator(mode="after")
+    def _file_safe_display(self) -> LossSpec:
+        # Without a label the name is the display name, which becomes part of trial ids.
+        if self.label is None and not _DISPLAY_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"loss name {_short(self.name)} cannot name trial files (letters, digits, "
+                "._-:=,+ up to 128, no leading dot, no '..'); give the entry a 'label'"
+            )
+        return self
+
     @property
     def display(self) -> str:
         return self.label or self.name
@@ -67,7 +86,7 @@ class LossSpec(_Section):
 class GridConfig(_Section):
     batch_size: NonEmptyPositiveList
     embedding_dim: NonEmptyPositiveList
-    seed: Annotated[list[NonNegativeInt], Field(min_length=1)]
+    seed: Annotated[list[SeedInt], Field(min_length=1)]
 
     @field_validator("batch_size", "embedding_dim", "seed")
     @classmethod
@@ -78,24 +97,24 @@ class GridConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: PositiveInt = 2
+    epochs: BoundedInt = 2
     optimizer: Literal["sgd", "adamw"] = "adamw"
-    lr: PositiveFloat = 1e-3
-    weight_decay: NonNegativeFloat = 5e-4
-    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    lr: PositiveFinite = 1e-3
+    weight_decay: NonNegativeFinite = 5e-4
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)] = 0.9
     nesterov: bool = True
     schedule: Literal["cosine", "step", "constant"] = "cosine"
-    warmup_epochs: NonNegativeFloat = 0.0
-    step_size: PositiveInt = 30  # epochs between decays, schedule "step"
-    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    warmup_epochs: NonNegativeFinite = 0.0
+    step_size: BoundedInt = 30  # epochs between decays, schedule "step"
+    gamma: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.1
     augment: Literal["auto"] | bool = "auto"  # auto: what suits the dataset (no flip on digits)
     amp: bool = False  # bf16 autocast, GPU only
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_steps_per_epoch: PositiveInt | None = None
-    loss_lr_mult: PositiveFloat = 1.0  # lr multiplier for the loss's own parameters (anchors)
+    max_steps_per_epoch: BoundedInt | None = None
+    loss_lr_mult: PositiveFinite = 1.0  # lr multiplier for the loss's own parameters (anchors)
 
     # YAML writes 1e-3 as a string under YAML 1.1 unless it has a dot; accept ints for floats.
     @field_validator(
@@ -105,18 +124,24 @@ class TrainConfig(_Section):
     def _number(cls, v: Any) -> Any:
         if isinstance(v, bool):
             return v
-        if isinstance(v, int):
-            return float(v)
-        if isinstance(v, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", v.strip()):
-            return float(v)
-        return v
+        return _to_float(v)
+
+    @model_validator(mode="after")
+    def _warmup_within_epochs(self) -> TrainConfig:
+        # A warmup longer than the run trains at a fraction of lr throughout (1e29: lr ~ 0).
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(
+                f"warmup_epochs ({_short(self.warmup_epochs)}) must be at most "
+                f"epochs ({self.epochs})"
+            )
+        return self
 
 
 class EvalConfig(_Section):
     ks: NonEmptyPositiveList = [1, 5, 10]
     metric: Literal["auto", "cosine", "l2"] = "auto"  # auto: the metric the loss trains for
     weighted: bool = False
-    batch_size: PositiveInt = 1024
+    batch_size: BoundedInt = 1024
 
     @field_validator("ks")
     @classmethod
@@ -128,22 +153,22 @@ class EvalConfig(_Section):
 
 class ProbesConfig(_Section):
     enabled: bool = True
-    every_n_steps: PositiveInt = 50
-    warmup: NonNegativeInt = 1
-    repeats: PositiveInt = 3
+    every_n_steps: BoundedInt = 50
+    warmup: CountInt = 1
+    repeats: BoundedInt = 3
 
 
 class ResourcesConfig(_Section):
-    cpus_per_trial: PositiveFloat = 1.0
-    gpus_per_trial: NonNegativeFloat = 0.0  # fractions pack trials on one GPU, e.g. 0.25
-    memory_gb: PositiveFloat | None = None
-    max_concurrent: PositiveInt | None = None
+    cpus_per_trial: PositiveFinite = 1.0
+    gpus_per_trial: NonNegativeFinite = 0.0  # fractions pack trials on one GPU, e.g. 0.25
+    memory_gb: PositiveFinite | None = None
+    max_concurrent: BoundedInt | None = None
     exclusive_gpu: bool = False  # one trial per GPU, so that loss-call timings are undisturbed
 
     @field_validator("cpus_per_trial", "gpus_per_trial", "memory_gb", mode="before")
     @classmethod
     def _int_ok(cls, v: Any) -> Any:
-        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        return _to_float(v) if isinstance(v, int) else v
 
 
 class TrialSpec(_Section):
@@ -152,13 +177,13 @@ class TrialSpec(_Section):
     trial_id: str
     dataset: DatasetConfig
     loss: LossSpec
-    batch_size: PositiveInt
-    embedding_dim: PositiveInt
-    seed: NonNegativeInt
+    batch_size: BoundedInt
+    embedding_dim: BoundedInt
+    seed: SeedInt
 
 
 class Suite(_Section):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     description: str = ""
     datasets: Annotated[list[DatasetConfig], Field(min_length=1)]
     model: ModelConfig = ModelConfig()
@@ -261,9 +286,8 @@ def _format_validation_error(path: Path, err: ValidationError) -> str:
     else:
         msg = first["msg"].removeprefix("Value error, ")
         if "input" in first and first["type"] not in ("model_type", "dict_type", "value_error"):
-            got = first["input"]
-            if not isinstance(got, dict | list) or len(repr(got)) < 60:
-                msg += f" (got {got!r})"
+            # _short: never repr a huge (or alias-expanded) value into a message.
+            msg += f" (got {_short(first['input'])})"
     more = len(err.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{path}: {loc}: {msg}{tail}"
@@ -282,69 +306,60 @@ def parse_suite(data: Any, path: Path) -> Suite:
 
 
 def load_suite(path: str | Path) -> Suite:
+    """Read, parse and validate a suite file (halbench.suite_file bounds the reading)."""
     path = Path(path)
-    return parse_suite(read_suite_file(path), path)
-
-
-def read_suite_file(path: Path) -> Any:
-    """A suite file's YAML document; UserError naming the file when it cannot be read."""
-    from halbench.failures import message_line
-
-    if not path.exists():
-        raise UserError(f"{path}: suite file not found")
-    if not path.is_file():
-        raise UserError(f"{path}: not a file (expected a suite YAML file)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or message_line(err)
-        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (expected YAML)") from None
-    return data
+    return parse_suite(load_yaml_file(path), path)
 
 
 def _check_names(suite: Suite, path: Path) -> None:
-    """Unknown datasets, models and losses, and bad loss parameters, fail before any trial."""
+    """Unknown datasets, models and losses, and bad parameters, fail before any trial."""
     from halbench import data, models
     from halbench.plugins import load_plugins
+    from halbench.suite_checks import check_dataset, check_losses, check_model, check_resources
 
     load_plugins()
     for i, ds in enumerate(suite.datasets):
         if ds.name not in data.DATASETS:
             raise UserError(
-                f"{path}: datasets[{i}].name: unknown dataset {ds.name!r}; "
+                f"{path}: datasets[{i}].name: unknown dataset {_short(ds.name)}; "
                 f"available: {', '.join(data.available())}"
             )
     if suite.model.backbone not in models.MODELS:
         raise UserError(
-            f"{path}: model.backbone: unknown model {suite.model.backbone!r}; "
+            f"{path}: model.backbone: unknown model {_short(suite.model.backbone)}; "
             f"available: {', '.join(models.available())}"
         )
-    # num_classes and memory_size are placeholders (the real ones come from the data).
-    check_losses(suite.losses, path, num_classes=10, embedding_dim=suite.grid.embedding_dim[0])
+    check_resources(suite, path)
+    shapes = [check_dataset(suite, i, path) for i in range(len(suite.datasets))]
+    check_model(suite, shapes, path)
+    check_losses(suite, shapes[0], path)
 
 
-def check_losses(
-    specs: list[LossSpec], path: Path | str, *, num_classes: int, embedding_dim: int
-) -> None:
-    """Every loss builds with its params (its name and each parameter are checked).
+# --- helpers (appended; the schema above stays in place) ------------------------------------
 
-    Anchors are cheap to make at one shape; UserError `path: losses[i] (name): message`.
-    """
-    from halbench import losses
-    from halbench.failures import message_line
+# Trial ids and file names are built from labels: one path component, portable, short.
+_LABEL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+_DISPLAY_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_:=,+-][A-Za-z0-9._:=,+-]{0,127}")
 
-    for i, loss in enumerate(specs):
+
+def _to_float(v: Any) -> Any:
+    """YAML 1.1 reads 1e-3 (no dot) as a string, and ints are fine for floats."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", v.strip()):
+        return float(v)  # 1e400 is inf here, and refused by the field
+    if isinstance(v, int):
         try:
-            losses.build(
-                loss.name,
-                num_classes=num_classes,
-                embedding_dim=embedding_dim,
-                memory_size=64,
-                **loss.params,
-            )
-        except (ValueError, TypeError, ImportError) as err:
-            raise UserError(f"{path}: losses[{i}] ({loss.name}): {message_line(err)}") from None
+            return float(v)
+        except OverflowError:  # a 400-digit integer
+            raise ValueError(f"must be a finite number, got {_short(v)}") from None
+    return v
+
+
+def _check_label(label: str) -> str:
+    if not _LABEL.fullmatch(label):
+        raise ValueError(
+            "a label must be 1-64 letters, digits or ._- without a leading dot "
+            f"(it names trial files), got {_short(label)}"
+        )
+    return label

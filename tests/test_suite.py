@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,128 @@ def test_data_problems_stop_a_local_run_before_it_starts(dataset, expected, tmp_
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+# --- hostile values: finite numbers, bounds, file-safe labels, bounded messages --------------
+
+HOSTILE: list[tuple[str, object, str]] = [
+    ("lr inf", _with(train={"lr": float("inf")}), "train.lr: Input should be a finite number"),
+    ("lr 1e400 text", _with(train={"lr": "1e400"}), "train.lr: Input should be a finite number"),
+    ("400-digit lr", _with(train={"lr": 10**400}), "train.lr: must be a finite number"),
+    ("warmup nan", _with(train={"warmup_epochs": float("nan")}), "train.warmup_epochs"),
+    ("warmup > epochs", _with(train={"warmup_epochs": 1e29}), "must be at most epochs"),
+    ("loss_lr_mult inf", _with(train={"loss_lr_mult": float("inf")}), "train.loss_lr_mult"),
+    ("weight_decay inf", _with(train={"weight_decay": float("inf")}), "train.weight_decay"),
+    ("seed 2^64", _with(grid__seed=[2**64]), "grid.seed[0]: Input should be less than"),
+    ("epochs 400 digits", _with(train={"epochs": 10**400}), "got an integer of 401 digits"),
+    ("gpus 1.5", _with(resources={"gpus_per_trial": 1.5}), "resources.gpus_per_trial"),
+    ("cpus inf", _with(resources={"cpus_per_trial": float("inf")}), "resources.cpus_per_trial"),
+    ("batch > train", _with(grid__batch_size=[65]), "grid.batch_size[0]: 65 is more than the 64"),
+    ("k > train", _with(eval={"ks": [1, 65]}), "eval.ks: k = 65 is more than the 64"),
+    (
+        "classes > samples",
+        _with(dataset={"name": "synthetic", "train_size": 64, "params": {"num_classes": 600}}),
+        "datasets[0].params.num_classes: num_classes must be an integer in [2, 64], got 600",
+    ),
+    (
+        "noise nan",
+        _with(dataset={"name": "synthetic", "train_size": 64, "params": {"noise": float("nan")}}),
+        "datasets[0].params.noise: noise must be a finite number",
+    ),
+    (
+        "huge synthetic images",
+        _with(
+            dataset={
+                "name": "synthetic",
+                "train_size": 64,
+                "params": {"channels": 4096, "image_size": 4096},
+            }
+        ),
+        "GiB to generate",
+    ),
+    ("cifar10 too big", _with(dataset={"name": "cifar10", "train_size": 60_000}), "has 50000"),
+    ("model width 0", _with(model={"params": {"width": 0}}), "model.params.width: width must"),
+    ("model width 1e9", _with(model={"params": {"width": 10**9}}), "model.params: cannot build"),
+    ("label slash", _with(losses=[{"name": "hal", "label": "a/b"}]), "losses[0].label: a label"),
+    ("label NUL", _with(losses=[{"name": "hal", "label": "a\x00b"}]), "losses[0].label"),
+    ("label newline", _with(losses=[{"name": "hal", "label": "a\nb"}]), "losses[0].label"),
+    ("label 65 chars", _with(losses=[{"name": "hal", "label": "a" * 65}]), "losses[0].label"),
+    ("label dot", _with(losses=[{"name": "hal", "label": ".x"}]), "losses[0].label"),
+    ("label ..", _with(losses=[{"name": "hal", "label": ".."}]), "losses[0].label"),
+    ("pml path name", _with(losses=[{"name": "pml:TripletMarginLoss:m=/x"}]), "give the entry"),
+    (
+        "pml repeated",
+        _with(losses=[{"name": "pml:TripletMarginLoss:margin=1,margin=2"}]),
+        "parameter margin given twice",
+    ),
+    ("pml nan", _with(losses=[{"name": "pml:MultiSimilarityLoss:alpha=nan"}]), "finite number"),
+    ("pml str", _with(losses=[{"name": "pml:ContrastiveLoss:pos_margin=abc"}]), "losses[0]"),
+    ("pml temp 0", _with(losses=[{"name": "pml:NTXentLoss:temperature=0"}]), "must be > 0"),
+    ("pml base", _with(losses=[{"name": "pml:BaseMetricLossFunction"}]), "base class"),
+    (
+        "pml L-Softmax margin 1e9",
+        _with(losses=[{"name": "pml:LargeMarginSoftmaxLoss:margin=1e9"}]),
+        "margin must be an integer in [1, 32]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "data", "expected"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_values_are_one_line_naming_file_and_field(what, data, expected, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    start = time.perf_counter()
+    with pytest.raises(UserError) as err:
+        load_suite(path)
+    message = str(err.value)
+    assert time.perf_counter() - start < 5
+    assert message.startswith(f"{path}: ") and "\n" not in message, message
+    assert expected in message, message
+
+
+def test_messages_never_repr_a_huge_value(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    for data in (
+        _with(train={"optimizer": "x" * 500_000}),
+        _with(dataset={"name": "x" * 500_000}),
+        _with(losses=[{"name": "hal", "label": "x" * 500_000}]),
+        _with(losses=[{"name": "pml:TripletMarginLoss:margin=" + "9" * 500_000}]),
+        _with(name=["x"] * 100_000),
+    ):
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(UserError) as err:
+            load_suite(path)
+        assert len(str(err.value)) < len(str(path)) + 500, str(err.value)[:300]
+
+
+def test_legal_extremes_load_quickly(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    data = _with(
+        train={"epochs": 10**9, "lr": "1e-3"},
+        grid__seed=[0, 2**63 - 1],
+        probes={"repeats": 10**9},
+        losses=[
+            {"name": "hal", "label": "a" * 64},
+            {"name": "pml:LargeMarginSoftmaxLoss:margin=4"},
+            {"name": "pml:TripletMarginLoss:margin=0.1", "label": "trip.m0-1"},
+        ],
+    )
+    path.write_text(yaml.safe_dump(data))
+    start = time.perf_counter()
+    suite = load_suite(path)
+    assert time.perf_counter() - start < 5
+    assert suite.train.epochs == 10**9 and suite.grid.seed[-1] == 2**63 - 1
+    assert len(suite.hash()) == 12
+
+
+def test_alias_heavy_suite_hashes_fast(tmp_path: Path) -> None:
+    # Within the alias budget: the shared list is expanded by model_dump, boundedly.
+    path = tmp_path / "ok.yaml"
+    text = yaml.safe_dump({k: v for k, v in GOOD.items() if k != "losses"})
+    text += "losses:\n  - {name: hal, label: a, params: &p {scale: 16.0}}\n"
+    text += "  - {name: hal, label: b, params: *p}\n"
+    path.write_text(text)
+    suite = load_suite(path)
+    start = time.perf_counter()
+    suite.hash()
+    assert time.perf_counter() - start < 0.5

@@ -14,9 +14,18 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from halbench.checks import _short, check_int, check_nonnegative, check_positive, check_real
 from halbench.losses.base import KNNLoss
 
 PML_PREFIX = "pml:"
+
+# Classes of the library that are building blocks or wrappers around another loss, not losses.
+_NOT_LOSSES = {"MultipleLosses", "CrossBatchMemory", "SelfSupervisedLoss"}
+# Integer params of pml losses are counts that size tensors (bins, centers per class, ...).
+MAX_PML_COUNT = 10_000
+# L-Softmax expands cos(m*theta) into m/2 + 1 binomial terms, built as a Python list at
+# construction and a [B, C, m/2] tensor per call: margin=1e9 allocated 6 GB. Papers use 1-4.
+MAX_LARGE_MARGIN = 32
 
 
 def parse_pml_name(name: str) -> tuple[str, dict[str, Any]]:
@@ -24,13 +33,16 @@ def parse_pml_name(name: str) -> tuple[str, dict[str, Any]]:
     none or strings."""
     class_name, _, spec = name.removeprefix(PML_PREFIX).partition(":")
     if not class_name.isidentifier():
-        raise ValueError(f"loss '{name}': expected pml:<ClassName>[:key=value,...]")
+        raise ValueError(f"loss {_short(name)}: expected pml:<ClassName>[:key=value,...]")
     params: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise ValueError(f"loss '{name}': expected key=value, got '{item}'")
-        params[key.strip()] = _parse_value(value.strip())
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"loss {_short(name)}: expected key=value, got {_short(item)}")
+        if key in params:
+            raise ValueError(f"loss {_short(name)}: parameter {key} given twice")
+        params[key] = _parse_value(value.strip())
     return class_name, params
 
 
@@ -53,12 +65,12 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
     class_name, named = parse_pml_name(name)
     overlap = sorted(set(named) & set(params))
     if overlap:
-        raise ValueError(f"loss '{name}': parameter {overlap[0]} given twice")
+        raise ValueError(f"loss {_short(name)}: parameter {overlap[0]} given twice")
     try:
         pml_losses = importlib.import_module("pytorch_metric_learning.losses")
     except ImportError:
         raise ValueError(
-            f"loss '{name}' needs the optional extra pytorch-metric-learning "
+            f"loss {_short(name)} needs the optional extra pytorch-metric-learning "
             "(pip install pytorch-metric-learning)"
         ) from None
     cls = getattr(pml_losses, class_name, None)
@@ -66,9 +78,21 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
         known = [n for n, obj in vars(pml_losses).items() if isinstance(obj, type)]
         close = difflib.get_close_matches(class_name, known, n=2)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        raise ValueError(f"loss '{name}': pytorch-metric-learning has no loss {class_name}{hint}")
+        raise ValueError(
+            f"loss {_short(name)}: pytorch-metric-learning has no loss {class_name}{hint}"
+        )
+    if (
+        class_name in _NOT_LOSSES
+        or class_name.startswith(("Base", "Generic"))
+        or (class_name.endswith("Mixin"))
+    ):
+        raise ValueError(
+            f"loss {_short(name)}: {class_name} is a base class or wrapper, not a loss"
+        )
     accepted = _constructor_parameters(cls)
     kwargs = {**named, **params}
+    for key, value in kwargs.items():
+        _check_value(name, key, value, large_margin=class_name in _LARGE_MARGIN_CLASSES)
     if "num_classes" in accepted:
         kwargs["num_classes"] = num_classes
     if "embedding_size" in accepted:
@@ -76,8 +100,34 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
     try:
         inner = cls(**kwargs)
     except (TypeError, AssertionError, ValueError) as error:
-        raise ValueError(f"loss '{name}': {error or 'invalid parameters'}") from None
+        raise ValueError(f"loss {_short(name)}: {error or 'invalid parameters'}") from None
     return PMLLoss(num_classes, embedding_dim, inner=inner, name=name)
+
+
+_LARGE_MARGIN_CLASSES = {"LargeMarginSoftmaxLoss", "SphereFaceLoss"}
+
+
+def _check_value(name: str, key: str, value: Any, *, large_margin: bool) -> None:
+    """Numbers finite, counts bounded, margins >= 0, temperatures and scales > 0.
+
+    The library checks almost nothing at construction: `temperature=0` or `pos_margin=abc`
+    fail (or give NaN) only in the first training step.
+    """
+    where = f"loss {_short(name)}: {key}"
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return  # strings reach the constructor; a test forward call catches misuse
+    if not isinstance(value, int | float):
+        raise ValueError(f"{where} must be a number, string or bool, got {_short(value)}")
+    check_real(where, value)
+    if large_margin and key == "margin":
+        check_int(where, int(value), minimum=1, maximum=MAX_LARGE_MARGIN)
+        check_positive(where, value)
+    elif isinstance(value, int):
+        check_int(where, value, minimum=-MAX_PML_COUNT, maximum=MAX_PML_COUNT)
+    if "margin" in key.lower():
+        check_nonnegative(where, value)
+    if "temperature" in key.lower() or "scale" in key.lower():
+        check_positive(where, value)
 
 
 def _constructor_parameters(cls: type) -> set[str]:

@@ -1,0 +1,132 @@
+"""The hostile corpus through load_suite (in process) and through the CLI (a sample).
+
+For every case: no traceback (only UserError), no hang (10 s each), no invalid suite accepted,
+every refusal one line that names the file, every valid suite loads.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from halbench.errors import UserError
+from halbench.suite import load_suite
+
+from .corpus import ROOT, build_corpus, case_path
+
+LIMIT_S = 10
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: FrameType | None) -> None:
+    raise _Hang
+
+
+def _outcome(path: Path, expected_valid: bool) -> tuple[str, str]:
+    """(kind, detail): kind is ok, accepted-invalid, refused-valid, traceback, hang, bad-message."""
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(LIMIT_S)
+    try:
+        load_suite(path)
+    except UserError as err:
+        message = str(err)
+        if expected_valid:
+            return "refused-valid", message
+        if "\n" in message or not message.startswith(str(path)) or len(message) > 600:
+            return "bad-message", message[:300]
+        return "ok", message
+    except _Hang:
+        return "hang", f"over {LIMIT_S} s"
+    except BaseException as err:  # noqa: BLE001 - any other exception is the bug we look for
+        return "traceback", f"{type(err).__name__}: {str(err)[:200]}"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    return ("ok", "") if expected_valid else ("accepted-invalid", "")
+
+
+def test_corpus_has_the_promised_spread(tmp_path: Path) -> None:
+    cases = build_corpus(tmp_path)
+    assert len(cases) >= 300
+    names = [name for name, _, _ in cases]
+    assert len(set(names)) == len(names), "case names are unique"
+    valid = sum(1 for _, _, ok in cases if ok)
+    assert 50 <= valid <= len(cases) - 200
+
+
+def test_every_case_is_refused_in_one_line_or_loads(tmp_path: Path) -> None:
+    cases = build_corpus(tmp_path / "files")
+    outcomes: Counter[str] = Counter()
+    problems: list[str] = []
+    slowest = (0.0, "")
+    for i, (name, item, expected) in enumerate(cases):
+        path = case_path(tmp_path, i, item)
+        start = time.perf_counter()
+        kind, detail = _outcome(path, expected)
+        slowest = max(slowest, (time.perf_counter() - start, name))
+        outcomes[kind] += 1
+        if kind != "ok":
+            problems.append(f"{kind}: {name}: {detail}")
+    assert not problems, f"{len(problems)} of {len(cases)} cases:\n" + "\n".join(problems)
+    assert outcomes["ok"] == len(cases)
+    assert slowest[0] < LIMIT_S, slowest
+
+
+# A sample through the real command: exit 2, one stderr line, no run directory.
+CLI_SAMPLE = [
+    "text: alias bomb in description",
+    "text: deep flow mapping",
+    "text: duplicate top-level key",
+    "grid.seed = [18446744073709551616]",
+    "train.lr = inf",
+    "dataset.params.num_classes = 600",
+    "model.params.width = 0",
+    "file: a FIFO",
+    "file: /proc/self/mem",
+]
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_sample_in_one_line_without_a_run_directory(tmp_path: Path) -> None:
+    cases = {name: (item, ok) for name, item, ok in build_corpus(tmp_path / "files")}
+    labels = [name for name in cases if name.startswith("losses bad") and "ESCAPED" in name]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for i, name in enumerate(CLI_SAMPLE + labels[:1]):
+        item, ok = cases[name]
+        assert not ok, name
+        path = case_path(tmp_path, i, item)
+        out = tmp_path / f"out-{i}"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "halbench.cli",
+                "run",
+                str(path),
+                "--output",
+                str(out),
+                "--no-ray",
+                "--no-report",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 2, (name, proc.stderr[-2000:])
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert str(path) in proc.stderr, (name, proc.stderr)
+        assert not out.exists(), name
+    assert not (Path("/tmp") / "ESCAPED-b64-d16-s0.json").exists()
