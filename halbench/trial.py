@@ -32,8 +32,10 @@ from torch import nn
 from halbench import data, failures, knn, losses, models, results
 from halbench.failures import Diverged
 from halbench.optim import build_optimizer, lr_factor
-from halbench.probes import TrialProbe
-from halbench.probes import device_name  # the label profile rows carry too
+from halbench.probes import (
+    TrialProbe,
+    device_name,  # the label profile rows carry too
+)
 from halbench.probes.timing import synchronize
 from halbench.suite import EvalConfig, Suite, TrialSpec
 
