@@ -68,6 +68,44 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "energy_j": pl.Float64,
     "device": pl.Utf8,
     "node": pl.Utf8,
+    # The protocol (halbench/suite_tune.py): "grid" for a hand-set grid point, "final" for a
+    # seed of the best validation configuration of a tuned suite. Final rows also carry the
+    # chosen configuration (`config`, JSON, and one cfg_<key> column per tuned key), the tuning
+    # trial it came from and that trial's validation score.
+    "phase": pl.Utf8,
+    "config": pl.Utf8,
+    "tuned_from": pl.Utf8,
+    "val_score": pl.Float64,
+}
+
+# tuning.parquet: one row per tuning trial of a tuned suite (plus cfg_<key> columns). The
+# validation metric is `metric` (tune.metric) on the validation split, one value per epoch run.
+TUNING_SCHEMA: dict[str, pl.DataType] = {
+    "trial_id": pl.Utf8,
+    "suite": pl.Utf8,
+    "suite_hash": pl.Utf8,
+    "group": pl.Utf8,  # dataset/loss/b<B>/d<d>: trials of one group share one budget
+    "dataset": pl.Utf8,
+    "loss": pl.Utf8,
+    "loss_name": pl.Utf8,
+    "batch_size": pl.Int64,  # the sampled one when batch_size is tuned
+    "embedding_dim": pl.Int64,
+    "trial_index": pl.Int64,  # 0 .. budget-1 within the group; 0 is the hand-set default
+    "is_default": pl.Boolean,  # the suite's own values (the hand-set configuration)
+    "seed": pl.Int64,
+    "config": pl.Utf8,  # JSON of the sampled keys
+    "metric": pl.Utf8,
+    "val_curve": pl.List(pl.Float64),  # the metric after each epoch run
+    "last_val": pl.Float64,
+    "best_val": pl.Float64,
+    "epochs": pl.Int64,  # tune.epochs
+    "epochs_run": pl.Int64,
+    "stopped_early": pl.Boolean,  # stopped by the scheduler (ASHA) before tune.epochs
+    "chosen": pl.Boolean,  # this configuration was retrained for the final seeds
+    "status": pl.Utf8,
+    "error": pl.Utf8,
+    "time_s": pl.Float64,
+    "node": pl.Utf8,
 }
 
 EPOCH_SCHEMA: dict[str, pl.DataType] = {
