@@ -314,3 +314,18 @@ def test_vote_tie_rule_differs_from_scikit_learns_smallest_label() -> None:
     clf = neighbors.KNeighborsClassifier(n_neighbors=2, algorithm="brute").fit(ref, labels)
     assert clf.predict(np.array([[0.0]])).tolist() == [0]  # smallest tied label
     assert knn.vote(torch.tensor([[2, 0]])).tolist() == [2]  # nearest tied neighbour's class
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_leave_one_out_equals_pml_accuracy_calculator(metric: str) -> None:
+    """pml's ref_includes_query drops the query's own index as exclude_self does (no lone
+    queries here: pml drops those from its means, halbench counts them as misses)."""
+    calculator = pytest.importorskip("pytorch_metric_learning.utils.accuracy_calculator")
+    x, y, _, _ = _data(n=150, q=1, c=4, seed=3)
+    xx = torch.nn.functional.normalize(x, dim=1) if metric == "cosine" else x  # pml: L2 index
+    theirs = calculator.AccuracyCalculator(
+        include=("mean_average_precision_at_r", "precision_at_1"), k="max_bin_count"
+    ).get_accuracy(xx, y, xx, y, ref_includes_query=True)
+    ours = knn.evaluate(x, y, x, y, ks=[1], metric=metric, exclude_self=True)
+    assert ours["map_at_r"] == pytest.approx(theirs["mean_average_precision_at_r"])
+    assert ours["p_at_1"] == pytest.approx(theirs["precision_at_1"])
