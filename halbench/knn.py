@@ -1,12 +1,21 @@
 """k-NN evaluation: exact search (faiss when installed, else chunked torch) and voting.
 
 Reference set = training-split embeddings, queries = test split. Both backends do one exact
-search, so they find the same neighbours (up to float rounding on exact ties).
+search, so they find the same neighbours (up to float rounding on exact ties). Conventions
+(docs/knn.md), where they differ from other implementations:
 
-Tie rule of the majority vote: among the classes with the most votes (or the largest summed
-weight), the class of the nearest neighbour wins. The optional distance-weighted vote gives
-each neighbour weight 1 / (distance + 1e-6), with distance = 1 - cos for cosine and the
-Euclidean distance for l2.
+- Tie rule of the vote: among the classes with the most votes (or the largest summed weight),
+  the class of the nearest neighbour wins. scikit-learn's KNeighborsClassifier takes the
+  smallest label instead; the two agree whenever no classes tie (e.g. two classes, odd k).
+- The optional distance-weighted vote gives each neighbour weight 1 / (distance + 1e-6), with
+  distance = 1 - cos for cosine and the Euclidean distance for l2.
+- A query whose class has no reference is a miss (k-NN accuracy) and has AP 0 (MAP@R); it stays
+  in the denominator.
+- The queries are never removed from the reference set: a set searched against itself finds
+  each query at distance 0. `exclude_self=True` is leave-one-out of one set against itself:
+  query i never finds reference i (its duplicates in other rows stay candidates), k is at most
+  N - 1 and MAP@R's R is the class count minus one. It needs the queries (and for accuracies
+  the labels) to be the reference set itself.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from halbench.checks import check_choice, check_int
+from halbench.checks import check_bool, check_choice, check_int
 
 METRICS = ("cosine", "l2")
 # Bound on one chunk's query x reference score block; 256 MiB keeps 50k x 10k searches small.
@@ -39,18 +48,25 @@ def search(
     metric: str,
     *,
     backend: str = "auto",
+    exclude_self: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest references of each query: `(distances [Q, k], indices [Q, k])`.
 
     Nearest first. `backend` is "faiss", "torch" or "auto": faiss when importable, except for
     CUDA tensors with a CPU-only faiss, where a torch search on the GPU is faster.
+    `exclude_self`: queries are the reference set, and query i never finds reference i.
     """
     check_choice("metric", metric, METRICS)
     check_choice("backend", backend, ("auto", "faiss", "torch"))
-    if not 1 <= k <= reference.shape[0]:
-        raise ValueError(
-            f"k must be between 1 and the reference size {reference.shape[0]}, got {k}"
+    check_bool("exclude_self", exclude_self)
+    if exclude_self:
+        _check_same_set(reference, queries)
+    limit = reference.shape[0] - int(exclude_self)
+    if not 1 <= k <= limit:
+        what = (
+            "the reference size minus one (exclude_self)" if exclude_self else "the reference size"
         )
+        raise ValueError(f"k must be between 1 and {what} {limit}, got {k}")
     if backend == "faiss" and faiss is None:
         raise ValueError("backend 'faiss' needs the faiss package (pip install faiss-cpu)")
     reference = reference.detach().float()
@@ -63,8 +79,33 @@ def search(
         usable = faiss is not None and (not reference.is_cuda or gpu_faiss)
         backend = "faiss" if usable else "torch"
     if backend == "torch":
-        return _torch_search(reference, queries, k, metric)
+        return _torch_search(reference, queries, k, metric, exclude_self)
+    if exclude_self:
+        return _without_self(*_faiss_search(reference, queries, k + 1, metric), k)
     return _faiss_search(reference, queries, k, metric)
+
+
+def _check_same_set(reference: torch.Tensor, queries: torch.Tensor) -> None:
+    """exclude_self is leave-one-out: row i of the queries must be row i of the reference."""
+    same = reference.shape == queries.shape and torch.equal(reference, queries.to(reference))
+    if not same:
+        raise ValueError(
+            "exclude_self needs the queries to be the reference set itself, got "
+            f"{list(queries.shape)} queries that differ from the {list(reference.shape)} references"
+        )
+
+
+def _without_self(
+    dist: torch.Tensor, idx: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k first of k + 1 neighbours without query i's own index i (order kept). A query
+    tied at distance 0 with more than k duplicates may not find itself: then its last goes."""
+    own = idx == torch.arange(idx.shape[0], device=idx.device).unsqueeze(1)
+    drop = own.clone()
+    drop[:, -1] |= ~own.any(dim=1)
+    # A stable sort of the drop flags moves the one dropped entry per row to the end.
+    keep = torch.sort(drop.to(torch.uint8), dim=1, stable=True).indices[:, :k]
+    return dist.gather(1, keep), idx.gather(1, keep)
 
 
 def _faiss_search(
@@ -104,18 +145,27 @@ def _scores(
 
 
 def _torch_search(
-    reference: torch.Tensor, queries: torch.Tensor, k: int, metric: str
+    reference: torch.Tensor, queries: torch.Tensor, k: int, metric: str, exclude_self: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     ref_sq = reference.pow(2).sum(1) if metric == "l2" else None
+    rows = _chunk_rows(reference.shape[0])
     dists, idxs = [], []
-    for chunk in queries.split(_chunk_rows(reference.shape[0])):
-        top, idx = _scores(chunk, reference, ref_sq).topk(k, dim=1)
+    for start, chunk in zip(range(0, queries.shape[0], rows), queries.split(rows), strict=True):
+        scores = _scores(chunk, reference, ref_sq)
+        if exclude_self:
+            _mask_self(scores, start)
+        top, idx = scores.topk(k, dim=1)
         if metric == "cosine":
             dists.append((1.0 - top).clamp_min(0))
         else:
             dists.append((chunk.pow(2).sum(1, keepdim=True) - top).clamp_min(0).sqrt())
         idxs.append(idx)
     return torch.cat(dists), torch.cat(idxs)
+
+
+def _mask_self(scores: torch.Tensor, start: int) -> None:
+    """Score -inf for query row start + r against reference start + r (never among the top)."""
+    scores.diagonal(offset=start).fill_(float("-inf"))
 
 
 def vote(
@@ -154,10 +204,14 @@ def knn_accuracy(
     metric: str,
     weighted: bool = False,
     backend: str = "auto",
+    exclude_self: bool = False,
 ) -> dict[int, float]:
-    """k-NN classification accuracy of the test set against the training set, per k."""
-    ks = _check_inputs(train_emb, train_labels, test_emb, test_labels, ks)
-    dist, idx = search(train_emb, test_emb, max(ks), metric, backend=backend)
+    """k-NN classification accuracy of the test set against the training set, per k
+    (`exclude_self`: leave-one-out of one set, passed as both)."""
+    ks = _check_inputs(train_emb, train_labels, test_emb, test_labels, ks, exclude_self)
+    dist, idx = search(
+        train_emb, test_emb, max(ks), metric, backend=backend, exclude_self=exclude_self
+    )
     return _accuracies(dist, idx, train_labels, test_labels, ks, weighted)
 
 
@@ -187,14 +241,16 @@ def map_at_r(
     test_labels: torch.Tensor,
     *,
     metric: str,
+    exclude_self: bool = False,
 ) -> float:
     """MAP@R (Musgrave et al., "A Metric Learning Reality Check", 2020).
 
     For a query of class y, R = number of references of class y; AP@R = (1/R) sum over the R
-    nearest references of precision@i at each relevant position i. Computed chunk by chunk
-    with torch (R is large, e.g. 6000 per class on Fashion-MNIST, where faiss' heap is slow).
+    nearest references of precision@i at each relevant position i; AP = 0 where R = 0.
+    Computed chunk by chunk with torch (R is large, e.g. 6000 per class on Fashion-MNIST,
+    where faiss' heap is slow). `exclude_self`: leave-one-out, R = class count - 1.
     """
-    _check_inputs(train_emb, train_labels, test_emb, test_labels, [1])
+    _check_inputs(train_emb, train_labels, test_emb, test_labels, [1], exclude_self)
     check_choice("metric", metric, METRICS)
     reference = train_emb.detach().float()
     queries = test_emb.detach().float()
@@ -204,18 +260,25 @@ def map_at_r(
     train_labels = train_labels.to(reference.device).long()
     test_labels = test_labels.to(reference.device).long()
     counts = torch.bincount(train_labels, minlength=int(test_labels.max()) + 1)
-    r_all = counts[test_labels]
+    r_all = counts[test_labels] - int(exclude_self)  # a query's own row is not a candidate
     ref_sq = reference.pow(2).sum(1) if metric == "l2" else None
     rows = _chunk_rows(reference.shape[0])
     total, n = 0.0, 0
-    for chunk, labels, r in zip(
-        queries.split(rows), test_labels.split(rows), r_all.split(rows), strict=True
+    for start, chunk, labels, r in zip(
+        range(0, queries.shape[0], rows),
+        queries.split(rows),
+        test_labels.split(rows),
+        r_all.split(rows),
+        strict=True,
     ):
         r_max = int(r.max())
         if r_max == 0:
             n += chunk.shape[0]
             continue
-        _, idx = _scores(chunk, reference, ref_sq).topk(r_max, dim=1)
+        scores = _scores(chunk, reference, ref_sq)
+        if exclude_self:
+            _mask_self(scores, start)
+        _, idx = scores.topk(r_max, dim=1)
         positions = torch.arange(1, r_max + 1, device=idx.device)
         within = positions.unsqueeze(0) <= r.unsqueeze(1)
         relevant = (train_labels[idx] == labels.unsqueeze(1)) & within
@@ -256,15 +319,21 @@ def evaluate(
     anchors: torch.Tensor | None = None,
     weighted: bool = False,
     backend: str = "auto",
+    exclude_self: bool = False,
 ) -> dict[str, float | None]:
-    """knn_acc_{k} for each k, p_at_1, map_at_r and anchor_acc (None without anchors)."""
-    ks = _check_inputs(train_emb, train_labels, test_emb, test_labels, ks)
-    dist, idx = search(train_emb, test_emb, max(ks), metric, backend=backend)
+    """knn_acc_{k} for each k, p_at_1, map_at_r and anchor_acc (None without anchors);
+    `exclude_self` (leave-one-out) applies to the k-NN metrics, not to anchor_acc."""
+    ks = _check_inputs(train_emb, train_labels, test_emb, test_labels, ks, exclude_self)
+    dist, idx = search(
+        train_emb, test_emb, max(ks), metric, backend=backend, exclude_self=exclude_self
+    )
     accs = _accuracies(dist, idx, train_labels, test_labels, sorted(set(ks) | {1}), weighted)
     out: dict[str, float | None] = {f"knn_acc_{k}": accs[k] for k in ks}
     # Precision@1 is the unweighted 1-NN accuracy (a weighted vote of one is the same).
     out["p_at_1"] = accs[1]
-    out["map_at_r"] = map_at_r(train_emb, train_labels, test_emb, test_labels, metric=metric)
+    out["map_at_r"] = map_at_r(
+        train_emb, train_labels, test_emb, test_labels, metric=metric, exclude_self=exclude_self
+    )
     out["anchor_acc"] = (
         anchor_accuracy(anchors, test_emb, test_labels, metric=metric)
         if anchors is not None
@@ -279,7 +348,9 @@ def _check_inputs(
     test_emb: torch.Tensor,
     test_labels: torch.Tensor,
     ks: Sequence[int],
+    exclude_self: bool = False,
 ) -> list[int]:
+    check_bool("exclude_self", exclude_self)
     if train_emb.ndim != 2 or test_emb.ndim != 2 or train_emb.shape[1] != test_emb.shape[1]:
         raise ValueError(
             "train_emb and test_emb must be [N, d] and [Q, d] with the same d, got "
@@ -292,6 +363,14 @@ def _check_inputs(
         raise ValueError("ks must be a non-empty list of positive integers, got []")
     for i, k in enumerate(ks):
         check_int(f"ks[{i}]", k, minimum=1)
-    if max(ks) > train_emb.shape[0]:
-        raise ValueError(f"ks must not exceed the reference size {train_emb.shape[0]}, got {ks}")
+    if exclude_self:
+        _check_same_set(train_emb, test_emb)
+        if not torch.equal(train_labels, test_labels.to(train_labels)):
+            raise ValueError("exclude_self needs test_labels equal to train_labels (one set)")
+    limit = train_emb.shape[0] - int(exclude_self)
+    if max(ks) > limit:
+        what = (
+            "the reference size minus one (exclude_self)" if exclude_self else "the reference size"
+        )
+        raise ValueError(f"ks must not exceed {what} {limit}, got {ks}")
     return ks

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 import halbench.losses as losses
+from halbench.losses import kernels, pair
+from halbench.losses.base import normalize
 
 Vector = Sequence[float]
 
@@ -245,3 +247,112 @@ def test_loss_matches_naive_reference(name: str, params: dict) -> None:
         got = loss(x, y, idx)
         assert got.dtype == torch.float32
         assert got.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+# Identical embeddings: the squared-distance floor (1e-12) and the Gram formula's rounding must
+# not make a pair of duplicates "active" at pos_margin 0 (issue 15: 0.67341 instead of 1.01012).
+IMPLS = ["reference", "fast"]
+DUPLICATE_CASES = [
+    ("contrastive", {}),
+    ("contrastive", {"normalize": False}),
+    ("contrastive", {"pos_margin": 0.2, "neg_margin": 1.5, "reduction": "mean"}),
+    ("triplet", {}),
+    ("triplet", {"margin": 0.5, "reduction": "nonzero"}),
+    ("triplet", {"normalize": False, "margin": 2.0}),
+]
+
+
+def _three_of_one_class() -> tuple[torch.Tensor, torch.Tensor]:
+    """x_2 = x_0, and x_1 at distance 1.01012 from both on the unit circle."""
+    c = 1 - 1.01012**2 / 2
+    x = torch.tensor([[1.0, 0.0], [c, math.sqrt(1 - c * c)], [1.0, 0.0]])
+    return x, torch.zeros(3, dtype=torch.long)
+
+
+def _duplicate_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """12 samples, rows 6-11 copies of rows 0-5: 6-8 in the same class as their originals,
+    9-11 in another class (negatives at distance 0). Seed 1: the fp32 Gram formula rounds some
+    same-class duplicates above the floor (test_duplicate_batch_exercises_the_rounding)."""
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(12, 5, generator=g), torch.randint(0, 3, (12,), generator=g)
+    x[6:], y[6:9] = x[:6], y[:3]
+    return x, y
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_contrastive_duplicates_do_not_dilute_the_positive_mean(impl: str) -> None:
+    x, y = _three_of_one_class()
+    loss = losses.build("contrastive", num_classes=2, embedding_dim=2, impl=impl)
+    expected = ref_contrastive(loss, rows(x), y.tolist(), None)
+    assert expected == pytest.approx(1.01012, abs=1e-6)
+    assert loss(x, y).item() == pytest.approx(expected, rel=1e-6)
+    pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
+    assert pml_losses.ContrastiveLoss()(x, y).item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_duplicate_batch_exercises_the_rounding(impl: str) -> None:
+    x, y = _duplicate_batch()
+    squared = (pair.squared_distances if impl == "reference" else kernels.squared_distances)(
+        normalize(x)
+    )
+    i = torch.arange(3)
+    assert (squared[i, i + 6] > pair.MIN_SQUARED_DISTANCE).any()
+    loss = losses.build("contrastive", num_classes=3, embedding_dim=5, impl=impl)
+    assert (loss.distances(x)[i, i + 6] == 0).all()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    ("name", "params"), DUPLICATE_CASES, ids=[f"{n}-{p}" for n, p in DUPLICATE_CASES]
+)
+def test_pair_losses_with_duplicate_embeddings_match_naive_references(
+    name: str, params: dict, impl: str
+) -> None:
+    x, y = _duplicate_batch()
+    loss = losses.build(name, num_classes=3, embedding_dim=5, impl=impl, **params)
+    expected = REFERENCES[name](loss, rows(x), y.tolist(), None)
+    assert loss(x, y).item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_contrastive_with_duplicates_has_pml_value_and_gradient(impl: str) -> None:
+    pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
+    x, y = _duplicate_batch()
+    mine, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    loss = losses.build("contrastive", num_classes=3, embedding_dim=5, impl=impl)
+    value, reference = loss(mine, y), pml_losses.ContrastiveLoss()(theirs, y)
+    value.backward()
+    reference.backward()
+    assert value.item() == pytest.approx(reference.item(), rel=1e-5)
+    torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_triplet_splits_the_gradient_evenly_between_tied_hardest_negatives(impl: str) -> None:
+    """Anchors 0 and 1 (class 0) have negatives 2 and 3 (classes 1, 2; no positive, so not
+    anchors) at equal distances. Each tied negative gets half the gradient it gets when the
+    other is moved away (pytorch-metric-learning's miner would give one of them all of it)."""
+
+    def negative_grads(far: float) -> torch.Tensor:
+        x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, -far]], requires_grad=True)
+        loss = losses.build(
+            "triplet", num_classes=3, embedding_dim=2, margin=2.0, normalize=False, impl=impl
+        )
+        loss(x, torch.tensor([0, 0, 1, 2])).backward()
+        return x.grad[2:]
+
+    tied, alone = negative_grads(2.0), negative_grads(2.1)
+    torch.testing.assert_close(tied[0], alone[0] / 2)
+    torch.testing.assert_close(tied[1], alone[0] / 2 * torch.tensor([1.0, -1.0]))  # mirror
+    assert alone[1].abs().max() == 0  # not the hardest negative of any anchor
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_pair_distances_stay_float32_under_autocast(impl: str) -> None:
+    x, _ = _duplicate_batch()
+    loss = losses.build("contrastive", num_classes=3, embedding_dim=5, impl=impl)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = loss.distances(x)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, loss.distances(x))
