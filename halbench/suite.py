@@ -25,6 +25,7 @@ from pydantic import (
 from halbench.checks import MAX_INT, _short
 from halbench.errors import UserError
 from halbench.suite_file import load_yaml_file
+from halbench.suite_tune import FinalConfig, TuneConfig
 
 # strict=True: "batch_size: '64'" or "epochs: 2.5" are type errors, not silently coerced.
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -172,7 +173,12 @@ class ResourcesConfig(_Section):
 
 
 class TrialSpec(_Section):
-    """One point of the grid."""
+    """One trial: a grid point, a tuning trial or a final seed of a tuned suite.
+
+    `overrides` is the configuration a tuning or final trial runs with (halbench.suite_tune:
+    train keys, batch_size, embedding_dim, `loss.<param>`); run_trial applies it. A final
+    trial also names the tuning trial it retrains and that trial's validation score.
+    """
 
     trial_id: str
     dataset: DatasetConfig
@@ -180,6 +186,10 @@ class TrialSpec(_Section):
     batch_size: BoundedInt
     embedding_dim: BoundedInt
     seed: SeedInt
+    phase: Literal["grid", "tune", "final"] = "grid"
+    overrides: dict[str, Any] = {}
+    tuned_from: str | None = None
+    val_score: float | None = None
 
 
 class Suite(_Section):
@@ -193,6 +203,9 @@ class Suite(_Section):
     eval: EvalConfig = EvalConfig()
     probes: ProbesConfig = ProbesConfig()
     resources: ResourcesConfig = ResourcesConfig()
+    # The fair protocol (halbench/suite_tune.py, docs/tuning.md): both sections or neither.
+    tune: TuneConfig | None = None
+    final: FinalConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -238,8 +251,13 @@ class Suite(_Section):
                             )
 
     def science(self) -> dict[str, Any]:
-        """The part of the suite that determines results (not resources or prose)."""
-        return self.model_dump(mode="json", exclude={"description", "resources"})
+        """The part of the suite that determines results (not resources or prose).
+
+        An absent tune:/final: section is left out, so that a grid suite hashes as before.
+        """
+        exclude = {"description", "resources"}
+        exclude |= {k for k in ("tune", "final") if getattr(self, k) is None}
+        return self.model_dump(mode="json", exclude=exclude)
 
     def hash(self) -> str:
         blob = json.dumps(self.science(), sort_keys=True, separators=(",", ":"))
@@ -333,6 +351,10 @@ def _check_names(suite: Suite, path: Path) -> None:
     shapes = [check_dataset(suite, i, path) for i in range(len(suite.datasets))]
     check_model(suite, shapes, path)
     check_losses(suite, shapes[0], path)
+    if suite.tune is not None or suite.final is not None:
+        from halbench.suite_tune_checks import check_tune
+
+        check_tune(suite, shapes, path)
 
 
 # --- helpers (appended; the schema above stays in place) ------------------------------------

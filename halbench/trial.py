@@ -37,7 +37,8 @@ from halbench.probes import (
     device_name,  # the label profile rows carry too
 )
 from halbench.probes.timing import synchronize
-from halbench.suite import EvalConfig, Suite, TrialSpec
+from halbench.suite import EvalConfig, Suite, TrainConfig, TrialSpec
+from halbench.suite_tune import TRAIN_KEYS, config_columns, split_config
 
 DATA_SEED = 0
 # Steps between finiteness checks of the running loss: each check syncs a GPU, and a NaN
@@ -58,6 +59,7 @@ def run_trial(
     result = TrialResult(row=base_row(suite, spec))
     row = result.row
     try:
+        suite, spec = resolve(suite, spec)  # a tuning/final trial's configuration
         with _torch_settings(suite.train.deterministic):
             _train(suite, spec, result, report)
         row["status"] = "ok"
@@ -79,12 +81,69 @@ def select_k(ks: list[int]) -> int:
     return k
 
 
+def phase_epochs(suite: Suite, spec: TrialSpec) -> int:
+    """Epochs of the trial: train.epochs, tune.epochs or final.epochs by its phase."""
+    if spec.phase == "tune" and suite.tune is not None:
+        return suite.tune.epochs
+    if spec.phase == "final" and suite.final is not None:
+        return suite.final.epochs
+    return suite.train.epochs
+
+
+def _resolve_spec(spec: TrialSpec) -> TrialSpec:
+    """The spec with the overrides' batch size, embedding dim and loss params applied."""
+    if not spec.overrides:
+        return spec
+    shared, loss_params = split_config(spec.overrides)
+    loss = spec.loss.model_copy(update={"params": {**spec.loss.params, **loss_params}})
+    return spec.model_copy(
+        update={
+            "loss": loss,
+            "batch_size": shared.get("batch_size", spec.batch_size),
+            "embedding_dim": shared.get("embedding_dim", spec.embedding_dim),
+        }
+    )
+
+
+def resolve(suite: Suite, spec: TrialSpec) -> tuple[Suite, TrialSpec]:
+    """The suite and spec a tuning or final trial runs with (a grid trial's are unchanged).
+
+    The train keys of `overrides` and the phase's epochs replace the suite's (validated like
+    the suite's own: a bad combination is the trial's error row); a tuning trial runs
+    without probes, since only its validation score matters.
+    """
+    if spec.phase == "grid":
+        return suite, spec
+    shared, _ = split_config(spec.overrides)
+    update = {k: v for k, v in shared.items() if k in TRAIN_KEYS}
+    train = TrainConfig.model_validate(
+        {**suite.train.model_dump(), **update, "epochs": phase_epochs(suite, spec)}
+    )
+    changes: dict[str, Any] = {"train": train}
+    if spec.phase == "tune":
+        changes["probes"] = suite.probes.model_copy(update={"enabled": False})
+    return suite.model_copy(update=changes), _resolve_spec(spec)
+
+
 def base_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
     """The trial's identity columns; every other schema column null until known.
 
     Every row starts here, also a failed trial's and one the runner writes for a trial that
-    died outside run_trial, so all rows have the same columns.
+    died outside run_trial, so all rows have the same columns. A tuning or final trial's row
+    carries its configuration (`config`, cfg_<key>) and, for a final one, where it came from.
     """
+    row = _identity_row(suite, _resolve_spec(spec))
+    row["phase"] = spec.phase
+    row["epochs"] = phase_epochs(suite, spec)
+    if spec.phase != "grid":
+        row["config"] = json.dumps(spec.overrides, sort_keys=True)
+        row.update(config_columns(spec.overrides))
+        row["tuned_from"] = spec.tuned_from
+        row["val_score"] = spec.val_score
+    return row
+
+
+def _identity_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
     return {
         **dict.fromkeys(results.TRIAL_SCHEMA),
         "trial_id": spec.trial_id,
@@ -183,6 +242,12 @@ def _setup(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> _Run:
     row["device"] = device_name(device)
     torch.manual_seed(spec.seed)
     ds = spec.dataset
+    # The protocol: a tuning trial never reads the test split (halbench.data.load's phases).
+    protocol: dict[str, Any] = {}
+    if spec.phase != "grid" and suite.tune is not None:
+        protocol = {"validation": suite.tune.validation, "phase": spec.phase}
+        if spec.phase == "final" and suite.final is not None:
+            protocol["train_on"] = suite.final.train_on
     splits = data.load(
         ds.name,
         root=ds.root,
@@ -191,6 +256,7 @@ def _setup(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> _Run:
         seed=DATA_SEED,
         device=device,
         download=ds.download,
+        **protocol,
         **ds.params,
     )
     n_train = splits.train_x.shape[0]
@@ -263,7 +329,11 @@ def _train(
             elapsed += epoch_time
             images_total += images
             eval_start = time.perf_counter()
-            metrics = _evaluate(run, suite.eval, final=epoch == suite.train.epochs)
+            # A tuning trial scored by MAP@R needs it every epoch (ASHA compares per epoch).
+            every = (
+                spec.phase == "tune" and suite.tune is not None and suite.tune.metric == "map_at_r"
+            )
+            metrics = _evaluate(run, suite.eval, final=every or epoch == suite.train.epochs)
             epoch_row = {
                 **dict.fromkeys(results.EPOCH_SCHEMA),
                 "trial_id": spec.trial_id,
@@ -277,6 +347,8 @@ def _train(
                 "lr": run.optimizer.param_groups[0]["lr"],
                 "eval_time_s": time.perf_counter() - eval_start,
             }
+            if every:
+                epoch_row["map_at_r"] = metrics["map_at_r"]
             result.epochs.append(epoch_row)
             row["epochs_done"] = epoch
             if report is not None:
@@ -344,17 +416,18 @@ def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
     splits, metric, ks = run.splits, run.metric, list(ecfg.ks)
     kw = {"amp": run.amp, "channels_last": run.channels_last}
     train_emb = embed(run.model, splits, "train", ecfg.batch_size, **kw)
-    test_emb = embed(run.model, splits, "test", ecfg.batch_size, **kw)
+    # "eval": the test split, or the validation split of a tuning trial.
+    test_emb = embed(run.model, splits, "eval", ecfg.batch_size, **kw)
     if not (torch.isfinite(train_emb).all() and torch.isfinite(test_emb).all()):
         raise Diverged("embeddings became NaN or infinite")
     anchors = run.loss_fn.anchors() if getattr(run.loss_fn, "has_anchors", False) else None
-    both = (train_emb, splits.train_y, test_emb, splits.test_y)
+    both = (train_emb, splits.train_y, test_emb, splits.eval_y)
     if final:
         return knn.evaluate(*both, ks=ks, metric=metric, anchors=anchors, weighted=ecfg.weighted)
     accs = knn.knn_accuracy(*both, ks=ks, metric=metric, weighted=ecfg.weighted)
     out: dict[str, Any] = {f"knn_acc_{k}": a for k, a in accs.items()}
     out["anchor_acc"] = (
-        knn.anchor_accuracy(anchors, test_emb, splits.test_y, metric=metric)
+        knn.anchor_accuracy(anchors, test_emb, splits.eval_y, metric=metric)
         if anchors is not None
         else None
     )

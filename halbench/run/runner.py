@@ -31,7 +31,7 @@ class RunSummary:
     interrupted: bool = False
 
 
-def check_data(specs: list[TrialSpec]) -> None:
+def check_data(specs: list[TrialSpec], suite: Suite | None = None) -> None:
     """On a local run, load every dataset once on this machine before any trial starts.
 
     A missing dataset is then a user mistake (one line, exit 2, nothing written) rather than
@@ -40,6 +40,9 @@ def check_data(specs: list[TrialSpec]) -> None:
     """
     from halbench import data
 
+    # A tuned suite is checked as its tuning trials load: the test split is not read here.
+    tune = suite.tune if suite is not None else None
+    protocol = {"validation": tune.validation, "phase": "tune"} if tune else {}
     for ds in {s.dataset.name: s.dataset for s in specs}.values():
         try:
             data.load(
@@ -48,6 +51,7 @@ def check_data(specs: list[TrialSpec]) -> None:
                 train_size=ds.train_size,
                 test_size=ds.test_size,
                 download=ds.download,
+                **protocol,
                 **ds.params,
             )
         except ValueError as err:  # bad dataset params
@@ -76,13 +80,15 @@ def run_suite(
         known = ", ".join(d.name for d in suite.datasets)
         raise UserError(f"--datasets {','.join(wanted)}: none of the suite's datasets ({known})")
     if not options.address:
-        check_data(specs)
+        check_data(specs, suite)
     rundir.prepare_run_dir(suite, suite_path, out_dir, resume=options.resume)
     done = rundir.finished_trials(out_dir)
     todo = [s for s in specs if s.trial_id not in done]
     invocation = {"started_at": rundir.now(), "address": options.address, "argv": sys.argv}
     rundir.write_env(out_dir, suite, {**invocation, "trials_to_run": len(todo)})
     progress = Progress(len(specs), len(specs) - len(todo))
+    if suite.tune is not None:
+        return _run_tuned(suite, out_dir, specs, progress, options, trial_fn)
     progress.say(
         f"{suite.name}: {len(specs)} trials, {len(specs) - len(todo)} already done; "
         f"writing to {out_dir}"
@@ -96,6 +102,10 @@ def run_suite(
             _run_in_process(suite, todo, out_dir, progress, trial_fn)
     except KeyboardInterrupt:
         summary.interrupted = True
+    return _finish(suite, out_dir, specs, summary)
+
+
+def _finish(suite: Suite, out_dir: Path, specs: list[TrialSpec], summary: RunSummary) -> RunSummary:
     finished = rundir.finished_trials(out_dir)
     summary.statuses = rundir.collect(out_dir, suite, finished)
     summary.interrupted = summary.interrupted or any(s.trial_id not in finished for s in specs)
@@ -143,3 +153,60 @@ def _run_with_ray(
             storage=options.storage,
             trial_fn=trial_fn,
         )
+
+
+def _run_tuned(
+    suite: Suite,
+    out_dir: Path,
+    grid: list[TrialSpec],
+    progress: Progress,
+    options: RunOptions,
+    trial_fn: TrialFn | None,
+) -> RunSummary:
+    """A suite with tune:/final: (halbench/run/tuning.py): tuning, then the final seeds."""
+    from halbench.run import tuning
+
+    groups = tuning.groups(suite, options.datasets)
+    specs, missing = tuning.final_specs(suite, groups, dict.fromkeys(g.key for g in groups))
+    finals = [s for s, _ in missing] + specs
+    summary = RunSummary(out_dir=out_dir, total=len(finals), skipped=0)
+    summary.skipped = sum(rundir.has_trial(out_dir, s.trial_id) for s in finals)
+    progress.say(f"{suite.name}: tuned run ({len(groups)} groups); writing to {out_dir}")
+    resources = cluster.trial_resources(suite.resources)
+    max_concurrent = options.max_concurrent or suite.resources.max_concurrent
+    ray_kw = {"resources": resources, "max_concurrent": max_concurrent, "storage": options.storage}
+
+    def tune_group(group, todo, recorder):  # noqa: ANN001, ANN202
+        if options.use_ray:
+            tune.fit_group(suite, todo, out_dir, recorder, trial_fn=trial_fn, **ray_kw)
+        else:
+            tuning.tune_in_process(suite, todo, recorder, trial_fn)
+
+    def run_finals(todo: list[TrialSpec]) -> None:
+        final_progress = Progress(len(finals), len(finals) - len(todo))
+        if options.use_ray:
+            tune.fit(suite, todo, out_dir, final_progress, trial_fn=trial_fn, **ray_kw)
+        else:
+            _run_in_process(suite, todo, out_dir, final_progress, trial_fn)
+
+    def run_both() -> None:
+        tuning.run_tuned(
+            suite, out_dir, groups, tune_group=tune_group, run_finals=run_finals,
+            say=progress.say, progress_for=lambda n, done, unit: Progress(n, done, unit=unit),
+        )  # fmt: skip
+
+    try:
+        if options.use_ray:
+            with cluster.ray_session(options) as dashboard:
+                if dashboard:
+                    progress.say(dashboard)
+                if not options.address:
+                    cluster.check_fits(resources)
+                run_both()
+        else:
+            run_both()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    if (out_dir / "tuning").exists():
+        tuning.collect_tuning(out_dir, groups)
+    return _finish(suite, out_dir, finals, summary)

@@ -21,6 +21,7 @@ from halbench.run.progress import Progress
 from halbench.suite import Suite, TrialSpec
 
 FINAL_KEY = "halbench_final"  # the metric that carries a finished trial's rows, as JSON
+VAL_KEY = "val_score"  # a tuning trial's validation score per epoch (halbench.run.tuning)
 # Ray retries a trial whose worker or node was lost; run_trial itself never raises for an
 # OOM, NaN or exception, so only infrastructure failures reach this limit.
 MAX_RAY_RETRIES = 2
@@ -69,12 +70,21 @@ def halbench_trial(
     spec = TrialSpec.model_validate(config["spec"])
     print(f"[halbench] trial {spec.trial_id}", flush=True)
 
+    # A tuning trial's score on the validation split, every epoch, for ASHA and the searcher.
+    val_metric = suite.tune.metric if spec.phase == "tune" and suite.tune else None
+
+    last_val = [float("-inf")]
+
     def report_epoch(epoch_row: dict[str, Any]) -> None:
-        tune.report({k: v for k, v in epoch_row.items() if isinstance(v, int | float)})
+        metrics = {k: v for k, v in epoch_row.items() if isinstance(v, int | float)}
+        if val_metric is not None and val_metric in metrics:
+            metrics[VAL_KEY] = last_val[0] = metrics[val_metric]
+        tune.report(metrics)
 
     result = trial_fn(suite, spec, report=report_epoch)
     blob = json.dumps({"row": result.row, "epochs": result.epochs}, default=str)
-    tune.report({FINAL_KEY: blob})
+    # Tune checks that every result of a tuning trial has the scheduler's metric.
+    tune.report({FINAL_KEY: blob, **({VAL_KEY: last_val[0]} if val_metric else {})})
 
 
 class Interrupt:
@@ -173,10 +183,28 @@ def fit(
 
     Raises KeyboardInterrupt after a Ctrl-C stopped the run (the finished trials are written).
     """
-    from ray import tune
-
     interrupt = Interrupt(progress)
     writer, stopper = tune_hooks(out_dir, suite, todo, progress, interrupt)
+    _fit(suite, todo, out_dir, interrupt, [writer], stopper, resources, max_concurrent, storage,
+         trial_fn)  # fmt: skip
+
+
+def _fit(
+    suite: Suite,
+    todo: list[TrialSpec],
+    out_dir: Path,
+    interrupt: Interrupt,
+    callbacks: list[Any],
+    stopper: Any,
+    resources: dict[str, float],
+    max_concurrent: int | None,
+    storage: str | None,
+    trial_fn: TrialFn | None,
+    scheduler: Any = None,
+) -> None:
+    """One Tuner over `todo` (a grid search over the specs: deterministic order, no sampling)."""
+    from ray import tune
+
     trainable = tune.with_resources(
         tune.with_parameters(
             halbench_trial, suite_json=suite.model_dump(mode="json"), trial_fn=trial_fn
@@ -191,11 +219,12 @@ def fit(
             reuse_actors=True,  # short trials: no actor start-up per trial
             trial_name_creator=lambda t: t.config["spec"]["trial_id"],
             trial_dirname_creator=lambda t: t.config["spec"]["trial_id"],
+            scheduler=scheduler,
         ),
         run_config=tune.RunConfig(
             name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
             storage_path=storage_path(storage, out_dir),
-            callbacks=[writer],
+            callbacks=callbacks,
             stop=stopper,
             failure_config=tune.FailureConfig(max_failures=MAX_RAY_RETRIES),
             verbose=0,
@@ -205,3 +234,74 @@ def fit(
         tuner.fit()
     if interrupt.requested:
         raise KeyboardInterrupt
+
+
+def tuning_hooks(recorder: Any, interrupt: Interrupt) -> Any:
+    """The Tune callback of a tuning Tuner: per-epoch scores in, one tuning file per trial out.
+
+    on_trial_complete fires for a trial that ran to the end and for one ASHA stopped (with
+    its last result); on_trial_error for one whose worker died.
+    """
+    from ray.tune import Callback
+
+    def trial_id(trial: Any) -> str:
+        return trial.config["spec"]["trial_id"]
+
+    class TuningWriter(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
+            recorder.progress.started()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+            if FINAL_KEY not in result and VAL_KEY in result:
+                recorder.epoch(trial_id(trial), result[VAL_KEY])
+            if FINAL_KEY in result:
+                recorder.trial_row(json.loads(result[FINAL_KEY])["row"])
+
+        def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+            last = trial.last_result or {}
+            recorder.complete(
+                trial_id(trial),
+                time_s=last.get("time_total_s"),
+                node=last.get("hostname"),
+                interrupted=interrupt.requested,
+            )
+
+        def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+            if interrupt.requested:
+                return  # killed by the Ctrl-C: not a result, it reruns on --resume
+            status, error = failures.classify(_recorded_error(trial))
+            recorder.complete(trial_id(trial), status=status, error=error)
+
+    return TuningWriter()
+
+
+def fit_group(
+    suite: Suite,
+    todo: list[TrialSpec],
+    out_dir: Path,
+    recorder: Any,
+    *,
+    resources: dict[str, float],
+    max_concurrent: int | None,
+    storage: str | None,
+    trial_fn: TrialFn | None,
+) -> None:
+    """One group's tuning trials as one Tuner, with ASHA (or FIFO) over their epochs."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    assert suite.tune is not None
+    scheduler = None
+    if suite.tune.scheduler == "asha":
+        # stop_last_trials=False: a trial that reaches max_t ends by itself and sends its row.
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            metric=VAL_KEY,
+            mode="max",
+            max_t=suite.tune.epochs,
+            grace_period=suite.tune.grace_epochs,
+            stop_last_trials=False,
+        )
+    interrupt = Interrupt(recorder.progress)
+    _, stopper = tune_hooks(out_dir, suite, todo, recorder.progress, interrupt)
+    _fit(suite, todo, out_dir, interrupt, [tuning_hooks(recorder, interrupt)], stopper, resources,
+         max_concurrent, storage, trial_fn, scheduler)  # fmt: skip

@@ -1,0 +1,367 @@
+"""Tuned runs: phase 1 tunes every group on the validation split, phase 2 retrains the best.
+
+A group is dataset x loss x the grid point left as an axis (a tuned batch size or embedding
+dim is no axis). Phase 1 gives each group `tune.budget` tuning trials, one Ray Tune Tuner per
+group (so ASHA and the searcher compare the trials of one loss only); trial 0 is the suite's
+hand-set configuration. Each finished tuning trial (also one ASHA stopped, and a failed one:
+it counts against the budget) is written to <run>/tuning/<trial_id>.json, the unit of resume;
+tuning.parquet is rebuilt from those files. Phase 2 runs `final.seeds` trials of each group's
+best_trial() configuration like grid trials (trials/, trials.parquet, epochs.parquet).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from halbench import results
+from halbench.run import rundir
+from halbench.run.progress import Progress
+from halbench.suite import DatasetConfig, LossSpec, Suite, TrialSpec
+from halbench.suite_tune import (
+    GRID_KEYS,
+    LOSS_PREFIX,
+    Dist,
+    best_trial,
+    config_columns,
+    sample_configs,
+)
+from halbench.suite_tune_checks import suite_space
+
+VAL_KEY = "val_score"  # the metric each tuning epoch reports to Tune (tune.metric, validation)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One budget: the tuning trials of a dataset, a loss and a grid point."""
+
+    key: str  # dataset/loss/b<B>/d<d> (a tuned axis is left out)
+    slug: str  # the same, file-safe, for trial ids
+    dataset: DatasetConfig
+    loss: LossSpec
+    batch_size: int
+    embedding_dim: int
+    space: dict[str, Dist]
+
+
+def groups(suite: Suite, datasets: tuple[str, ...] | None = None) -> list[Group]:
+    """The suite's groups in run order: dataset x loss x remaining grid point."""
+    space = suite_space(suite)
+    tuned = space.tuned_axes()
+    bs = suite.grid.batch_size[:1] if "batch_size" in tuned else suite.grid.batch_size
+    dims = suite.grid.embedding_dim[:1] if "embedding_dim" in tuned else suite.grid.embedding_dim
+    out = []
+    for ds in suite.datasets:
+        if datasets and ds.name not in datasets:
+            continue
+        for loss in suite.losses:
+            for b in bs:
+                for d in dims:
+                    parts = [ds.name, loss.display]
+                    parts += [] if "batch_size" in tuned else [f"b{b}"]
+                    parts += [] if "embedding_dim" in tuned else [f"d{d}"]
+                    out.append(
+                        Group("/".join(parts), "-".join(parts), ds, loss, b, d,
+                              space.for_loss(loss.display))
+                    )  # fmt: skip
+    return out
+
+
+def default_config(suite: Suite, group: Group) -> dict[str, Any]:
+    """The hand-set configuration: the suite's own value of every tuned key."""
+    from halbench import losses
+
+    out: dict[str, Any] = {}
+    for key in group.space:
+        if key in GRID_KEYS:
+            out[key] = getattr(group, key)
+        elif key.startswith(LOSS_PREFIX):
+            param = key[len(LOSS_PREFIX) :]
+            if param in group.loss.params:
+                out[key] = group.loss.params[param]
+            else:
+                try:
+                    value = losses.parameters(group.loss.name).get(param)
+                except (KeyError, ValueError):
+                    value = None
+                if isinstance(value, bool | int | float | str):
+                    out[key] = value
+        else:
+            out[key] = getattr(suite.train, key)
+    return out
+
+
+def tuning_id(group: Group, index: int) -> str:
+    return f"tune-{group.slug}-t{index:03d}"
+
+
+def tuning_spec(suite: Suite, group: Group, index: int, config: dict[str, Any]) -> TrialSpec:
+    assert suite.tune is not None
+    return TrialSpec(
+        trial_id=tuning_id(group, index),
+        dataset=group.dataset,
+        loss=group.loss,
+        batch_size=group.batch_size,
+        embedding_dim=group.embedding_dim,
+        seed=suite.tune.seed,  # one seed for every tuning trial: configurations differ, not luck
+        phase="tune",
+        overrides=config,
+    )
+
+
+def planned_configs(suite: Suite, group: Group) -> list[dict[str, Any]]:
+    """The budget's configurations: the hand-set one, then the seeded samples (random search)."""
+    assert suite.tune is not None
+    rest = sample_configs(group.space, suite.tune.budget - 1, seed=suite.tune.seed, group=group.key)
+    return [default_config(suite, group), *rest]
+
+
+# ------------------------------------------------------------------ tuning rows and files
+
+
+def tuning_row(
+    suite: Suite,
+    group: Group,
+    spec: TrialSpec,
+    curve: list[float],
+    *,
+    status: str,
+    error: str | None,
+    time_s: float | None,
+    node: str | None,
+) -> dict[str, Any]:
+    """One tuning.parquet row (TUNING_SCHEMA + cfg_<key> columns)."""
+    assert suite.tune is not None
+    index = int(spec.trial_id.rsplit("-t", 1)[1])
+    config = spec.overrides
+    return {
+        **dict.fromkeys(results.TUNING_SCHEMA),
+        "trial_id": spec.trial_id,
+        "suite": suite.name,
+        "suite_hash": suite.hash(),
+        "group": group.key,
+        "dataset": group.dataset.name,
+        "loss": group.loss.display,
+        "loss_name": group.loss.name,
+        "batch_size": config.get("batch_size", group.batch_size),
+        "embedding_dim": config.get("embedding_dim", group.embedding_dim),
+        "trial_index": index,
+        "is_default": index == 0,
+        "seed": spec.seed,
+        "config": json.dumps(config, sort_keys=True),
+        "metric": suite.tune.metric,
+        "val_curve": curve,
+        "last_val": curve[-1] if curve else None,
+        "best_val": max(curve) if curve else None,
+        "epochs": suite.tune.epochs,
+        "epochs_run": len(curve),
+        "stopped_early": status == "ok" and len(curve) < suite.tune.epochs,
+        "chosen": False,
+        "status": status,
+        "error": error,
+        "time_s": time_s,
+        "node": node,
+        **config_columns(config),
+    }
+
+
+def finished_tuning(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """trial_id -> row of every tuning trial with a file."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted((out_dir / "tuning").glob("*.json")):
+        try:
+            row = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # an atomic write never leaves this; a hand-edited file is rerun
+        out[row["trial_id"]] = row
+    return out
+
+
+def save_tuning(out_dir: Path, row: dict[str, Any]) -> None:
+    results.write_json_atomic(out_dir / "tuning" / f"{row['trial_id']}.json", row)
+
+
+def chosen(rows: list[dict[str, Any]], groups_: list[Group]) -> dict[str, dict[str, Any] | None]:
+    """group key -> the tuning row whose configuration is retrained (None: none finished)."""
+    return {g.key: best_trial([r for r in rows if r["group"] == g.key]) for g in groups_}
+
+
+def collect_tuning(out_dir: Path, groups_: list[Group]) -> list[dict[str, Any]]:
+    """tuning/*.json -> tuning.parquet, in group and trial order, `chosen` marked."""
+    rows = list(finished_tuning(out_dir).values())
+    order = {g.key: i for i, g in enumerate(groups_)}
+    rows.sort(key=lambda r: (order.get(r["group"], len(order)), r["trial_index"]))
+    picks = {id(r) for r in chosen(rows, groups_).values() if r is not None}
+    for row in rows:
+        row["chosen"] = id(row) in picks
+    results.write_parquet_atomic(
+        results.frame(rows, results.TUNING_SCHEMA), out_dir / "tuning.parquet"
+    )
+    return rows
+
+
+class TuningRecorder:
+    """Driver-side bookkeeping of running tuning trials: their curves, then their files.
+
+    ASHA stops a trial between epochs, so a tuning row is built from the per-epoch scores the
+    driver saw, completed by the trial's own row when it ran to the end or failed.
+    """
+
+    def __init__(
+        self, out_dir: Path, suite: Suite, planned: dict[str, tuple[Group, TrialSpec]],
+        progress: Progress,
+    ) -> None:  # fmt: skip
+        self.out_dir, self.suite, self.planned, self.progress = out_dir, suite, planned, progress
+        self.curves: dict[str, list[float]] = {}
+        self.rows: dict[str, dict[str, Any]] = {}  # the trial's own row, when it sent one
+        self.done = finished_tuning(out_dir)
+
+    def epoch(self, trial_id: str, score: Any) -> None:
+        if isinstance(score, int | float):
+            self.curves.setdefault(trial_id, []).append(float(score))
+
+    def trial_row(self, row: dict[str, Any]) -> None:
+        self.rows[row["trial_id"]] = row
+
+    def complete(
+        self, trial_id: str, *, time_s: float | None = None, node: str | None = None,
+        status: str | None = None, error: str | None = None, interrupted: bool = False,
+    ) -> None:  # fmt: skip
+        """Write the trial's file. A trial cut short by Ctrl-C is not a result: it reruns."""
+        group, spec = self.planned[trial_id]
+        own = self.rows.get(trial_id)
+        if status is None:
+            if own is None and interrupted:
+                return
+            status = own["status"] if own else "ok"
+            error = own.get("error") if own else None
+        node = node or (own or {}).get("node")
+        row = tuning_row(
+            self.suite, group, spec, self.curves.get(trial_id, []),
+            status=status, error=error, time_s=time_s, node=node,
+        )  # fmt: skip
+        save_tuning(self.out_dir, row)
+        self.done[trial_id] = row
+        self.progress.finished(
+            trial_id, status + (" (stopped early)" if row["stopped_early"] else "")
+        )
+        self.progress.say(self.group_line(group))
+
+    def group_line(self, group: Group) -> str:
+        assert self.suite.tune is not None
+        rows = [r for r in self.done.values() if r["group"] == group.key]
+        best = best_trial(rows)
+        score = f"{best['last_val']:.4f} ({best['trial_id']})" if best else "none yet"
+        return (
+            f"tune {group.key}: {len(rows)}/{self.suite.tune.budget} tuning trials done, "
+            f"best validation {self.suite.tune.metric} {score}"
+        )
+
+
+# ------------------------------------------------------------------ phase 2
+
+
+def final_specs(
+    suite: Suite, groups_: list[Group], picks: dict[str, dict[str, Any] | None]
+) -> tuple[list[TrialSpec], list[tuple[TrialSpec, str]]]:
+    """The final trials of each group's chosen configuration, and those that cannot run.
+
+    A group without a finished tuning trial gets one (spec, error) per seed instead.
+    """
+    assert suite.final is not None
+    specs, missing = [], []
+    for group in groups_:
+        pick = picks.get(group.key)
+        for seed in suite.final.seeds:
+            spec = TrialSpec(
+                trial_id=f"final-{group.slug}-s{seed}",
+                dataset=group.dataset,
+                loss=group.loss,
+                batch_size=group.batch_size,
+                embedding_dim=group.embedding_dim,
+                seed=seed,
+                phase="final",
+                overrides=json.loads(pick["config"]) if pick else {},
+                tuned_from=pick["trial_id"] if pick else None,
+                val_score=pick["last_val"] if pick else None,
+            )
+            if pick is None:
+                missing.append((spec, f"no tuning trial of group {group.key} finished"))
+            else:
+                specs.append(spec)
+    return specs, missing
+
+
+RunPhase = Callable[[list[TrialSpec]], None]
+
+
+def run_tuned(
+    suite: Suite,
+    out_dir: Path,
+    groups_: list[Group],
+    *,
+    tune_group: Callable[[Group, list[TrialSpec], TuningRecorder], None],
+    run_finals: RunPhase,
+    say: Callable[[str], None],
+    progress_for: Callable[[int, int, str], Progress],
+) -> None:
+    """Both phases; what is already on disk is not rerun (resume)."""
+    assert suite.tune is not None
+    done = finished_tuning(out_dir)
+    planned: dict[str, tuple[Group, TrialSpec]] = {}
+    todo: dict[str, list[TrialSpec]] = {}
+    for group in groups_:
+        for i, config in enumerate(planned_configs(suite, group)):
+            spec = tuning_spec(suite, group, i, config)
+            planned[spec.trial_id] = (group, spec)
+            if spec.trial_id not in done:
+                todo.setdefault(group.key, []).append(spec)
+    total = len(planned)
+    say(
+        f"phase 1 (tune): {len(groups_)} groups x {suite.tune.budget} trials on the validation "
+        f"split, {total - sum(map(len, todo.values()))} already done"
+    )
+    progress = progress_for(total, total - sum(map(len, todo.values())), "tuning trials")
+    recorder = TuningRecorder(out_dir, suite, planned, progress)
+    for group in groups_:
+        if todo.get(group.key):
+            tune_group(group, todo[group.key], recorder)
+    rows = collect_tuning(out_dir, groups_)
+    picks = chosen(rows, groups_)
+    specs, missing = final_specs(suite, groups_, picks)
+    from halbench.run.tune import failed_row
+
+    for spec, error in missing:
+        if not rundir.has_trial(out_dir, spec.trial_id):
+            rundir.save_trial(out_dir, failed_row(suite, spec, "error", error), [])
+    finished = rundir.finished_trials(out_dir)
+    final_todo = [s for s in specs if s.trial_id not in finished]
+    say(
+        f"phase 2 (final): {len(specs) + len(missing)} trials on the test split, "
+        f"{len(specs) + len(missing) - len(final_todo)} already done"
+    )
+    if final_todo:
+        run_finals(final_todo)
+
+
+def tune_in_process(
+    suite: Suite, todo: list[TrialSpec], recorder: TuningRecorder, trial_fn: Any
+) -> None:
+    """A group's tuning trials one by one in this process (no early stopping: FIFO)."""
+    assert suite.tune is not None
+    metric = suite.tune.metric
+    if trial_fn is None:
+        from halbench.trial import run_trial as trial_fn
+
+    for spec in todo:
+        recorder.progress.started()
+
+        def report(epoch_row: dict[str, Any], trial_id: str = spec.trial_id) -> None:
+            recorder.epoch(trial_id, epoch_row.get(metric))
+
+        result = trial_fn(suite, spec, report=report)
+        recorder.trial_row(result.row)
+        recorder.complete(spec.trial_id, time_s=result.row.get("train_time_s"))
