@@ -64,7 +64,13 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "gpu_util_mean": pl.Float64,
     "energy_j": pl.Float64,
     "device": pl.Utf8,
-    "node": pl.Utf8,
+    "node": pl.Utf8,  # hostname
+    # Where and when (halbench.placement): Ray's node id, the GPU ids Ray assigned
+    # (comma-separated), start and end as ISO 8601 UTC; node_id and gpu_ids null without Ray.
+    "node_id": pl.Utf8,
+    "gpu_ids": pl.Utf8,
+    "started_at": pl.Utf8,
+    "ended_at": pl.Utf8,
 }
 
 EPOCH_SCHEMA: dict[str, pl.DataType] = {

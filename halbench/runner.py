@@ -29,7 +29,8 @@ from typing import Any, Protocol, TextIO
 import yaml
 from pydantic import ValidationError
 
-from halbench import results
+from halbench import exposure, placement, results
+from halbench import storage as tune_storage
 from halbench.errors import UserError
 from halbench.suite import Suite, TrialSpec, suite_diff
 
@@ -217,11 +218,13 @@ def halbench_trial(
     suite = Suite.model_validate(suite_json)
     spec = TrialSpec.model_validate(config["spec"])
     print(f"[halbench] trial {spec.trial_id}", flush=True)
+    started = placement.now()
 
     def report_epoch(epoch_row: dict[str, Any]) -> None:
         tune.report({k: v for k, v in epoch_row.items() if isinstance(v, int | float)})
 
     result = trial_fn(suite, spec, report=report_epoch)
+    placement.record(result.row, started)  # node id, GPU ids, times; the node in an error
     blob = json.dumps({"row": result.row, "epochs": result.epochs}, default=str)
     tune.report({FINAL_KEY: blob})
 
@@ -297,7 +300,12 @@ class _Interrupt:
 
 
 def _tune_hooks(
-    out_dir: Path, suite: Suite, todo: list[TrialSpec], progress: Progress, interrupt: _Interrupt
+    out_dir: Path,
+    suite: Suite,
+    todo: list[TrialSpec],
+    progress: Progress,
+    interrupt: _Interrupt,
+    storage: str | None = None,
 ) -> tuple[Any, Any]:
     """The Tune callback that writes finished trials, and the stopper that obeys Ctrl-C."""
     from ray.tune import Callback, Stopper
@@ -314,6 +322,7 @@ def _tune_hooks(
             if FINAL_KEY in result:
                 blob = json.loads(result[FINAL_KEY])
                 save_trial(out_dir, blob["row"], blob["epochs"])
+                tune_storage.mirror_trial(storage, out_dir, blob["row"]["trial_id"])
                 progress.finished(blob["row"]["trial_id"], blob["row"]["status"])
 
         def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
@@ -325,6 +334,7 @@ def _tune_hooks(
                 return  # killed by the Ctrl-C: not a result, it reruns on --resume
             status, error = ray_failure(_recorded_error(trial))
             save_trial(out_dir, failed_row(suite, spec, status, error), [])
+            tune_storage.mirror_trial(storage, out_dir, spec.trial_id)
             progress.finished(spec.trial_id, status)
 
     class StopOnInterrupt(Stopper):
@@ -395,6 +405,8 @@ def run_suite(
         raise UserError(f"--datasets {','.join(datasets)}: none of the suite's datasets ({known})")
     if not address:
         check_data(specs)
+    if use_ray:
+        tune_storage.check_storage(storage)  # one line, exit 2, before Ray starts
     prepare_run_dir(suite, suite_path, out_dir, resume=resume)
     done = finished_trials(out_dir)
     todo = [s for s in specs if s.trial_id not in done]
@@ -559,6 +571,7 @@ def init_ray(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if address:
         check_reachable(address)
+        exposure.ensure_private_token(create=False)  # warns if others can read it
         use_auth_token_if_present()
         try:
             ctx = ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -568,27 +581,28 @@ def init_ray(
                 f"--address {address}: cannot connect to a Ray cluster ({msg})"
             ) from None
     else:
-        ctx = ray.init(
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            include_dashboard=dashboard,
-            dashboard_host="127.0.0.1",  # never on a public interface: it can run code
-            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-            log_to_driver=False,
-            configure_logging=False,
-            _temp_dir=str(temp_dir) if temp_dir else None,
-        )
+        exposure.ensure_private_token(create=True)  # before Ray writes one with mode 644
+        with exposure.loopback_only():  # every service of a local Ray on 127.0.0.1
+            ctx = _init_local(ray, num_cpus, num_gpus, dashboard, temp_dir)
     url = getattr(ctx, "dashboard_url", None)
     if not url:
         return None
     return url if url.startswith("http") else f"http://{url}"
 
 
-def _storage_path(storage: str | None, out_dir: Path) -> str:
-    """Tune's storage_path: a URI as given, a local path made absolute (Tune requires it)."""
-    if storage is None:
-        return str(out_dir / "ray")
-    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+def _init_local(
+    ray: Any, num_cpus: int | None, num_gpus: int | None, dashboard: bool, temp_dir: Path | None
+) -> Any:
+    return ray.init(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",  # never on a public interface: it can run code
+        object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+        log_to_driver=False,
+        configure_logging=False,
+        _temp_dir=str(temp_dir) if temp_dir else None,
+    )
 
 
 def _run_with_ray(
@@ -616,15 +630,22 @@ def _run_with_ray(
     try:
         if url:  # a local Ray has one only with --dashboard
             token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
-            hint = " (token authentication: the token is in ~/.ray/auth_token)" if token else ""
+            hint = (
+                " (token authentication: print the token with 'ray get-auth-token'; "
+                "scripts send 'Authorization: Bearer <token>')"
+                if token
+                else ""
+            )
             progress.say(f"Ray dashboard: {url}{hint}")
         if not address:
             _check_fits(resources)
         interrupt = _Interrupt(progress)
-        writer, stopper = _tune_hooks(out_dir, suite, todo, progress, interrupt)
+        writer, stopper = _tune_hooks(out_dir, suite, todo, progress, interrupt, storage)
         trainable = tune.with_resources(
-            tune.with_parameters(
-                halbench_trial, suite_json=suite.model_dump(mode="json"), trial_fn=trial_fn
+            placement.named_trainable(
+                tune.with_parameters(
+                    halbench_trial, suite_json=suite.model_dump(mode="json"), trial_fn=trial_fn
+                )
             ),
             resources,
         )
@@ -633,13 +654,15 @@ def _run_with_ray(
             param_space={"spec": tune.grid_search([s.model_dump(mode="json") for s in todo])},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=max_concurrent or suite.resources.max_concurrent,
-                reuse_actors=True,  # short trials: no actor start-up per trial
+                # Short trials: no actor start-up per trial. With the dashboard, one actor per
+                # trial, so that each actor carries its trial's name (placement.named_trainable).
+                reuse_actors=not dashboard,
                 trial_name_creator=lambda t: t.config["spec"]["trial_id"],
                 trial_dirname_creator=lambda t: t.config["spec"]["trial_id"],
             ),
             run_config=tune.RunConfig(
                 name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
-                storage_path=_storage_path(storage, out_dir),
+                storage_path=tune_storage.storage_path(storage, out_dir),
                 callbacks=[writer],
                 stop=stopper,
                 failure_config=tune.FailureConfig(max_failures=MAX_RAY_RETRIES),

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from halbench import data, knn, losses, models, results
+from halbench import data, knn, losses, models, placement, results
 from halbench.probes import TrialProbe
 from halbench.suite import EvalConfig, Suite, TrainConfig, TrialSpec
 
@@ -56,6 +56,7 @@ def run_trial(
     """Train and evaluate one grid point; failures become a status, never an exception."""
     result = TrialResult(row=base_row(suite, spec))
     row = result.row
+    row["started_at"] = placement.now()
     try:
         with _torch_settings(suite.train.deterministic):
             _train(suite, spec, result, report)
@@ -71,6 +72,7 @@ def run_trial(
     if row["status"] != "ok" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     row["epochs_done"] = len(result.epochs)
+    row["ended_at"] = placement.now()
     return result
 
 
