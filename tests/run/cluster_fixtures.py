@@ -299,3 +299,53 @@ def session_pids(pgid: int | None = None, marker: str | None = None) -> set[int]
         except (OSError, ProcessLookupError):
             continue
     return out
+
+
+# --- a local run, watched while it runs -----------------------------------------------------
+
+
+@dataclass
+class LiveRun:
+    """`halbench run` in its own process group (its local Ray with it), stderr in `log`."""
+
+    proc: subprocess.Popen
+    log: Path
+    temp_dir: Path  # the run's --ray-temp-dir
+
+    def wait_for(self, text: str, timeout: float = READY_S) -> str:
+        """The first stderr line containing `text`, once it is there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log.read_text(errors="replace").splitlines():
+                if text in line:
+                    return line
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} in the run's output:\n{self.output()[-3000:]}")
+            time.sleep(0.3)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def pids(self) -> set[int]:
+        return session_pids(self.proc.pid, str(self.temp_dir))
+
+
+@contextmanager
+def live_run(suite: Path, out: Path, home: Path, *extra: str) -> Iterator[LiveRun]:
+    """A local run with HOME=`home` (so its Ray token is the test's), ended by its group."""
+    temp = Path(tempfile.mkdtemp(prefix="hbl-", dir="/tmp"))
+    log = out.parent / f"{out.name}.log"
+    env = base_env(HOME=str(home))
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            halbench(suite, "--output", out, "--ray-temp-dir", temp, "--no-report", *extra),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        yield LiveRun(proc=proc, log=log, temp_dir=temp)
+    finally:
+        end_group(proc)
+        shutil.rmtree(temp, ignore_errors=True)
