@@ -6,9 +6,10 @@
     it (init_ray + ray.shutdown), and connecting to / disconnecting from a running head;
 (b) per-trial overhead on a running cluster: the marginal cost of one more trial, from two
     serial runs (one trial at a time) of 2 and of 8 tiny trials on a running head, minus the
-    difference of the same trials in a direct loop:
+    difference of the same trials in a direct loop with one torch thread (as a trial's worker):
         ((serial_8 - serial_2) - (direct_8 - direct_2)) / 6,
-    so that the costs every run pays once (Tune's setup, the first worker's imports) cancel;
+    so that the costs every run pays once (Tune's setup, the first worker's imports) cancel
+    (each measured after an untimed warm-up run);
 (c) wall-time ratio halbench / direct loop for 8 trials of about --trial-seconds each: the
     runner on a local Ray with --cpus CPUs (trials side by side), end to end, against
     run_trial in a loop in this process with --cpus torch threads (the same CPU budget).
@@ -134,9 +135,16 @@ def main() -> None:
         seconds["a_local_start_stop"] = time_start_stop(None, args.cpus, workdir / "ra")
         # (b) marginal cost of a trial on a running head
         small = {n: smoke_suite(workdir, f"small{n}", n, 1) for n in (2, 8)}
+        # One torch thread, as a Ray worker of a one-CPU trial has (Ray sets OMP_NUM_THREADS):
+        # on a loaded machine two threads per op ran 2-4x slower, which is not Ray's overhead.
+        torch.set_num_threads(1)
+        time_direct(small[2][0])  # warm-up: the first trial in a process pays its imports
         direct = {n: time_direct(s) for n, (s, _) in small.items()}
+        torch.set_num_threads(args.cpus)
         with ray_head(args.cpus, workdir) as address:
             seconds["a_connect_disconnect"] = time_start_stop(address, args.cpus, None)
+            # warm-up: the head's first job starts its worker pool and caches the job's code
+            time_runner(*small[2], workdir / "warm", address=address, max_concurrent=1)
             serial = {
                 n: time_runner(s, p, workdir / f"serial{n}", address=address, max_concurrent=1)
                 for n, (s, p) in small.items()
