@@ -51,8 +51,18 @@ def node_label() -> str:
 
 
 def name_the_node(row: dict[str, Any]) -> None:
-    """On a cluster a failed trial's message says which node failed (e.g. lacks the data)."""
-    if row.get("status") != "ok" and row.get("error") and _ray_context() is not None:
+    """Under Ray, an error about the trial's setup names the node it happened on.
+
+    A UserError in a trial (a data set not found, a bad path) depends on the node: on a
+    cluster one node may lack what another has. Errors of the computation itself (an
+    exception in a loss, an OOM) are the same on every node and keep their message.
+    """
+    error = row.get("error") or ""
+    if (
+        row.get("status") == "error"
+        and error.startswith("UserError:")
+        and _ray_context() is not None
+    ):
         row["error"] = f"{row['error']} [on node {node_label()}]"
 
 
