@@ -67,7 +67,13 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "gpu_util_mean": pl.Float64,
     "energy_j": pl.Float64,
     "device": pl.Utf8,
-    "node": pl.Utf8,
+    "node": pl.Utf8,  # hostname
+    # Where and when (halbench.placement): Ray's node id, the GPU ids Ray assigned
+    # (comma-separated), start and end as ISO 8601 UTC; node_id and gpu_ids null without Ray.
+    "node_id": pl.Utf8,
+    "gpu_ids": pl.Utf8,
+    "started_at": pl.Utf8,
+    "ended_at": pl.Utf8,
     # The protocol (halbench/suite_tune.py): "grid" for a hand-set grid point, "final" for a
     # seed of the best validation configuration of a tuned suite. Final rows also carry the
     # chosen configuration (`config`, JSON, and one cfg_<key> column per tuned key), the tuning

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from halbench import data, failures, knn, losses, models, results
+from halbench import data, failures, knn, losses, models, placement, results
 from halbench.failures import Diverged
 from halbench.optim import build_optimizer, lr_factor
 from halbench.probes import (
@@ -58,6 +58,7 @@ def run_trial(
     """Train and evaluate one grid point; failures become a status, never an exception."""
     result = TrialResult(row=base_row(suite, spec))
     row = result.row
+    row["started_at"] = placement.now()
     try:
         suite, spec = resolve(suite, spec)  # a tuning/final trial's configuration
         with _torch_settings(suite.train.deterministic):
@@ -70,6 +71,7 @@ def run_trial(
     if row["status"] != "ok" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     row["epochs_done"] = len(result.epochs)
+    row["ended_at"] = placement.now()
     return result
 
 

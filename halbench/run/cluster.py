@@ -1,14 +1,25 @@
 """The only place that starts or joins Ray: local or --address, the auth token, resources.
 
 `halbench run` and `halbench profile` both enter Ray through `ray_session`; private Ray APIs
-(token authentication) stay in this file.
+(token authentication, the loopback switch) stay in this file.
+
+Exposure: a local run needs no other machine, yet Ray binds its GCS, raylet, workers and agents
+to the node IP (every interface for the gRPC servers) and serves Prometheus metrics there
+without a token. Ray keeps everything on the loopback when the node IP is 127.0.0.1, which
+`ray.init` picks only when Ray thinks it runs on a laptop OS
+(`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`): `loopback_only` makes it do so for the local start;
+tests/run/test_listeners.py catches an upgrade that changes it. Ray writes a new auth token
+with the process umask (0644): `ensure_private_token` creates it 0600 first.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
+import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +93,7 @@ def init_ray(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if address:
         check_reachable(address)
+        ensure_private_token(create=False)  # warns if others can read it
         use_auth_token_if_present()
         try:
             ctx = ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -90,16 +102,18 @@ def init_ray(
                 f"--address {address}: cannot connect to a Ray cluster ({first_line(err)})"
             ) from None
     else:
-        ctx = ray.init(
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            include_dashboard=dashboard,
-            dashboard_host="127.0.0.1",  # never on a public interface: it can run code
-            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-            log_to_driver=False,
-            configure_logging=False,
-            _temp_dir=str(temp_dir) if temp_dir else None,
-        )
+        ensure_private_token(create=True)  # before Ray writes one with mode 644
+        with loopback_only():  # every service of a local Ray on 127.0.0.1
+            ctx = ray.init(
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                include_dashboard=dashboard,
+                dashboard_host="127.0.0.1",  # never on a public interface: it can run code
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                log_to_driver=False,
+                configure_logging=False,
+                _temp_dir=str(temp_dir) if temp_dir else None,
+            )
     url = getattr(ctx, "dashboard_url", None)
     if not url:
         return None
@@ -134,7 +148,12 @@ def ray_session(options: RunOptions) -> Iterator[str | None]:
 
 def _dashboard_line(url: str) -> str:
     token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
-    hint = " (token authentication: the token is in ~/.ray/auth_token)" if token else ""
+    hint = (
+        " (token authentication: print the token with 'ray get-auth-token'; "
+        "scripts send 'Authorization: Bearer <token>')"
+        if token
+        else ""
+    )
     return f"Ray dashboard: {url}{hint}"
 
 
@@ -180,3 +199,70 @@ def ray_task_options(resources: dict[str, float]) -> dict[str, float]:
     """trial_resources' keys as ray.remote's options (num_cpus, num_gpus, memory)."""
     names = {"cpu": "num_cpus", "gpu": "num_gpus", "memory": "memory"}
     return {names[k]: v for k, v in resources.items()}
+
+
+# ----- exposure: a local Ray on 127.0.0.1 only, and a private auth token ------------------
+
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_warned: set[Path] = set()
+
+
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """Within this block, a local ray.init chooses 127.0.0.1 as its node IP (all services)."""
+    from ray._private import ray_constants
+
+    before_env = os.environ.get(LOCAL_ONLY_ENV)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOCAL_ONLY_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read by services.get_node_ip_address
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+        if before_env is None:
+            os.environ.pop(LOCAL_ONLY_ENV, None)
+        else:
+            os.environ[LOCAL_ONLY_ENV] = before_env
+
+
+def token_path() -> Path:
+    """Where Ray reads its auth token: $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return Path(path).expanduser() if path else Path.home() / ".ray" / "auth_token"
+
+
+def ensure_private_token(create: bool) -> Path | None:
+    """The token file, created 0600 if missing (and `create`); warns once if others can read it.
+
+    Ray itself writes a new token with the process umask (0644 usually), readable by every
+    user of the machine, while the token lets its holder run code on the cluster. Nothing is
+    done when authentication is off (RAY_AUTH_MODE=disabled) or the token is in
+    $RAY_AUTH_TOKEN. Returns the file's path when there is one.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled" or os.environ.get(
+        "RAY_AUTH_TOKEN"
+    ):
+        return None
+    path = token_path()
+    if not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another run created it just now: use theirs
+            return path
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))  # the shape of Ray's own tokens (64 hex digits)
+        return path
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077 and path not in _warned:
+        _warned.add(path)
+        print(
+            f"[halbench] warning: {path} is readable by other users (mode {mode:o}); "
+            f"whoever reads it can run code on your Ray cluster: chmod 600 {path}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return path

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from halbench.errors import UserError
 from halbench.run import cluster, rundir, tune
+from halbench.run import storage as tune_storage
 from halbench.run.options import RunOptions
 from halbench.run.progress import Progress
 from halbench.run.tune import MAX_RAY_RETRIES, TrialFn
@@ -81,6 +82,8 @@ def run_suite(
         raise UserError(f"--datasets {','.join(wanted)}: none of the suite's datasets ({known})")
     if not options.address:
         check_data(specs, suite)
+    if options.use_ray:
+        tune_storage.check_storage(options.storage)  # one line, exit 2, before Ray starts
     rundir.prepare_run_dir(suite, suite_path, out_dir, resume=options.resume)
     done = rundir.finished_trials(out_dir)
     todo = [s for s in specs if s.trial_id not in done]
@@ -152,6 +155,7 @@ def _run_with_ray(
             max_concurrent=options.max_concurrent or suite.resources.max_concurrent,
             storage=options.storage,
             trial_fn=trial_fn,
+            reuse_actors=not options.dashboard,  # a reused actor keeps its first trial's name
         )
 
 

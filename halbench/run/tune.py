@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from halbench import failures
+from halbench import failures, placement
 from halbench.run import rundir
+from halbench.run import storage as tune_storage
 from halbench.run.progress import Progress
 from halbench.suite import Suite, TrialSpec
 
@@ -27,6 +28,26 @@ VAL_KEY = "val_score"  # a tuning trial's validation score per epoch (halbench.r
 MAX_RAY_RETRIES = 2
 
 TrialFn = Callable[..., Any]  # run_trial's signature (halbench.trial), returning .row, .epochs
+
+
+def named_trainable(fn: Any) -> type:
+    """Tune's class for function trainable `fn`, whose actors carry the trial's name.
+
+    Ray names an actor by its repr when the actor is created (the state API's repr_name, the
+    dashboard's Actors page); Tune's default repr is the function's name. This repr is the
+    Tune trial name (halbench's readable trial id). An actor that Tune reuses for a later
+    trial keeps the first name, so the runner reuses actors only without the dashboard.
+    """
+    from ray.tune.trainable import wrap_function
+
+    base = wrap_function(fn)
+
+    class NamedTrial(base):  # type: ignore[misc, valid-type]
+        def __repr__(self) -> str:
+            return self.trial_name or base.__repr__(self)
+
+    NamedTrial.__name__ = NamedTrial.__qualname__ = getattr(fn, "__name__", "trial")
+    return NamedTrial
 
 
 def failed_row(suite: Suite, spec: TrialSpec, status: str, error: str) -> dict[str, Any]:
@@ -69,6 +90,7 @@ def halbench_trial(
     suite = Suite.model_validate(suite_json)
     spec = TrialSpec.model_validate(config["spec"])
     print(f"[halbench] trial {spec.trial_id}", flush=True)
+    started = placement.now()
 
     # A tuning trial's score on the validation split, every epoch, for ASHA and the searcher.
     val_metric = suite.tune.metric if spec.phase == "tune" and suite.tune else None
@@ -82,6 +104,7 @@ def halbench_trial(
         tune.report(metrics)
 
     result = trial_fn(suite, spec, report=report_epoch)
+    placement.record(result.row, started)  # node id, GPU ids, times; the node in an error
     blob = json.dumps({"row": result.row, "epochs": result.epochs}, default=str)
     # Tune checks that every result of a tuning trial has the scheduler's metric.
     tune.report({FINAL_KEY: blob, **({VAL_KEY: last_val[0]} if val_metric else {})})
@@ -121,7 +144,12 @@ class Interrupt:
 
 
 def tune_hooks(
-    out_dir: Path, suite: Suite, todo: list[TrialSpec], progress: Progress, interrupt: Interrupt
+    out_dir: Path,
+    suite: Suite,
+    todo: list[TrialSpec],
+    progress: Progress,
+    interrupt: Interrupt,
+    storage_uri: str | None = None,
 ) -> tuple[Any, Any]:
     """The Tune callback that writes finished trials, and the stopper that obeys Ctrl-C."""
     from ray.tune import Callback, Stopper
@@ -138,6 +166,7 @@ def tune_hooks(
             if FINAL_KEY in result:
                 blob = json.loads(result[FINAL_KEY])
                 rundir.save_trial(out_dir, blob["row"], blob["epochs"])
+                tune_storage.mirror_trial(storage_uri, out_dir, blob["row"]["trial_id"])
                 progress.finished(blob["row"]["trial_id"], blob["row"]["status"])
 
         def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
@@ -149,6 +178,7 @@ def tune_hooks(
                 return  # killed by the Ctrl-C: not a result, it reruns on --resume
             status, error = failures.classify(_recorded_error(trial))
             rundir.save_trial(out_dir, failed_row(suite, spec, status, error), [])
+            tune_storage.mirror_trial(storage_uri, out_dir, spec.trial_id)
             progress.finished(spec.trial_id, status)
 
     class StopOnInterrupt(Stopper):
@@ -161,13 +191,6 @@ def tune_hooks(
     return ResultWriter(), StopOnInterrupt()
 
 
-def storage_path(storage: str | None, out_dir: Path) -> str:
-    """Tune's storage_path: a URI as given, a local path made absolute (Tune requires it)."""
-    if storage is None:
-        return str(out_dir / "ray")
-    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
-
-
 def fit(
     suite: Suite,
     todo: list[TrialSpec],
@@ -178,15 +201,16 @@ def fit(
     max_concurrent: int | None,
     storage: str | None,
     trial_fn: TrialFn | None,
+    reuse_actors: bool = True,
 ) -> None:
     """Run `todo` as Tune trials on the Ray this process is connected to.
 
     Raises KeyboardInterrupt after a Ctrl-C stopped the run (the finished trials are written).
     """
     interrupt = Interrupt(progress)
-    writer, stopper = tune_hooks(out_dir, suite, todo, progress, interrupt)
+    writer, stopper = tune_hooks(out_dir, suite, todo, progress, interrupt, storage)
     _fit(suite, todo, out_dir, interrupt, [writer], stopper, resources, max_concurrent, storage,
-         trial_fn)  # fmt: skip
+         trial_fn, reuse_actors=reuse_actors)  # fmt: skip
 
 
 def _fit(
@@ -201,13 +225,17 @@ def _fit(
     storage: str | None,
     trial_fn: TrialFn | None,
     scheduler: Any = None,
+    *,
+    reuse_actors: bool = True,
 ) -> None:
     """One Tuner over `todo` (a grid search over the specs: deterministic order, no sampling)."""
     from ray import tune
 
     trainable = tune.with_resources(
-        tune.with_parameters(
-            halbench_trial, suite_json=suite.model_dump(mode="json"), trial_fn=trial_fn
+        named_trainable(
+            tune.with_parameters(
+                halbench_trial, suite_json=suite.model_dump(mode="json"), trial_fn=trial_fn
+            )
         ),
         resources,
     )
@@ -216,14 +244,16 @@ def _fit(
         param_space={"spec": tune.grid_search([s.model_dump(mode="json") for s in todo])},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent,
-            reuse_actors=True,  # short trials: no actor start-up per trial
+            # Short trials: no actor start-up per trial. With the dashboard, one actor per
+            # trial, so that each actor carries its trial's name (named_trainable).
+            reuse_actors=reuse_actors,
             trial_name_creator=lambda t: t.config["spec"]["trial_id"],
             trial_dirname_creator=lambda t: t.config["spec"]["trial_id"],
             scheduler=scheduler,
         ),
         run_config=tune.RunConfig(
             name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
-            storage_path=storage_path(storage, out_dir),
+            storage_path=tune_storage.storage_path(storage, out_dir),
             callbacks=callbacks,
             stop=stopper,
             failure_config=tune.FailureConfig(max_failures=MAX_RAY_RETRIES),

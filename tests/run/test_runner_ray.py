@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:  # the plugin module is imported by name, as Ray w
 
 # Columns that measure time or the machine: equal configs and seeds do not make them equal.
 MEASURED = ("time", "_s", "_ms", "seconds_", "images_per_s", "node", "gpu_", "energy", "share")
+MEASURED += ("_at",)  # started_at, ended_at (halbench.placement)
 
 
 def tiny_suite(tmp_path: Path, name: str, loss_names: list[str], seeds: list[int]) -> Path:

@@ -1,0 +1,87 @@
+"""Fractional GPUs as Ray schedules them, on a node with four logical GPUs and no real one.
+
+Ray's accounting is the same with or without a GPU behind the ids; the trials compute on the
+CPU (`device: cpu`), so a GPU machine changes only what a trial computes on.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.run.cluster_fixtures import Cluster, halbench, ray_cluster, tiny_suite
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+GPUS = {"0", "1", "2", "3"}
+
+
+@pytest.fixture(scope="module")
+def gpu_node() -> Iterator[Cluster]:
+    # Four logical CPUs too, so that four quarter-GPU trials can run at once.
+    with ray_cluster(num_cpus=4, num_gpus=4) as cluster:
+        yield cluster
+
+
+def max_overlap(rows: list[dict]) -> int:
+    """The most trials that ran at the same instant (from their started_at / ended_at)."""
+    events = []
+    for r in rows:
+        events.append((datetime.fromisoformat(r["started_at"]), 1))
+        events.append((datetime.fromisoformat(r["ended_at"]), -1))
+    running = best = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an end before a start
+        running += step
+        best = max(best, running)
+    return best
+
+
+def run_packed(cluster: Cluster, tmp_path: Path, name: str, **resources) -> pl.DataFrame:
+    suite = tiny_suite(
+        tmp_path,
+        name,
+        losses=("hal", "nca"),
+        seeds=(0, 1, 2, 3),
+        epochs=6,  # long enough for the trials of four warm actors to overlap
+        dataset={"train_size": 512},
+        train={"device": "cpu"},
+        resources={"cpus_per_trial": 1, **resources},
+    )
+    out = tmp_path / name
+    done = subprocess.run(
+        halbench(suite, "--address", cluster.address, "--output", out, "--no-report"),
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = pl.read_parquet(out / "trials.parquet")
+    assert trials["status"].to_list() == ["ok"] * 8
+    return trials
+
+
+def test_quarter_gpus_pack_four_trials_on_one_gpu(gpu_node, tmp_path) -> None:
+    trials = run_packed(gpu_node, tmp_path, "quarter", gpus_per_trial=0.25)
+    rows = trials.to_dicts()
+    # A fraction of a GPU is a fraction of one GPU: each trial holds exactly one id of the node.
+    assert all(r["gpu_ids"] in GPUS for r in rows), trials.select("trial_id", "gpu_ids")
+    by_gpu = {g: [r for r in rows if r["gpu_ids"] == g] for g in GPUS}
+    overlaps = {g: max_overlap(rs) for g, rs in by_gpu.items() if rs}
+    print(f"quarter-GPU packing, most trials at once per GPU id: {overlaps}")
+    assert max(overlaps.values()) >= 4, (overlaps, trials.select("gpu_ids", "started_at"))
+    assert max(overlaps.values()) <= 4  # never more than four quarters on one GPU
+
+
+def test_exclusive_gpu_gives_each_trial_a_whole_gpu(gpu_node, tmp_path) -> None:
+    trials = run_packed(gpu_node, tmp_path, "exclusive", gpus_per_trial=0.25, exclusive_gpu=True)
+    rows = trials.to_dicts()
+    assert all(r["gpu_ids"] in GPUS for r in rows)
+    for gpu in GPUS:
+        assert max_overlap([r for r in rows if r["gpu_ids"] == gpu] or []) <= 1
+    assert max_overlap(rows) >= 2  # and yet trials ran side by side, on different GPUs
