@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 from halbench.report.model import (
+    BEST_MARK,
+    NOISE_MARK,
     VERDICT_SYMBOLS,
+    Cell,
     Figure,
     KeyValues,
     Paragraph,
@@ -21,6 +24,12 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _marked(c: Cell) -> str:
+    if c.best and c.within_noise:
+        return f"{_cell(c.text)} {NOISE_MARK}"
+    return f"**{_cell(c.text)}** {BEST_MARK}" if c.best else _cell(c.text)
+
+
 def table_markdown(table: Table) -> str:
     lines = [
         f"**{table.title}**",
@@ -29,8 +38,7 @@ def table_markdown(table: Table) -> str:
         "|" + "|".join("---" for _ in table.columns) + "|",
     ]
     for row in table.rows:
-        cells = [f"**{_cell(c.text)}** ★" if c.best else _cell(c.text) for c in row]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_marked(c) for c in row) + " |")
     lines += [""] + [f"_{note}_" for note in table.notes]
     return "\n".join(lines)
 
