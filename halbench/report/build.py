@@ -200,6 +200,7 @@ def build_report(
     Each file is written atomically (a full disk or a kill leaves the old file or none, never a
     truncated one); a directory that cannot be written is a UserError naming it.
     """
+    from halbench.report import png
     from halbench.report.html import render_html
     from halbench.report.markdown import render_markdown
 
@@ -209,7 +210,9 @@ def build_report(
     html = out_dir / "report.html"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(md, render_markdown(report, out_dir, html.name))
+        figs = [b for s in report.sections for b in s.blocks if isinstance(b, Figure)]
+        written = png.export_all(figs, out_dir)
+        write_text_atomic(md, render_markdown(report, out_dir, html.name, written))
         write_text_atomic(html, render_html(report))
     except OSError as err:
         where = err.filename or out_dir
