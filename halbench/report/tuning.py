@@ -82,7 +82,14 @@ def groups_of(view: ReportView) -> list[tuple[str, list[Row]]]:
     order = {label: i for i, label in enumerate(view.losses)}
     out = []
     for (group,), rows in sorted(
-        by_group.items(), key=lambda kv: (order.get(kv[1][0]["loss"], 1e9), str(kv[0]))
+        by_group.items(),
+        key=lambda kv: (
+            order.get(kv[1][0]["loss"], len(order)),
+            str(kv[1][0]["loss"]),
+            min(r["batch_size"] or 0 for r in kv[1]),
+            min(r["embedding_dim"] or 0 for r in kv[1]),
+            str(kv[0]),
+        ),
     ):
         rows = sorted(rows, key=lambda r: r["trial_index"])
         out.append((group_label(rows, several[rows[0]["loss"]]), rows))
