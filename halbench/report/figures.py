@@ -26,6 +26,8 @@ INTEGER_TICKS = dict(tickformat="d", tick0=1, dtick=1)  # epochs: no fractional 
 def _clip(value: float) -> float:
     """An accuracy bound within [0, 100]%: a t interval may run past either end."""
     return min(100.0, max(0.0, value))
+
+
 LAYOUT = dict(
     template="plotly_white",
     height=420,
@@ -70,7 +72,9 @@ def accuracy_vs(view: ReportView, dataset: str, x: str) -> go.Figure | None:
                     error_y=dict(
                         type="data",
                         symmetric=False,
-                        array=[_clip(p[1].hi) - p[1].mean if p[1].hi is not None else 0 for p in pts],
+                        array=[
+                            _clip(p[1].hi) - p[1].mean if p[1].hi is not None else 0 for p in pts
+                        ],
                         arrayminus=[
                             p[1].mean - _clip(p[1].lo) if p[1].lo is not None else 0 for p in pts
                         ],

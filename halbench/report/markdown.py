@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from halbench.report import png
-
 from halbench.report.model import (
     BEST_MARK,
     NOISE_MARK,

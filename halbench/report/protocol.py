@@ -121,7 +121,9 @@ def setup_items(view: ReportView) -> KeyValues:
         ),
         (
             "optimizer steps per trial",
-            "; ".join(f"B={b}: {per} per epoch, {total:,} in all" for b, (per, total) in steps.items())
+            "; ".join(
+                f"B={b}: {per} per epoch, {total:,} in all" for b, (per, total) in steps.items()
+            )
             or "— (training-split size unknown)",
         ),
         ("optimizer", optimizer or "—"),
@@ -176,7 +178,9 @@ def failed_table(rows: list[Row], table_id: str, title: str) -> Table | None:
         )
         error = str(r.get("error") or "").strip().splitlines()
         first = error[0][:ERROR_CHARS] if error else "(no error recorded)"
-        body.append([Cell(str(r.get("trial_id"))), Cell(where), Cell(str(r["status"])), Cell(first)])
+        body.append(
+            [Cell(str(r.get("trial_id"))), Cell(where), Cell(str(r["status"])), Cell(first)]
+        )
     return Table(
         id=table_id,
         title=title,

@@ -61,7 +61,11 @@ def config_of(row: Row) -> dict[str, Any]:
 
 
 def score(row: Row) -> float | None:
-    return float(row["last_val"]) if row.get("status") == "ok" and finite(row.get("last_val")) else None
+    return (
+        float(row["last_val"])
+        if row.get("status") == "ok" and finite(row.get("last_val"))
+        else None
+    )
 
 
 def group_label(rows: list[Row], several: bool) -> str:
@@ -76,12 +80,10 @@ def groups_of(view: ReportView) -> list[tuple[str, list[Row]]]:
     """(label, rows sorted by trial_index) per tuning group, in the report's loss order."""
     by_group = group_by(view.tuning, ["group"])
     per_loss = group_by(view.tuning, ["loss"])
-    several = {
-        loss: len({r["group"] for r in rows}) > 1 for (loss,), rows in per_loss.items()
-    }
+    several = {loss: len({r["group"] for r in rows}) > 1 for (loss,), rows in per_loss.items()}
     order = {label: i for i, label in enumerate(view.losses)}
     out = []
-    for (group,), rows in sorted(
+    for (_group,), rows in sorted(
         by_group.items(),
         key=lambda kv: (
             order.get(kv[1][0]["loss"], len(order)),
@@ -125,21 +127,41 @@ def protocol_items(view: ReportView) -> KeyValues:
         scheduler += f" (grace {tune['grace_epochs']} epoch(s))"
     validation = tune.get("validation")
     items = [
-        ("selection", "validation split carved from the training split; the test split is "
-         "read only by the final runs"),
-        ("validation", "—" if validation is None else (
-            f"{validation:.0%} of the training split" if isinstance(validation, float)
-            else f"{validation} rows of the training split")),
-        ("budget per loss", f"{tune.get('budget', '—')} trials (run: "
-         + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none") + ")"),
-        ("search", str(tune.get("search", "—"))
-         + (f", seed {tune['seed']}" if tune.get("seed") is not None else "")),
+        (
+            "selection",
+            "validation split carved from the training split; the test split is "
+            "read only by the final runs",
+        ),
+        (
+            "validation",
+            "—"
+            if validation is None
+            else (
+                f"{validation:.0%} of the training split"
+                if isinstance(validation, float)
+                else f"{validation} rows of the training split"
+            ),
+        ),
+        (
+            "budget per loss",
+            f"{tune.get('budget', '—')} trials (run: "
+            + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
+            + ")",
+        ),
+        (
+            "search",
+            str(tune.get("search", "—"))
+            + (f", seed {tune['seed']}" if tune.get("seed") is not None else ""),
+        ),
         ("scheduler", scheduler),
         ("tuning epochs", str(tune.get("epochs", "—"))),
         ("validation metric", str(tune.get("metric", "—")) + " (maximized)"),
         ("tuning trials", f"{len(view.tuning)} ({stopped} stopped early, {failed} failed)"),
-        ("final runs", f"seeds {final.get('seeds', '—')}, {final.get('epochs', '—')} epochs, "
-         f"trained on {final.get('train_on', 'train')}; only these feed the claims"),
+        (
+            "final runs",
+            f"seeds {final.get('seeds', '—')}, {final.get('epochs', '—')} epochs, "
+            f"trained on {final.get('train_on', 'train')}; only these feed the claims",
+        ),
     ]
     return KeyValues(items)
 
@@ -153,9 +175,16 @@ def space_table(view: ReportView, prefix: str) -> Table | None:
         title="Search space",
         columns=["key", "applies to", "distribution", "values"],
         rows=[
-            [Cell(e.key), Cell(e.loss or "every loss"), Cell(e.kind), Cell(
-                ", ".join(_fmt(a) for a in e.args) if e.kind == "choice"
-                else f"[{_fmt(e.args[0])}, {_fmt(e.args[-1])}]")]
+            [
+                Cell(e.key),
+                Cell(e.loss or "every loss"),
+                Cell(e.kind),
+                Cell(
+                    ", ".join(_fmt(a) for a in e.args)
+                    if e.kind == "choice"
+                    else f"[{_fmt(e.args[0])}, {_fmt(e.args[-1])}]"
+                ),
+            ]
             for e in entries
         ],
         notes=["A key in the space overrides the suite's fixed value of that key."],
@@ -179,15 +208,19 @@ def chosen_table(view: ReportView, prefix: str) -> Table | None:
         beat = (
             f"{sum(s > base for s in others)} of {len(rows) - 1}"
             if base is not None
-            else "— (no default trial)" if default is None else "— (default failed)"
+            else "— (no default trial)"
+            if default is None
+            else "— (default failed)"
         )
         cfg = config_of(chosen) if chosen else {}
         body.append(
             [Cell(label)]
             + [Cell(_fmt(cfg[k]) if k in cfg else "—") for k in keys]
             + [
-                Cell(_pct(score(chosen)) if chosen else "none finished",
-                     score(chosen) if chosen else None),
+                Cell(
+                    _pct(score(chosen)) if chosen else "none finished",
+                    score(chosen) if chosen else None,
+                ),
                 Cell(_pct(base), base),
                 Cell(beat),
                 Cell("yes" if chosen is not None and chosen is default else "no"),
@@ -204,8 +237,9 @@ def chosen_table(view: ReportView, prefix: str) -> Table | None:
     return Table(
         id=f"{prefix}-chosen",
         title="Chosen configuration of each loss",
-        columns=["loss"] + keys + ["validation %", "default's %", "beat the default",
-                                   "default chosen"],
+        columns=["loss"]
+        + keys
+        + ["validation %", "default's %", "beat the default", "default chosen"],
         rows=body,
         notes=notes,
     )

@@ -154,7 +154,13 @@ def key_text(key: tuple, source: str) -> str:
     if source == "profile" and len(key) == 3:
         c, m, device = key
         return " ".join(
-            part for part in (f"C={c}" if c is not None else "", f"M={m}" if m else "", str(device or "")) if part
+            part
+            for part in (
+                f"C={c}" if c is not None else "",
+                f"M={m}" if m else "",
+                str(device or ""),
+            )
+            if part
         )
     return " ".join(str(x) for x in key if x is not None)
 

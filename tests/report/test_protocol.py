@@ -28,16 +28,24 @@ def test_protocol_section_comes_first_in_both_reports(tuned_run, tmp_path):
     md, html = paths["markdown"].read_text(), paths["html"].read_text()
     assert md.index("### Protocol") < md.index("### Claims") < md.index("#### C1")
     assert html.index('id="g1-protocol"') < html.index('id="g1-claims"')
-    for text in ("train 8,000 / validation 2,000 / test 2,000", "budget per loss", "4 trials",
-                 "asha (grace 1 epoch(s))", "random, seed 0", "loguniform", "Search space"):
+    for text in (
+        "train 8,000 / validation 2,000 / test 2,000",
+        "budget per loss",
+        "4 trials",
+        "asha (grace 1 epoch(s))",
+        "random, seed 0",
+        "loguniform",
+        "Search space",
+    ):
         assert text in md, text
     assert 'id="g1-fig-tuning"' in html and 'id="g1-fig-sensitivity"' in html
 
 
 def test_chosen_configuration_and_trials_that_beat_the_default(tuned_run):
     model = build_model([tuned_run])
-    table = next(b for b in blocks(model, "protocol") if isinstance(b, Table) and
-                 b.id.endswith("chosen"))
+    table = next(
+        b for b in blocks(model, "protocol") if isinstance(b, Table) and b.id.endswith("chosen")
+    )
     rows = {r[0].text: [c.text for c in r] for r in table.rows}
     cols = table.columns
     hal = rows["hal B=32 d=16"]
@@ -75,8 +83,11 @@ def test_untuned_report_says_its_verdicts_are_exploratory_above_them(make_run):
     model = build_model([make_run(*training_rows())])
     claims = blocks(model, "claims")
     first_verdict = next(i for i, b in enumerate(claims) if isinstance(b, Verdict))
-    notes = [i for i, b in enumerate(claims) if isinstance(b, Paragraph)
-             and "hand-set" in b.text and "test split" in b.text]
+    notes = [
+        i
+        for i, b in enumerate(claims)
+        if isinstance(b, Paragraph) and "hand-set" in b.text and "test split" in b.text
+    ]
     assert notes and notes[0] < first_verdict
     c1 = next(b for b in claims if isinstance(b, Table) and b.id == "g1-c1")
     assert "test accuracy" in c1.notes[0]
@@ -109,17 +120,30 @@ def test_setup_and_short_budget_sentence_before_any_verdict(make_run):
 
 
 def test_long_training_has_no_short_budget_sentence(make_run):
-    suite = {"name": "big", "dataset": {"name": "x", "train_size": 60000},
-             "train": {"epochs": 3}, "eval": {"ks": [1]}}
+    suite = {
+        "name": "big",
+        "dataset": {"name": "x", "train_size": 60000},
+        "train": {"epochs": 3},
+        "eval": {"ks": [1]},
+    }
     model = build_model([make_run(*training_rows(), suite=suite)])
     assert not any(isinstance(b, Paragraph) and "Short" in b.text for b in blocks(model, "claims"))
 
 
 def test_all_failed_report_says_so_and_lists_errors_and_ks(make_run, tmp_path):
     rows = [
-        trial(loss, 64, 16, s, None, dataset="fashion-mnist", status="error",
-              error="RuntimeError: mat1 and mat2 shapes cannot be multiplied\ntraceback")
-        for loss in ("hal", "nca") for s in range(2)
+        trial(
+            loss,
+            64,
+            16,
+            s,
+            None,
+            dataset="fashion-mnist",
+            status="error",
+            error="RuntimeError: mat1 and mat2 shapes cannot be multiplied\ntraceback",
+        )
+        for loss in ("hal", "nca")
+        for s in range(2)
     ]
     run = make_run(rows)
     md = build_report([run], tmp_path / "o")["markdown"].read_text()
@@ -132,12 +156,16 @@ def test_all_failed_report_says_so_and_lists_errors_and_ks(make_run, tmp_path):
 
 def test_tuning_figures_curve_is_best_so_far(tuned_run):
     model = build_model([tuned_run])
-    fig = next(b for b in blocks(model, "protocol") if isinstance(b, Figure)
-               and b.id.endswith("tuning")).figure
+    fig = next(
+        b for b in blocks(model, "protocol") if isinstance(b, Figure) and b.id.endswith("tuning")
+    ).figure
     hal = next(t for t in fig.data if t.name == "hal B=32 d=16")
     assert list(hal.y) == pytest.approx([75.0, 80.0, 80.0, 80.0])
-    sens = next(b for b in blocks(model, "protocol") if isinstance(b, Figure)
-                and b.id.endswith("sensitivity")).figure
+    sens = next(
+        b
+        for b in blocks(model, "protocol")
+        if isinstance(b, Figure) and b.id.endswith("sensitivity")
+    ).figure
     assert sens.layout.xaxis.title.text == "loss.scale" and sens.layout.xaxis.type != "log"
     assert sens.layout.xaxis2.title.text == "lr" and sens.layout.xaxis2.type == "log"
 
@@ -145,9 +173,17 @@ def test_tuning_figures_curve_is_best_so_far(tuned_run):
 def test_tuning_parquet_is_checked_against_its_schema(tmp_path):
     tuning, _, _ = tuned_rows()
     run = write_tuned_run(tmp_path / "t")
-    pl.DataFrame({"trial_id": ["x"], "group": ["g"], "loss": ["hal"], "trial_index": ["zero"],
-                  "status": ["ok"]}).write_parquet(run / "tuning.parquet")
+    pl.DataFrame(
+        {
+            "trial_id": ["x"],
+            "group": ["g"],
+            "loss": ["hal"],
+            "trial_index": ["zero"],
+            "status": ["ok"],
+        }
+    ).write_parquet(run / "tuning.parquet")
     from halbench.errors import UserError
+
     with pytest.raises(UserError, match="tuning.parquet: column trial_index"):
         load_groups([run])
     assert json.loads((run / "suite.json").read_text())["tune"] == TUNED_SUITE["tune"]
