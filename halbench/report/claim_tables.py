@@ -26,6 +26,7 @@ from halbench.report.format import fmt_est, fmt_interval, fmt_ratio
 from halbench.report.model import VERDICT_SYMBOLS, Cell, Table
 from halbench.report.stats import mean_ci
 from halbench.report.views import ReportView
+from halbench.report.views import key_text as point_text
 
 
 @dataclass
@@ -147,7 +148,7 @@ def ratio_result(ev: RatioEvaluation, prefix: str) -> ClaimResult:
     claim, thr = ev.claim, ev.claim.threshold
     rows, holds = [], []
     for p in ev.points:
-        key_text = ", ".join(map(str, p.key))
+        key_text = point_text(p.key, ev.source)
         cells = []
         if "flops" in claim.metrics:
             cells.append(Cell(fmt_ratio(p.flops), p.flops))

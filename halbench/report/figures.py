@@ -23,6 +23,15 @@ SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star"]  # one per
 INTEGER_TICKS = dict(tickformat="d", tick0=1, dtick=1)  # epochs: no fractional ticks
 
 
+# Log axes label decades only (no "2", "5" minor labels crowding the panels); batch-size and
+# embedding-size axes label the measured values.
+DECADES = dict(type="log", dtick=1)
+
+
+def _measured(values: set) -> dict:
+    return dict(type="log", tickvals=sorted(values), ticktext=[str(v) for v in sorted(values)])
+
+
 def _clip(value: float) -> float:
     """An accuracy bound within [0, 100]%: a t interval may run past either end."""
     return min(100.0, max(0.0, value))
@@ -84,7 +93,7 @@ def accuracy_vs(view: ReportView, dataset: str, x: str) -> go.Figure | None:
                 col=col,
             )
         fig.update_xaxes(
-            type="log",
+            **_measured({r[x] for r in rows}),
             title_text={"batch_size": "batch size", "embedding_dim": "embedding dim"}[x],
             row=1,
             col=col,
@@ -130,6 +139,7 @@ def accuracy_per_epoch(view: ReportView, dataset: str) -> go.Figure | None:
                 x=xs + xs[::-1],
                 y=hi + lo[::-1],
                 fill="toself",
+                mode="lines",
                 fillcolor=color[label],
                 opacity=0.2,
                 line=dict(width=0),
@@ -200,8 +210,8 @@ def cost_vs_batch(view: ReportView) -> go.Figure | None:
                 row=1,
                 col=col,
             )
-    fig.update_xaxes(type="log", title_text="batch size B")
-    fig.update_yaxes(type="log")
+    fig.update_xaxes(**_measured({p["batch_size"] for p in points}), title_text="batch size B")
+    fig.update_yaxes(**DECADES)
     for col, unit in enumerate(["ms", "FLOPs", "bytes"], start=1):
         fig.update_yaxes(title_text=unit, row=1, col=col)
     fig.update_layout(
@@ -281,9 +291,9 @@ def ratio_vs_batch(view: ReportView, threshold: float | None) -> go.Figure | Non
                 line=dict(color="crimson", dash="dash"),
             )
         )
-    fig.update_xaxes(type="log", title_text="batch size B")
-    fig.update_yaxes(type="log", title_text=f"ratio to {ref}", col=1)
-    fig.update_yaxes(type="log", col=2)
+    fig.update_xaxes(**_measured({p["batch_size"] for p in points}), title_text="batch size B")
+    fig.update_yaxes(**DECADES, title_text=f"ratio to {ref}", col=1)
+    fig.update_yaxes(**DECADES, col=2)
     fig.update_layout(**{**LAYOUT, "height": 460})
     return fig
 

@@ -98,6 +98,9 @@ def _model(view: ReportView) -> str:
 def setup_items(view: ReportView) -> KeyValues:
     """The training setup the verdicts rest on: model, data, epochs, steps, optimizer."""
     suite, train = view.suite, section(view.suite, "train")
+    if not view.ok and not view.failed:  # a loss-call profile: nothing was trained
+        what = f"loss-call profile, {len(view.profile_rows)} points; no training"
+        return KeyValues([("description", str(suite.get("description") or "—")), ("run", what)])
     sizes = data_sizes(view)
     data = f"train {_size(sizes['train'], 'training')}"
     if sizes["validation"] is not None:
