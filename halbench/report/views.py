@@ -199,6 +199,25 @@ def best_configs(view: ReportView, dataset: str, column: str) -> dict[str, tuple
     return picks
 
 
+def with_val_scores(ok: list[Row], tuning: list[Row]) -> list[Row]:
+    """Final rows with their validation score: their own val_score, else the last_val of the
+    tuning trial they came from (tuned_from), else of the chosen trial at their (loss, B, d)."""
+    by_id = {r["trial_id"]: r.get("last_val") for r in tuning}
+    chosen = {
+        (r["dataset"], r["loss"], r["batch_size"], r["embedding_dim"]): r.get("last_val")
+        for r in tuning
+        if r.get("chosen")
+    }
+    out = []
+    for r in ok:
+        if r.get("val_score") is None:
+            key = (r["dataset"], r["loss"], r["batch_size"], r["embedding_dim"])
+            score = by_id.get(r.get("tuned_from")) if r.get("tuned_from") else None
+            r = {**r, "val_score": score if score is not None else chosen.get(key)}
+        out.append(r)
+    return out
+
+
 def build_view(group: RunGroup) -> ReportView:
     """Everything the report reads of this group, computed once."""
     trials = group.trials
@@ -207,6 +226,9 @@ def build_view(group: RunGroup) -> ReportView:
     if final_phase:
         trials = trials.filter(pl.col("phase") == "final")
     ok = trials.filter(pl.col("status") == "ok").to_dicts()
+    tuning = group.tuning.to_dicts()
+    if tuning:
+        ok = with_val_scores(ok, tuning)
     failed = trials.filter(pl.col("status") != "ok").to_dicts()
     ok_ids = {(r["dataset"], r["trial_id"]) for r in ok}
     epochs = group.epochs
@@ -241,6 +263,6 @@ def build_view(group: RunGroup) -> ReportView:
         cost=cost,
         cost_source=source,
         slopes=slopes_of(cost),
-        tuning=group.tuning.to_dicts(),
+        tuning=tuning,
         final_phase=final_phase,
     )

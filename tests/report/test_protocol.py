@@ -187,3 +187,18 @@ def test_tuning_parquet_is_checked_against_its_schema(tmp_path):
     with pytest.raises(UserError, match="tuning.parquet: column trial_index"):
         load_groups([run])
     assert json.loads((run / "suite.json").read_text())["tune"] == TUNED_SUITE["tune"]
+
+
+def test_validation_scores_come_from_tuning_parquet_when_rows_lack_them(tmp_path):
+    _, finals, epochs = tuned_rows()
+    bare = [{**r, "val_score": None} for r in finals]
+    run = write_tuned_run(tmp_path / "t", trials=bare, epochs=epochs)
+    view = build_view(load_groups([run])[0])
+    assert view.select_by == "val_score"
+    hal32 = [r for r in view.ok if r["loss"] == "hal" and r["batch_size"] == 32]
+    assert {r["val_score"] for r in hal32} == {0.80}
+    c1 = next(
+        b for b in blocks(build_model([run]), "claims") if isinstance(b, Table) and b.id == "g1-c1"
+    )
+    row = next(r for r in c1.rows if r[0].text == "fashion_mnist")
+    assert row[1].text.startswith("hal B=32 d=16")
