@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from halbench.errors import UserError
-from halbench.report import cost_tables, figures, tables
+from halbench.report import cost_tables, figures, protocol, tables, tuning, tuning_figures
 from halbench.report.claim_tables import ClaimResult, evaluate_claims
 from halbench.report.claims import Claim, cost_threshold, load_claims
 from halbench.report.format import slug
@@ -33,7 +33,7 @@ def claims_summary(results: list[ClaimResult], prefix: str) -> Table:
         rows=[
             [
                 Cell(f"{r.id}: {r.title}"),
-                Cell(f"{VERDICT_SYMBOLS[r.verdict]} {r.verdict}"),
+                Cell(f"{VERDICT_SYMBOLS[r.verdict]} {r.verdict}", verdict=r.verdict),
                 Cell(r.summary),
             ]
             for r in results
@@ -102,20 +102,54 @@ def _figures(
     return accuracy, cost
 
 
+def protocol_section(view: ReportView, prefix: str) -> Section:
+    """What the verdicts rest on, first in the group: setup, tuning, failures."""
+    blocks: list[Block] = [protocol.setup_items(view)]
+    if view.tuned:
+        blocks.append(tuning.protocol_items(view))
+        blocks += [
+            t for t in (tuning.space_table(view, prefix), tuning.chosen_table(view, prefix)) if t
+        ]
+        for fig_id, title, fig in [
+            (
+                f"{prefix}-fig-tuning",
+                "Tuning curves: best validation score so far per loss",
+                tuning_figures.tuning_curves(view),
+            ),
+            (
+                f"{prefix}-fig-sensitivity",
+                "Sensitivity: validation score against each tuned value",
+                tuning_figures.sensitivity(view),
+            ),
+        ]:
+            if fig is not None:
+                blocks.append(Figure(fig_id, title, fig))
+    for table in (
+        protocol.failed_table(view.failed, f"{prefix}-failed", "Failed trials"),
+        protocol.failed_table(
+            [r for r in view.tuning if r.get("status") != "ok"],
+            f"{prefix}-failed-tuning",
+            "Failed tuning trials (each counts against its loss's budget)",
+        ),
+    ):
+        if table is not None:
+            blocks.append(table)
+    return Section(f"{prefix}-protocol", "Protocol", blocks, level=3)
+
+
 def group_sections(view: ReportView, index: int, claims: list[Claim]) -> list[Section]:
     prefix = f"g{index}"
     group = view.group
     results = evaluate_claims(view, claims, prefix)
     acc_figs, cost_figs = _figures(view, prefix, cost_threshold(claims))
     hash_text = f" ({group.suite_hash[:12]})" if group.suite_hash else ""
-    head = Section(
-        f"{prefix}-suite",
-        f"Suite {group.name}{hash_text}",
-        [tables.header(view), claims_summary(results, prefix)],
-        level=2,
-    )
+    head = Section(f"{prefix}-suite", f"Suite {group.name}{hash_text}", [], level=2)
+    notes: list[Block] = [Paragraph(text) for text in protocol.verdict_notes(view)]
     claim_section = Section(
-        f"{prefix}-claims", "Claims", [b for r in results for b in claim_blocks(r)], level=3
+        f"{prefix}-claims",
+        "Claims",
+        [*notes, claims_summary(results, prefix)] + [b for r in results for b in claim_blocks(r)],
+        level=3,
     )
     acc_blocks: list[Block] = [*tables.accuracy_tables(view, prefix)]
     best = tables.best_config_table(view, prefix)
@@ -132,11 +166,12 @@ def group_sections(view: ReportView, index: int, claims: list[Claim]) -> list[Se
         if t is not None
     ]
     cost_blocks += cost_figs
-    sections = [head, claim_section]
+    sections = [head, protocol_section(view, prefix), claim_section]
     if acc_blocks:
         sections.append(Section(f"{prefix}-accuracy", "Accuracy", acc_blocks, level=3))
     if cost_blocks:
         sections.append(Section(f"{prefix}-cost", "Cost per loss call", cost_blocks, level=3))
+    sections.append(Section(f"{prefix}-run", "Run", [tables.header(view)], level=3))
     return sections
 
 
@@ -165,6 +200,7 @@ def build_report(
     Each file is written atomically (a full disk or a kill leaves the old file or none, never a
     truncated one); a directory that cannot be written is a UserError naming it.
     """
+    from halbench.report import png
     from halbench.report.html import render_html
     from halbench.report.markdown import render_markdown
 
@@ -174,7 +210,9 @@ def build_report(
     html = out_dir / "report.html"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(md, render_markdown(report, out_dir, html.name))
+        figs = [b for s in report.sections for b in s.blocks if isinstance(b, Figure)]
+        written = png.export_all(figs, out_dir)
+        write_text_atomic(md, render_markdown(report, out_dir, html.name, written))
         write_text_atomic(html, render_html(report))
     except OSError as err:
         where = err.filename or out_dir

@@ -44,13 +44,14 @@ class Pick:
     values: dict[int, float]
 
 
-def best_pick(rows: list[Row], column: str) -> Pick | None:
-    """The (loss, B, d) with the highest mean of column over seeds (first of equal means)."""
+def best_pick(rows: list[Row], column: str, by: str | None = None) -> Pick | None:
+    """The (loss, B, d) with the highest mean over seeds of `by` (the validation score of a
+    tuned run; default: column itself), with its per-seed values of column (first of equals)."""
     best: tuple[float, Pick] | None = None
     for (loss, b, d), cell in group_by(rows, ["loss", "batch_size", "embedding_dim"]).items():
         vals = seed_values(cell, column, 100.0)
-        est = mean_ci(vals.values())
-        if est is not None and (best is None or est.mean > best[0]):
+        est = mean_ci(seed_values(cell, by).values()) if by else mean_ci(vals.values())
+        if vals and est is not None and (best is None or est.mean > best[0]):
             best = (est.mean, Pick(loss, b, d, vals))
     return None if best is None else best[1]
 
@@ -87,6 +88,7 @@ class MarginEvaluation:
     claim: AccuracyMarginClaim
     k: int | None
     has_rows: bool
+    select_by: str | None  # val_score when picks used the validation split, else None (test)
     conditions: list[MarginCondition]
     configs: list[ConfigMargin]
     verdict: str
@@ -94,7 +96,7 @@ class MarginEvaluation:
 
 def evaluate_accuracy_margin(view: ReportView, claim: AccuracyMarginClaim) -> MarginEvaluation:
     k = view.k_for(claim.k)
-    column, margin = f"knn_acc_{k}", claim.threshold
+    column, margin, by = f"knn_acc_{k}", claim.threshold, view.select_by
     rows = view.ok
     subject = with_name(rows, [claim.subject])
     competitors = with_name(rows, claim.competitors)
@@ -103,15 +105,19 @@ def evaluate_accuracy_margin(view: ReportView, claim: AccuracyMarginClaim) -> Ma
     datasets = [(str(d), by_norm.get(norm_name(d))) for d in (claim.datasets or present)]
     conditions = []
     for wanted, dataset in datasets:
-        s = best_pick([r for r in subject if r["dataset"] == dataset], column) if dataset else None
+        s = (
+            best_pick([r for r in subject if r["dataset"] == dataset], column, by)
+            if dataset
+            else None
+        )
         c = (
-            best_pick([r for r in competitors if r["dataset"] == dataset], column)
+            best_pick([r for r in competitors if r["dataset"] == dataset], column, by)
             if dataset
             else None
         )
         diff = diff_ci(s.values, c.values) if s and c else None
         if not dataset:
-            why = "dataset not in this suite"
+            why = _absent(view, wanted)
         elif not s or not c:
             why = f"no ok {claim.subject if not s else 'competitor'} trials"
         else:
@@ -123,7 +129,7 @@ def evaluate_accuracy_margin(view: ReportView, claim: AccuracyMarginClaim) -> Ma
     comp = group_by([r for r in competitors if r["dataset"] in listed], keys)
     configs = []
     for key in sorted(set(subj) & set(comp)):
-        s, c = best_pick(subj[key], column), best_pick(comp[key], column)
+        s, c = best_pick(subj[key], column, by), best_pick(comp[key], column, by)
         if s and c:
             diff = diff_ci(s.values, c.values)
             configs.append(ConfigMargin(key, s, c, diff, judge(diff, margin)))
@@ -131,10 +137,20 @@ def evaluate_accuracy_margin(view: ReportView, claim: AccuracyMarginClaim) -> Ma
         claim,
         k,
         bool(rows),
+        by,
         conditions,
         configs,
         combine([c.verdict for c in conditions]),
     )
+
+
+def _absent(view: ReportView, wanted: str) -> str:
+    """Why a listed dataset has no ok rows: not in the suite, or every trial of it failed."""
+    failed = [r for r in view.failed if norm_name(r["dataset"]) == norm_name(wanted)]
+    if not failed:
+        return "dataset not in this suite"
+    statuses = sorted({str(r["status"]) for r in failed})
+    return f"all {len(failed)} trial(s) failed ({', '.join(statuses)})"
 
 
 # ---------------------------------------------------------------- C2: cost ratio

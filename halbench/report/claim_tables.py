@@ -26,6 +26,7 @@ from halbench.report.format import fmt_est, fmt_interval, fmt_ratio
 from halbench.report.model import VERDICT_SYMBOLS, Cell, Table
 from halbench.report.stats import mean_ci
 from halbench.report.views import ReportView
+from halbench.report.views import key_text as point_text
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ClaimResult:
 
 
 def _v(verdict: str) -> Cell:
-    return Cell(f"{VERDICT_SYMBOLS[verdict]} {verdict}")
+    return Cell(f"{VERDICT_SYMBOLS[verdict]} {verdict}", verdict=verdict)
 
 
 def _describe(p: Pick) -> str:
@@ -89,8 +90,13 @@ def margin_result(ev: MarginEvaluation, prefix: str) -> ClaimResult:
         ],
         rows=rows,
         notes=[
-            f"Competitors: {', '.join(claim.competitors)}. Each loss at its own "
-            "best (B, d) by mean accuracy; the competitor is the one with the highest mean."
+            f"Competitors: {', '.join(claim.competitors)}. Each loss at its own best (B, d) "
+            + (
+                "by mean validation score (the tuning split; the test split never picks), "
+                if ev.select_by
+                else "by mean test accuracy (hand-set configurations: exploratory), "
+            )
+            + "the competitor is the one ranked highest by the same rule."
         ],
     )
     tables = [table] if ev.has_rows else []
@@ -142,7 +148,7 @@ def ratio_result(ev: RatioEvaluation, prefix: str) -> ClaimResult:
     claim, thr = ev.claim, ev.claim.threshold
     rows, holds = [], []
     for p in ev.points:
-        key_text = ", ".join(map(str, p.key))
+        key_text = point_text(p.key, ev.source)
         cells = []
         if "flops" in claim.metrics:
             cells.append(Cell(fmt_ratio(p.flops), p.flops))
@@ -168,7 +174,15 @@ def ratio_result(ev: RatioEvaluation, prefix: str) -> ClaimResult:
         if holds
         else f"no {claim.subject} and competitor costs at the same (B, d)"
     )
-    names = {"flops": "FLOPs fwd ratio", "time": "time ratio"}
+    per_seed = [p.time_lo is not None for p in ev.points if p.time is not None]
+    time_name = (
+        "time ratio (geo. mean of per-seed ratios [95% CI])"
+        if per_seed and all(per_seed)
+        else "time ratio (of medians)"
+        if not any(per_seed)
+        else "time ratio (per-seed geo. mean [CI], else of medians)"
+    )
+    names = {"flops": "FLOPs fwd ratio", "time": time_name}
     table = Table(
         id=f"{prefix}-{claim.id.lower()}",
         title=f"{claim.id}: cost ratio {claim.subject} / competitor (from the {ev.source})",
@@ -201,17 +215,14 @@ def convergence_result(ev: ConvergenceEvaluation, prefix: str) -> ClaimResult:
     rows = []
     for c in ev.conditions:
         (s_ep, b_ep), (s_acc, b_acc) = c.epochs, c.finals
+        # Paired cells ("hal / al") keep the table within a page's width.
         rows.append(
             [
-                Cell(str(c.key[0])),
-                Cell(str(c.key[1]), c.key[1]),
-                Cell(str(c.key[2]), c.key[2]),
-                Cell(fmt_est(mean_ci(s_ep.values()))),
-                Cell(fmt_est(mean_ci(b_ep.values()))),
+                Cell(f"{c.key[0]} B={c.key[1]} d={c.key[2]}"),
+                Cell(f"{fmt_est(mean_ci(s_ep.values()))} / {fmt_est(mean_ci(b_ep.values()))}"),
                 Cell(fmt_interval(c.faster), None if c.faster is None else c.faster.mean),
                 Cell(fmt_interval(c.seconds, 1)),
-                Cell(fmt_est(mean_ci(s_acc.values()))),
-                Cell(fmt_est(mean_ci(b_acc.values()))),
+                Cell(f"{fmt_est(mean_ci(s_acc.values()))} / {fmt_est(mean_ci(b_acc.values()))}"),
                 Cell(fmt_interval(c.higher), None if c.higher is None else c.higher.mean),
                 _v(c.verdict),
             ]
@@ -228,15 +239,11 @@ def convergence_result(ev: ConvergenceEvaluation, prefix: str) -> ClaimResult:
         id=f"{prefix}-{claim.id.lower()}",
         title=f"{claim.id}: {subject} vs {baseline} at each (dataset, B, d), k-NN@{k}",
         columns=[
-            "dataset",
-            "B",
-            "d",
-            f"{subject} epochs to {pct}",
-            f"{baseline} epochs to {pct}",
+            "dataset, B, d",
+            f"epochs to {pct}: {subject} / {baseline}",
             f"{baseline} − {subject} epochs [CI]",
-            f"{baseline} − {subject} seconds [CI]",
-            f"{subject} final %",
-            f"{baseline} final %",
+            f"{baseline} − {subject} s [CI]",
+            f"final %: {subject} / {baseline}",
             f"{subject} − {baseline} final [CI]",
             "verdict",
         ],

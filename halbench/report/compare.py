@@ -6,12 +6,19 @@ was ok and no longer is, an accuracy drop whose interval lies below 0 and whose 
 accuracy threshold (with one seed a side: the drop alone), a cost that grew by more than the
 relative threshold, or a metric that was a number and became NaN.
 
+Times are noisy (a shared machine's load changes between runs), so a time must also have grown
+beyond both runs' spread: a profiled time when new median − new IQR > old median + old IQR
+(the repeats' interquartile ranges, time_fwdbwd_iqr_ms), a trial time when the 95% interval
+of the per-seed log-time difference lies above 0 (with one seed a side, the threshold alone).
+FLOPs and memory are deterministic counts: the threshold alone.
+
 A run with nothing to compare (no rows, or ok rows whose every metric is missing or NaN) is a
 UserError, never a clean comparison: a CI gate must not pass on a broken run.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +90,35 @@ def _status_changes(old: dict, new: dict, result: Comparison) -> None:
             result.regressions.append(f"{_key_text(key)}: status ok → {new[key]}")
 
 
+TIME_COLUMNS = {"loss_call_ms": None, "time_fwdbwd_ms": "time_fwdbwd_iqr_ms"}
+
+
+def beyond_spread(old: list[Row], new: list[Row], column: str) -> int:
+    """+1 when a time grew beyond both runs' spread, -1 when it shrank beyond it, else 0 (see
+    the module docstring); a column that is not a time always counts (+1 / -1 by sign)."""
+    if column not in TIME_COLUMNS:
+        return 1
+    iqr = TIME_COLUMNS[column]
+    if iqr is not None:
+        o, n = median_of(old, column), median_of(new, column)
+        o_iqr, n_iqr = median_of(old, iqr) or 0.0, median_of(new, iqr) or 0.0
+        if o is None or n is None:
+            return 0
+        return 1 if n - n_iqr > o + o_iqr else -1 if n + n_iqr < o - o_iqr else 0
+    logs = [
+        {
+            int(r["seed"]): math.log(r[column])
+            for r in rows
+            if finite(r.get(column)) and r[column] > 0
+        }
+        for rows in (new, old)
+    ]
+    diff = diff_ci(*logs)
+    if diff is None or diff.lo is None or diff.hi is None:
+        return 1  # one seed a side: no spread to compare against
+    return 1 if diff.lo > 0 else -1 if diff.hi < 0 else 0
+
+
 def _cost_rows(
     old_cells: dict,
     new_cells: dict,
@@ -94,12 +130,22 @@ def _cost_rows(
     for key in sorted(set(old_cells) & set(new_cells), key=point_order):
         cells = [Cell(_key_text(key))]
         for column, name in costs:
-            r = ratio(median_of(new_cells[key], column), median_of(old_cells[key], column))
-            worse = r is not None and r > 1.0 + threshold
-            better = r is not None and r < 1.0 / (1.0 + threshold)
-            cells.append(
-                Cell(fmt_ratio(r) + (" ▲ worse" if worse else " ▼ better" if better else ""), r)
+            old, new = old_cells[key], new_cells[key]
+            r = ratio(median_of(new, column), median_of(old, column))
+            grew = r is not None and r > 1.0 + threshold
+            shrank = r is not None and r < 1.0 / (1.0 + threshold)
+            noise = beyond_spread(old, new, column) if grew or shrank else 0
+            worse, better = grew and noise > 0, shrank and noise < 0
+            mark = (
+                " ▲ worse"
+                if worse
+                else " ▼ better"
+                if better
+                else " within noise"
+                if grew or shrank
+                else ""
             )
+            cells.append(Cell(fmt_ratio(r) + mark, r))
             if worse:
                 result.regressions.append(f"{_key_text(key)}: {name} × {r:.3g} (new / old)")
         rows.append(cells)
@@ -204,7 +250,11 @@ def _compare_trials(
                 "Loss-call cost during training, new / old (median over seeds)",
                 ["dataset loss B d"] + [name for _, name in TRIAL_COSTS],
                 cost_rows,
-                [f"▲ worse: grew by more than {threshold:.0%}; ▼ better: shrank as much."],
+                [
+                    f"▲ worse: grew by more than {threshold:.0%} and, for time, beyond the "
+                    "spread over seeds (95% CI of the per-seed log-time difference); ▼ better: "
+                    "shrank as much; within noise: past the threshold but not the spread."
+                ],
             )
         )
 
@@ -227,7 +277,11 @@ def _compare_profiles(
                 "Profiled loss-call cost, new / old",
                 ["loss B d C M device"] + [name for _, name in PROFILE_COSTS],
                 cost_rows,
-                [f"▲ worse: grew by more than {threshold:.0%}; ▼ better: shrank as much."],
+                [
+                    f"▲ worse: grew by more than {threshold:.0%} and, for time, beyond both "
+                    "runs' spread (new median − IQR above old median + IQR); ▼ better: shrank "
+                    "as much; within noise: past the threshold but not the spread."
+                ],
             )
         )
 

@@ -11,6 +11,8 @@ from halbench.report.rows import Row, group_by, median_of, point_order, ratio
 from halbench.report.views import COST_METRICS, ReportView, reference_label
 
 SHARE = "loss_share_of_step"
+IQR = "time_fwdbwd_iqr_ms"
+NO_RATIO = (SHARE, IQR)  # a ratio of shares of different steps, or of spreads, means nothing
 CostColumn = tuple[str, str, Callable[[float | None], str]]
 TRIAL_COST: list[CostColumn] = [
     ("loss_flops_fwd", "FLOPs fwd", fmt_si),
@@ -22,6 +24,7 @@ PROFILE_COST: list[CostColumn] = [
     ("flops_fwd", "FLOPs fwd", fmt_si),
     ("flops_bwd", "FLOPs bwd", fmt_si),
     ("time_fwdbwd_ms", "time fwd+bwd ms", fmt_ms),
+    (IQR, "time IQR ms", fmt_ms),
     ("peak_mem_bytes", "peak mem", fmt_bytes),
 ]
 
@@ -44,7 +47,7 @@ def _cost_rows(
             for col, _, fmt in columns:
                 value = median_of(these, col)
                 row.append(Cell(fmt(value), value))
-                if col != SHARE:  # a ratio of shares of different steps means nothing
+                if col not in NO_RATIO:
                     r = ratio(value, median_of(ref_rows, col))
                     row.append(Cell(fmt_ratio(r), r))
             out.append(row)
@@ -70,8 +73,9 @@ def trial_cost_table(view: ReportView, prefix: str) -> Table | None:
         columns=headers,
         rows=body,
         notes=[
-            "Measured by the trial probe on sampled training steps. ×NCA: ratio to the NCA "
-            "loss at the same dataset, B and d."
+            "Measured by the trial probe on sampled training steps. ×NCA: ratio of the median "
+            "over seeds to the NCA loss's median at the same dataset, B and d (the C2 table's "
+            "time ratio is the geometric mean of per-seed ratios: the two can differ)."
             + ("" if has_ref else " No NCA in this suite: no ratios.")
         ],
     )
@@ -84,13 +88,14 @@ def profile_cost_table(view: ReportView, prefix: str) -> Table | None:
     keys = ["batch_size", "embedding_dim", "num_classes", "memory_size", "device"]
     body, has_ref = _cost_rows(view, ok, keys, PROFILE_COST)
     headers = ["loss", "B", "d", "C", "M", "device"]
-    for _, name, _ in PROFILE_COST:
-        headers += [name, "×NCA"]
+    for col, name, _ in PROFILE_COST:
+        headers += [name] if col in NO_RATIO else [name, "×NCA"]
     failed = [r for r in view.profile_rows if r["status"] != "ok"]
     notes = [
         "`halbench profile`: FLOPs counted on one forward and one backward, time = median "
-        "of repeated forward+backward calls, peak memory of one call (source per row in "
-        "profile.parquet). ×NCA: ratio to NCA at the same B, d, C and device."
+        "of repeated forward+backward calls with its interquartile range (IQR) over the "
+        "repeats, peak memory of one call (source per row in profile.parquet). ×NCA: ratio of "
+        "the medians to NCA's at the same B, d, C and device."
         + ("" if has_ref else " No NCA in this profile: no ratios.")
     ]
     if failed:

@@ -14,10 +14,29 @@ from halbench.report.views import (
     REFERENCE_LOSS,
     ReportView,
     best_configs,
+    key_text,
     reference_label,
 )
 
-DASHES = ["solid", "dash", "dot", "dashdot", "longdash"]  # one per embedding dim
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]  # per (d, key)
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star"]  # one per key (C, M)
+INTEGER_TICKS = dict(tickformat="d", tick0=1, dtick=1)  # epochs: no fractional ticks
+
+
+# Log axes label decades only (no "2", "5" minor labels crowding the panels); batch-size and
+# embedding-size axes label the measured values.
+DECADES = dict(type="log", dtick=1)
+
+
+def _measured(values: set) -> dict:
+    return dict(type="log", tickvals=sorted(values), ticktext=[str(v) for v in sorted(values)])
+
+
+def _clip(value: float) -> float:
+    """An accuracy bound within [0, 100]%: a t interval may run past either end."""
+    return min(100.0, max(0.0, value))
+
+
 LAYOUT = dict(
     template="plotly_white",
     height=420,
@@ -59,13 +78,22 @@ def accuracy_vs(view: ReportView, dataset: str, x: str) -> go.Figure | None:
                     showlegend=col == 1,
                     mode="lines+markers",
                     line=dict(color=color[label]),
-                    error_y=dict(type="data", array=[p[1].half_width or 0 for p in pts]),
+                    error_y=dict(
+                        type="data",
+                        symmetric=False,
+                        array=[
+                            _clip(p[1].hi) - p[1].mean if p[1].hi is not None else 0 for p in pts
+                        ],
+                        arrayminus=[
+                            p[1].mean - _clip(p[1].lo) if p[1].lo is not None else 0 for p in pts
+                        ],
+                    ),
                 ),
                 row=1,
                 col=col,
             )
         fig.update_xaxes(
-            type="log",
+            **_measured({r[x] for r in rows}),
             title_text={"batch_size": "batch size", "embedding_dim": "embedding dim"}[x],
             row=1,
             col=col,
@@ -104,13 +132,14 @@ def accuracy_per_epoch(view: ReportView, dataset: str) -> go.Figure | None:
             est = mean_ci([100.0 * r[column] for r in rs])
             xs.append(epoch)
             mean.append(est.mean)
-            lo.append(est.lo if est.lo is not None else est.mean)
-            hi.append(est.hi if est.hi is not None else est.mean)
+            lo.append(_clip(est.lo) if est.lo is not None else est.mean)
+            hi.append(_clip(est.hi) if est.hi is not None else est.mean)
         fig.add_trace(
             go.Scatter(
                 x=xs + xs[::-1],
                 y=hi + lo[::-1],
                 fill="toself",
+                mode="lines",
                 fillcolor=color[label],
                 opacity=0.2,
                 line=dict(width=0),
@@ -130,6 +159,7 @@ def accuracy_per_epoch(view: ReportView, dataset: str) -> go.Figure | None:
             )
         )
     fig.update_layout(xaxis_title="epoch", yaxis_title=f"k-NN@{k} accuracy (%)", **LAYOUT)
+    fig.update_xaxes(**INTEGER_TICKS)
     return fig
 
 
@@ -138,13 +168,13 @@ def cost_vs_batch(view: ReportView) -> go.Figure | None:
     points, source = view.cost, view.cost_source
     if len({p["batch_size"] for p in points}) < 2:
         return None
-    dims = sorted({p["embedding_dim"] for p in points})
     fits = {(label, d, key): f for label, d, key, f in view.slopes}
     fig = make_subplots(
         rows=1, cols=len(COST_METRICS), subplot_titles=[name for _, name in COST_METRICS]
     )
     labels, color = view.order({p["loss"] for p in points}), view.colors
-    keys = sorted({str(p["key"]) for p in points})
+    keys = sorted({p["key"] for p in points}, key=str)
+    styles = sorted({(p["embedding_dim"], p["key"]) for p in points}, key=str)
     for (label, d, key), rows in sorted(
         group_by(points, ["loss", "embedding_dim", "key"]).items(),
         key=lambda kv: (labels.index(kv[0][0]), kv[0][1]),
@@ -152,12 +182,13 @@ def cost_vs_batch(view: ReportView) -> go.Figure | None:
         per_b = group_by(rows, ["batch_size"])
         bs = sorted(b for (b,) in per_b)
         fit = fits[(label, d, key)]
-        name = f"{label} d={d}" + (f" {key}" if len(keys) > 1 else "")
+        name = f"{label} d={d}" + (f" {key_text(key, source)}" if len(keys) > 1 else "")
         slope_text = ", ".join(
             f"{m} ∝ B^{fit[m]:.2f}" for m, _ in COST_METRICS if fit[m] is not None
         )
         for col, (metric, _) in enumerate(COST_METRICS, start=1):
             ys = [median_of(per_b[(b,)], metric) for b in bs]
+            iqr = [median_of(per_b[(b,)], "time_iqr") for b in bs] if metric == "time" else []
             fig.add_trace(
                 go.Scatter(
                     x=bs,
@@ -166,19 +197,27 @@ def cost_vs_batch(view: ReportView) -> go.Figure | None:
                     legendgroup=name,
                     showlegend=col == 1,
                     mode="lines+markers",
-                    line=dict(color=color[label], dash=DASHES[dims.index(d) % len(DASHES)]),
+                    line=dict(
+                        color=color[label],
+                        dash=DASHES[styles.index((d, key)) % len(DASHES)],
+                    ),
+                    marker=dict(symbol=SYMBOLS[keys.index(key) % len(SYMBOLS)], size=7),
+                    error_y=dict(type="data", array=[(q or 0) / 2 for q in iqr], thickness=1)
+                    if any(q for q in iqr if q)
+                    else None,
                     hovertemplate=f"{name}<br>B=%{{x}}<br>%{{y:.3g}}<extra></extra>",
                 ),
                 row=1,
                 col=col,
             )
-    fig.update_xaxes(type="log", title_text="batch size B")
-    fig.update_yaxes(type="log")
+    fig.update_xaxes(**_measured({p["batch_size"] for p in points}), title_text="batch size B")
+    fig.update_yaxes(**DECADES)
     for col, unit in enumerate(["ms", "FLOPs", "bytes"], start=1):
         fig.update_yaxes(title_text=unit, row=1, col=col)
     fig.update_layout(
         **{**LAYOUT, "height": 520, "legend": dict(orientation="h", y=-0.25)},
-        title_text=f"from the {source}",
+        title_text=f"from the {source}"
+        + ("; time bars: interquartile range of the repeats" if source == "profile" else ""),
     )
     return fig
 
@@ -197,13 +236,17 @@ def ratio_vs_batch(view: ReportView, threshold: float | None) -> go.Figure | Non
         rows=1, cols=2, subplot_titles=[f"{n} / {REFERENCE_LOSS}" for _, n in metrics]
     )
     labels, color = [lb for lb in view.order(names) if lb != ref], view.colors
+    keys = sorted({p["key"] for p in points}, key=str)
+    styles = sorted({(p["embedding_dim"], p["key"]) for p in points}, key=str)
     dims = sorted({p["embedding_dim"] for p in points})
     drawn = False
     for label in labels:
         for d in dims:
             for key in sorted({k[3] for k in cells if k[0] == label and k[2] == d}, key=str):
                 bs = sorted({k[1] for k in cells if k[0] == label and k[2] == d and k[3] == key})
-                name = f"{label} d={d}"
+                name = f"{label} d={d}" + (
+                    f" {key_text(key, view.cost_source)}" if len(keys) > 1 else ""
+                )
                 for col, (metric, _) in enumerate(metrics, start=1):
                     ys = [
                         ratio(
@@ -223,25 +266,34 @@ def ratio_vs_batch(view: ReportView, threshold: float | None) -> go.Figure | Non
                             legendgroup=name,
                             showlegend=col == 1,
                             mode="lines+markers",
-                            line=dict(color=color[label], dash=DASHES[dims.index(d) % len(DASHES)]),
+                            line=dict(
+                                color=color[label],
+                                dash=DASHES[styles.index((d, key)) % len(DASHES)],
+                            ),
+                            marker=dict(symbol=SYMBOLS[keys.index(key) % len(SYMBOLS)], size=7),
                         ),
                         row=1,
                         col=col,
                     )
     if not drawn:
         return None
+    # The threshold is a legend entry, not an annotation: an annotation's y on a log axis is
+    # read as log10(y), which put a stray "0.1" label on every panel.
     for col in (1, 2) if threshold is not None else ():
-        fig.add_hline(
-            y=threshold,
-            line=dict(color="crimson", dash="dash"),
-            row=1,
-            col=col,
-            annotation_text=f"{threshold:g}",
-            annotation_position="bottom right",
+        fig.add_hline(y=threshold, line=dict(color="crimson", dash="dash"), row=1, col=col)
+    if threshold is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="lines",
+                name=f"claim threshold {threshold:g}×",
+                line=dict(color="crimson", dash="dash"),
+            )
         )
-    fig.update_xaxes(type="log", title_text="batch size B")
-    fig.update_yaxes(type="log", title_text=f"ratio to {ref}", col=1)
-    fig.update_yaxes(type="log", col=2)
+    fig.update_xaxes(**_measured({p["batch_size"] for p in points}), title_text="batch size B")
+    fig.update_yaxes(**DECADES, title_text=f"ratio to {ref}", col=1)
+    fig.update_yaxes(**DECADES, col=2)
     fig.update_layout(**{**LAYOUT, "height": 460})
     return fig
 

@@ -8,6 +8,8 @@ import re
 import plotly.offline
 
 from halbench.report.model import (
+    BEST_MARK,
+    NOISE_MARK,
     VERDICT_SYMBOLS,
     Figure,
     KeyValues,
@@ -38,6 +40,10 @@ table.sortable th[data-dir=desc]::after { content: " ▼"; }
 tr:nth-child(even) td { background: #fbfcfd; }
 td.wrap { white-space: normal; min-width: 320px; }
 td.best { font-weight: 600; background: #dafbe1 !important; }
+td.noise { background: #f6f8fa !important; }
+td.v-supported { color: #1a7f37; font-weight: 600; }
+td.v-not-supported { color: #cf222e; font-weight: 600; }
+td.v-inconclusive { color: #9a6700; font-weight: 600; } td.v-no-data { color: #57606a; }
 .caption { font-weight: 600; margin-top: 18px; }
 .note { color: #57606a; font-size: 13px; margin: 2px 0; }
 .verdict { border-left: 5px solid #8c959f; padding: 6px 12px; margin: 18px 0 8px;
@@ -90,11 +96,16 @@ def table_html(table: Table) -> str:
     for row in table.rows:
         cells = []
         for c in row:
-            classes = ["best"] * c.best + ["wrap"] * (len(c.text) > WRAP_AT)
+            noisy = c.best and c.within_noise
+            classes = ["best"] * (c.best and not noisy) + ["noise"] * noisy
+            classes += ["wrap"] * (len(c.text) > WRAP_AT)
+            if c.verdict:
+                classes.append("v-" + c.verdict.replace(" ", "-"))
             attrs = f' class="{" ".join(classes)}"' if classes else ""
             if c.value is not None:
                 attrs += f' data-v="{c.value!r}"'
-            cells.append(f"<td{attrs}>{html.escape(c.text)}{' ★' if c.best else ''}</td>")
+            mark = f" {NOISE_MARK}" if noisy else f" {BEST_MARK}" if c.best else ""
+            cells.append(f"<td{attrs}>{html.escape(c.text)}{mark}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="note">{inline(n)}</p>' for n in table.notes)
     return (

@@ -18,6 +18,7 @@ from halbench.results import (
     EPOCH_SCHEMA,
     PROFILE_SCHEMA,
     TRIAL_SCHEMA,
+    TUNING_SCHEMA,
     frame,
     read_suite_record,
     read_table,
@@ -28,6 +29,7 @@ from halbench.results import (
 TRIAL_REQUIRED = ("trial_id", "dataset", "loss", "batch_size", "embedding_dim", "seed", "status")
 EPOCH_REQUIRED = ("trial_id", "epoch")
 PROFILE_REQUIRED = ("loss", "batch_size", "embedding_dim", "status")
+TUNING_REQUIRED = ("trial_id", "group", "loss", "trial_index", "status")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class RunGroup:
     trials: pl.DataFrame  # TRIAL_SCHEMA + "run" (index into dirs)
     epochs: pl.DataFrame  # EPOCH_SCHEMA joined with the trial keys (dataset, loss, B, d, seed)
     profile: pl.DataFrame  # PROFILE_SCHEMA + "run"
+    tuning: pl.DataFrame = field(default_factory=lambda: _empty(TUNING_SCHEMA))  # + "run"
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -77,6 +80,7 @@ class _Run:
     trials: pl.DataFrame
     epochs: pl.DataFrame
     profile: pl.DataFrame
+    tuning: pl.DataFrame
 
 
 def read_run(path: Path) -> _Run:
@@ -104,9 +108,21 @@ def read_run(path: Path) -> _Run:
         if has_profile
         else _empty(PROFILE_SCHEMA)
     )
+    tuning_path = path / "tuning.parquet"  # a tuned suite's phase 1 (one row per trial)
+    tuning = (
+        read_table(tuning_path, TUNING_SCHEMA, TUNING_REQUIRED)
+        if tuning_path.is_file()
+        else _empty(TUNING_SCHEMA)
+    )
     # suite.json (the normalized suite) when the runner wrote one, else suite.yaml as given.
     return _Run(
-        path, _read_json(path / "env.json"), read_suite_record(path), trials, epochs, profile
+        path,
+        _read_json(path / "env.json"),
+        read_suite_record(path),
+        trials,
+        epochs,
+        profile,
+        tuning,
     )
 
 
@@ -130,7 +146,8 @@ def _split_by_hash(run: _Run) -> list[tuple[str | None, _Run]]:
         trials = run.trials.filter(mask)
         epochs = run.epochs.filter(pl.col("trial_id").is_in(trials["trial_id"].to_list()))
         profile = run.profile if value == home else run.profile.clear()
-        parts.append((value, _Run(run.path, run.env, run.suite, trials, epochs, profile)))
+        tuning = run.tuning if value == home else run.tuning.clear()
+        parts.append((value, _Run(run.path, run.env, run.suite, trials, epochs, profile, tuning)))
     return parts
 
 
@@ -171,7 +188,7 @@ def load_groups(run_dirs: list[Path]) -> list[RunGroup]:
 
 
 def _merge(runs: list[_Run], suite_hash: str | None) -> RunGroup:
-    trials, epochs, profile = [], [], []
+    trials, epochs, profile, tuning = [], [], [], []
     for i, run in enumerate(runs):
         t = run.trials.with_columns(pl.lit(i).alias("run"))
         # trial_id does not name the dataset, so epochs are joined within their own run.
@@ -180,6 +197,7 @@ def _merge(runs: list[_Run], suite_hash: str | None) -> RunGroup:
         trials.append(t)
         epochs.append(e)
         profile.append(run.profile.with_columns(pl.lit(i).alias("run")))
+        tuning.append(run.tuning.with_columns(pl.lit(i).alias("run")))
     merged_trials = _dedupe_trials(pl.concat(trials, how="diagonal_relaxed"))
     merged_epochs = pl.concat(epochs, how="diagonal_relaxed")
     # Keep only the epochs of the trial rows that survived deduplication.
@@ -196,4 +214,5 @@ def _merge(runs: list[_Run], suite_hash: str | None) -> RunGroup:
         trials=merged_trials,
         epochs=merged_epochs,
         profile=pl.concat(profile, how="diagonal_relaxed"),
+        tuning=pl.concat(tuning, how="diagonal_relaxed"),
     )

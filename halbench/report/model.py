@@ -12,11 +12,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Cell:
-    """A table cell: display text, a numeric sort key, and whether it is marked best."""
+    """A table cell: display text, a numeric sort key, whether it is the best of its column
+    (the highest mean), whether that best is within noise of the runner-up (the 95% CI of
+    their difference contains 0: no star, "within noise"), and a verdict it shows (colour)."""
 
     text: str
     value: float | None = None
     best: bool = False
+    within_noise: bool = False
+    verdict: str | None = None
 
 
 @dataclass
@@ -75,9 +79,13 @@ class Report:
     sections: list[Section]
 
 
+# Symbols every text font has (no emoji font needed); the verdict's word always follows them,
+# and the HTML colours verdict cells and badges, so that no cell relies on a symbol alone.
 VERDICT_SYMBOLS = {
-    "supported": "✅",
-    "not supported": "❌",
-    "inconclusive": "❔",
+    "supported": "✓",
+    "not supported": "✗",
+    "inconclusive": "?",
     "no data": "∅",
 }
+BEST_MARK = "★"
+NOISE_MARK = "☆ within noise"  # the highest mean, not beyond the runner-up's noise

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from halbench.report.stats import Estimate, mean_ci
+from halbench.report.stats import Estimate, diff_ci, mean_ci
 
 Row = dict[str, Any]
 
@@ -47,3 +47,26 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def point_order(point: tuple) -> tuple:
     """Sort key for mixed tuples: numbers numerically, strings alphabetically, None last."""
     return tuple((x is None, x if isinstance(x, int | float) else 0, str(x)) for x in point)
+
+
+def mark_best(cands: Mapping[Any, Mapping[int, float]]) -> dict[Any, tuple[bool, bool]]:
+    """key -> (best, within noise) among candidates given as seed -> value.
+
+    Best: the highest mean (every key of a tie). Within noise: a tie, or the 95% CI of the
+    best minus the runner-up (paired over common seeds, else Welch) reaches 0 or has no width
+    (one seed), so that a star is only given to a difference the seeds can tell apart.
+    """
+    means = {k: statistics.fmean(v.values()) for k, v in cands.items() if v}
+    if not means:
+        return {}
+    top = max(means.values())
+    best = [k for k, m in means.items() if m == top]
+    rest = sorted((m, str(k), k) for k, m in means.items() if m != top)
+    if len(best) > 1:
+        noisy = True
+    elif not rest:
+        noisy = False
+    else:
+        diff = diff_ci(cands[best[0]], cands[rest[-1][2]])
+        noisy = diff is None or diff.lo is None or diff.lo <= 0
+    return {k: (k in best, k in best and noisy) for k in means}

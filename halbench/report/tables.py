@@ -10,7 +10,7 @@ import polars as pl
 
 from halbench.report.format import fmt_est
 from halbench.report.model import Cell, KeyValues, Table
-from halbench.report.rows import group_by, percent_estimate
+from halbench.report.rows import group_by, mark_best, percent_estimate, seed_values
 from halbench.report.views import ReportView, best_configs, suite_list
 from halbench.results import STATUSES
 
@@ -80,8 +80,16 @@ def grid_items(view: ReportView) -> list[tuple[str, str]]:
         ("batch sizes", listing("batch_size", "batch_size")),
         ("embedding dims", listing("embedding_dim", "embedding_dim")),
         ("seeds", listing("seed", "seed") if t.height else "—"),
-        ("k (k-NN)", ", ".join(str(k) for k in view.ks) or "—"),
+        ("k (k-NN)", _ks_text(view)),
     ]
+
+
+def _ks_text(view: ReportView) -> str:
+    """The evaluated ks, else the suite's (a run whose trials all failed has no accuracy)."""
+    if view.ks:
+        return ", ".join(str(k) for k in view.ks)
+    declared = [str(k) for k in suite_list(view.suite, "eval", "ks")]
+    return f"{', '.join(declared)} (none evaluated)" if declared else "—"
 
 
 # ---------------------------------------------------------------- accuracy
@@ -107,19 +115,32 @@ def accuracy_tables(view: ReportView, prefix: str) -> list[Table]:
                 for label in labels
                 for cfg in configs
             }
-            best = {
-                cfg: max((e.mean for (lb, c), e in ests.items() if c == cfg and e), default=None)
-                for cfg in configs
-            }
+            marks = {}
+            for cfg in configs:
+                marks.update(
+                    {
+                        (label, cfg): m
+                        for label, m in mark_best(
+                            {
+                                label: seed_values(
+                                    cells_by.get((dataset, label, *cfg), []), f"knn_acc_{k}", 100.0
+                                )
+                                for label in labels
+                            }
+                        ).items()
+                    }
+                )
             for label in labels:
                 row = [Cell(dataset), Cell(label)]
                 for cfg in configs:
                     est = ests[(label, cfg)]
+                    best, noisy = marks.get((label, cfg), (False, False))
                     row.append(
                         Cell(
                             fmt_est(est, n_expected=n_seeds),
                             None if est is None else est.mean,
-                            est is not None and est.mean == best[cfg],
+                            best,
+                            noisy,
                         )
                     )
                 table_rows.append(row)
@@ -131,7 +152,9 @@ def accuracy_tables(view: ReportView, prefix: str) -> list[Table]:
                 rows=table_rows,
                 notes=[
                     f"Mean ± half-width of the 95% t interval over seeds ({n_seeds} per cell "
-                    "unless n is shown); ok trials only. ★ best loss of the column per dataset."
+                    "unless n is shown); ok trials only. ★ best loss of the column per dataset, "
+                    "beyond the noise (95% CI of its difference to the runner-up above 0); "
+                    "☆ within noise: the highest mean, but not distinguishable from the runner-up."
                 ],
             )
         )
@@ -161,8 +184,10 @@ def best_config_table(view: ReportView, prefix: str) -> Table | None:
             for label, key in picks.items()
             for col, _ in metrics
         }
-        best = {
-            col: max((e.mean for (lb, c), e in ests.items() if c == col and e), default=None)
+        marks = {
+            col: mark_best(
+                {label: seed_values(cells_by[key], col, 100.0) for label, key in picks.items()}
+            )
             for col, _ in metrics
         }
         for label, key in picks.items():
@@ -175,18 +200,21 @@ def best_config_table(view: ReportView, prefix: str) -> Table | None:
             ]
             for col, _ in metrics:
                 est = ests[(label, col)]
-                row.append(
-                    Cell(
-                        fmt_est(est),
-                        None if est is None else est.mean,
-                        est is not None and est.mean == best[col],
-                    )
-                )
+                best, noisy = marks[col].get(label, (False, False))
+                row.append(Cell(fmt_est(est), None if est is None else est.mean, best, noisy))
             out.append(row)
+    chosen_by = (
+        "validation score (tuning), never the test split"
+        if view.select_by
+        else f"test k-NN@{k0}: exploratory"
+    )
     return Table(
         id=f"{prefix}-best-config",
-        title=f"Best configuration of each loss (chosen by k-NN@{k0})",
+        title=f"Best configuration of each loss (chosen by {chosen_by})",
         columns=["dataset", "loss", "B", "d", "seeds"] + [name for _, name in metrics],
         rows=out,
-        notes=["Values in %, mean ± 95% CI half-width over seeds. ★ best loss per dataset."],
+        notes=[
+            "Values in %, mean ± 95% CI half-width over seeds. ★ best loss per dataset beyond "
+            "the noise; ☆ within noise of the runner-up."
+        ],
     )

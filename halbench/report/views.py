@@ -31,7 +31,8 @@ class ReportView:
     """One suite group, read once: see the module docstring."""
 
     group: RunGroup
-    ok: list[Row]  # ok trial rows
+    ok: list[Row]  # ok trial rows (of the final phase when the run has one)
+    failed: list[Row]  # the other trial rows of that phase: status and error
     ok_epochs: list[Row]  # epoch rows of ok trials (with the trial keys)
     profile_rows: list[Row]  # every profile point, ok or not
     ks: list[int]  # the suite's ks that have data, else every knn_acc_<k> with data
@@ -42,6 +43,21 @@ class ReportView:
     cost: list[Row]  # uniform cost points (see cost_points)
     cost_source: str  # "profile" or "trials"
     slopes: list[Slope] = field(default_factory=list)
+    tuning: list[Row] = field(default_factory=list)  # tuning.parquet rows (tuned suites)
+    final_phase: bool = False  # ok/failed are the phase = "final" rows of a tuned run
+
+    @property
+    def tuned(self) -> bool:
+        """Whether configurations were chosen on a validation split (a `tune:` protocol)."""
+        return bool(self.tuning) or self.final_phase or isinstance(self.suite.get("tune"), dict)
+
+    @property
+    def select_by(self) -> str | None:
+        """The column that picks a loss's best (B, d): its validation score when tuned, never
+        the test accuracy; None (pick by test accuracy, exploratory) otherwise."""
+        if self.tuned and any(r.get("val_score") is not None for r in self.ok):
+            return "val_score"
+        return None
 
     @property
     def suite(self) -> dict[str, Any]:
@@ -108,6 +124,7 @@ def cost_points(ok: list[Row], profile_rows: list[Row]) -> tuple[list[Row], str]
                 "batch_size": r["batch_size"],
                 "embedding_dim": r["embedding_dim"],
                 "time": r["time_fwdbwd_ms"],
+                "time_iqr": r.get("time_fwdbwd_iqr_ms"),
                 "flops_fwd": r["flops_fwd"],
                 "flops_bwd": r["flops_bwd"],
                 "mem": r["peak_mem_bytes"],
@@ -132,6 +149,22 @@ def cost_points(ok: list[Row], profile_rows: list[Row]) -> tuple[list[Row], str]
     ], "trials"
 
 
+def key_text(key: tuple, source: str) -> str:
+    """A cost point's key for a legend or a table: 'C=10 M=0 cpu' (profile), the dataset."""
+    if source == "profile" and len(key) == 3:
+        c, m, device = key
+        return " ".join(
+            part
+            for part in (
+                f"C={c}" if c is not None else "",
+                f"M={m}" if m else "",
+                str(device or ""),
+            )
+            if part
+        )
+    return " ".join(str(x) for x in key if x is not None)
+
+
 def slopes_of(points: list[Row]) -> list[Slope]:
     """(loss, d, key, {metric: log-log slope against B}) from medians per point."""
     out = []
@@ -148,7 +181,9 @@ def slopes_of(points: list[Row]) -> list[Slope]:
 
 
 def best_configs(view: ReportView, dataset: str, column: str) -> dict[str, tuple[int, int]]:
-    """Each loss's (B, d) with the highest mean of column over seeds on this dataset."""
+    """Each loss's (B, d) with the highest mean over seeds on this dataset: of the validation
+    score when the run was tuned (view.select_by), else of column (the test accuracy)."""
+    column = view.select_by or column
     cells_by = group_by(
         [r for r in view.ok if r["dataset"] == dataset], ["loss", "batch_size", "embedding_dim"]
     )
@@ -164,12 +199,47 @@ def best_configs(view: ReportView, dataset: str, column: str) -> dict[str, tuple
     return picks
 
 
+def with_val_scores(ok: list[Row], tuning: list[Row]) -> list[Row]:
+    """Final rows with their validation score: their own val_score, else the last_val of the
+    tuning trial they came from (tuned_from), else of the chosen trial at their (loss, B, d)."""
+    by_id = {r["trial_id"]: r.get("last_val") for r in tuning}
+    chosen = {
+        (r["dataset"], r["loss"], r["batch_size"], r["embedding_dim"]): r.get("last_val")
+        for r in tuning
+        if r.get("chosen")
+    }
+    out = []
+    for r in ok:
+        if r.get("val_score") is None:
+            key = (r["dataset"], r["loss"], r["batch_size"], r["embedding_dim"])
+            score = by_id.get(r.get("tuned_from")) if r.get("tuned_from") else None
+            r = {**r, "val_score": score if score is not None else chosen.get(key)}
+        out.append(r)
+    return out
+
+
 def build_view(group: RunGroup) -> ReportView:
     """Everything the report reads of this group, computed once."""
-    ok = group.trials.filter(pl.col("status") == "ok").to_dicts()
+    trials = group.trials
+    # A tuned run's claims rest on its final rows only (phase 1 lives in tuning.parquet).
+    final_phase = bool(trials.height) and (trials["phase"] == "final").any()
+    if final_phase:
+        trials = trials.filter(pl.col("phase") == "final")
+    ok = trials.filter(pl.col("status") == "ok").to_dicts()
+    tuning = group.tuning.to_dicts()
+    if tuning:
+        ok = with_val_scores(ok, tuning)
+    failed = trials.filter(pl.col("status") != "ok").to_dicts()
+    ok_ids = {(r["dataset"], r["trial_id"]) for r in ok}
     epochs = group.epochs
     ok_epochs = (
-        epochs.filter(pl.col("status") == "ok").to_dicts() if "status" in epochs.columns else []
+        [
+            r
+            for r in epochs.filter(pl.col("status") == "ok").to_dicts()
+            if (r["dataset"], r["trial_id"]) in ok_ids
+        ]
+        if "status" in epochs.columns
+        else []
     )
     profile_rows = group.profile.to_dicts()
     labels = set(group.trials["loss"].drop_nulls().to_list()) | set(
@@ -182,6 +252,7 @@ def build_view(group: RunGroup) -> ReportView:
     return ReportView(
         group=group,
         ok=ok,
+        failed=failed,
         ok_epochs=ok_epochs,
         profile_rows=profile_rows,
         ks=ks,
@@ -192,4 +263,6 @@ def build_view(group: RunGroup) -> ReportView:
         cost=cost,
         cost_source=source,
         slopes=slopes_of(cost),
+        tuning=tuning,
+        final_phase=final_phase,
     )

@@ -19,3 +19,9 @@ def make_run(tmp_path: Path) -> Callable[..., Path]:
         return write_run(tmp_path / f"run{next(counter)}", *args, **kwargs)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _no_png(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Report tests write no PNGs (a browser start each) unless they ask: test_png.py does."""
+    monkeypatch.setenv("HALBENCH_NO_PNG", "1")
