@@ -68,6 +68,10 @@ def halbench_trial(
         from halbench.trial import run_trial as trial_fn
     suite = Suite.model_validate(suite_json)
     spec = TrialSpec.model_validate(config["spec"])
+    sampled = {k: v for k, v in config.items() if k != "spec"}
+    if sampled:  # a searcher's suggestion (tune.search: optuna); its name is the trial id
+        name = tune.get_context().get_trial_name()
+        spec = spec.model_copy(update={"overrides": sampled, "trial_id": name})
     print(f"[halbench] trial {spec.trial_id}", flush=True)
 
     # A tuning trial's score on the validation split, every epoch, for ASHA and the searcher.
@@ -201,9 +205,19 @@ def _fit(
     storage: str | None,
     trial_fn: TrialFn | None,
     scheduler: Any = None,
+    search: tuple[Any, dict[str, Any], int, Callable[[Any], str]] | None = None,
 ) -> None:
-    """One Tuner over `todo` (a grid search over the specs: deterministic order, no sampling)."""
+    """One Tuner over `todo`: a grid search over the specs (deterministic order, no sampling),
+    or `search` = (searcher, param_space, num_samples, trial namer)."""
     from ray import tune
+
+    param_space: dict[str, Any] = {
+        "spec": tune.grid_search([s.model_dump(mode="json") for s in todo])
+    }
+    search_alg, num_samples = None, 1
+    name = lambda t: t.config["spec"]["trial_id"]  # noqa: E731
+    if search is not None:
+        search_alg, param_space, num_samples, name = search
 
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -213,13 +227,15 @@ def _fit(
     )
     tuner = tune.Tuner(
         trainable,
-        param_space={"spec": tune.grid_search([s.model_dump(mode="json") for s in todo])},
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent,
             reuse_actors=True,  # short trials: no actor start-up per trial
-            trial_name_creator=lambda t: t.config["spec"]["trial_id"],
-            trial_dirname_creator=lambda t: t.config["spec"]["trial_id"],
+            trial_name_creator=name,
+            trial_dirname_creator=name,
             scheduler=scheduler,
+            search_alg=search_alg,
+            num_samples=num_samples,
         ),
         run_config=tune.RunConfig(
             name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
@@ -236,16 +252,17 @@ def _fit(
         raise KeyboardInterrupt
 
 
-def tuning_hooks(recorder: Any, interrupt: Interrupt) -> Any:
+def tuning_hooks(recorder: Any, interrupt: Interrupt, names: dict[str, str]) -> Any:
     """The Tune callback of a tuning Tuner: per-epoch scores in, one tuning file per trial out.
 
     on_trial_complete fires for a trial that ran to the end and for one ASHA stopped (with
-    its last result); on_trial_error for one whose worker died.
+    its last result); on_trial_error for one whose worker died. `names`: Tune's trial id ->
+    ours, for the trials a searcher created.
     """
     from ray.tune import Callback
 
     def trial_id(trial: Any) -> str:
-        return trial.config["spec"]["trial_id"]
+        return names.get(trial.trial_id) or trial.config["spec"]["trial_id"]
 
     class TuningWriter(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
@@ -303,5 +320,59 @@ def fit_group(
         )
     interrupt = Interrupt(recorder.progress)
     _, stopper = tune_hooks(out_dir, suite, todo, recorder.progress, interrupt)
-    _fit(suite, todo, out_dir, interrupt, [tuning_hooks(recorder, interrupt)], stopper, resources,
-         max_concurrent, storage, trial_fn, scheduler)  # fmt: skip
+    names: dict[str, str] = {}
+    search = optuna_search(suite, todo, recorder, names) if suite.tune.search == "optuna" else None
+    hooks = [tuning_hooks(recorder, interrupt, names)]
+    _fit(suite, todo, out_dir, interrupt, hooks, stopper, resources, max_concurrent, storage,
+         trial_fn, scheduler, search)  # fmt: skip
+
+
+def optuna_search(
+    suite: Suite, todo: list[TrialSpec], recorder: Any, names: dict[str, str]
+) -> tuple[Any, dict[str, Any], int, Callable[[Any], str]]:
+    """OptunaSearch over the group's domains, seeded per group, told the finished trials.
+
+    The hand-set configuration is its first point when it has not run yet; every tuning
+    trial of the group already on disk is given back as an evaluated point (resume). Trials
+    it creates take the group's free trial indices in order.
+    """
+    import zlib
+
+    from ray.tune.search.optuna import OptunaSearch
+
+    from halbench.run import tuning
+
+    assert suite.tune is not None
+    group, _ = recorder.planned[todo[0].trial_id]
+    space = {k: d.domain() for k, d in group.space.items()}
+    free = sorted(int(s.trial_id.rsplit("-t", 1)[1]) for s in todo)
+    default = [s.overrides for s in todo if s.trial_id.endswith("-t000")]
+    searcher = OptunaSearch(
+        space=space,
+        metric=VAL_KEY,
+        mode="max",
+        points_to_evaluate=default or None,
+        seed=(suite.tune.seed * 1_000_003 + zlib.crc32(group.key.encode())) % 2**32,
+    )
+    for row in recorder.done.values():
+        if row["group"] != group.key:
+            continue
+        ok = row["status"] == "ok" and row["last_val"] is not None
+        try:
+            searcher.add_evaluated_point(
+                json.loads(row["config"]), row["last_val"] if ok else None, error=not ok
+            )
+        except (ValueError, TypeError):  # the hand-set value outside the space: not a point
+            pass
+
+    def name(trial: Any) -> str:
+        if trial.trial_id not in names:
+            index = free[len(names)]
+            config = {k: v for k, v in trial.config.items() if k != "spec"}
+            spec = tuning.tuning_spec(suite, group, index, config)
+            recorder.planned[spec.trial_id] = (group, spec)
+            names[trial.trial_id] = spec.trial_id
+        return names[trial.trial_id]
+
+    param_space = {"spec": todo[0].model_dump(mode="json")}
+    return searcher, param_space, len(todo), name
