@@ -270,7 +270,7 @@ def tuning_hooks(recorder: Any, interrupt: Interrupt, names: dict[str, str]) -> 
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if FINAL_KEY not in result and VAL_KEY in result:
-                recorder.epoch(trial_id(trial), result[VAL_KEY])
+                recorder.epoch(trial_id(trial), result.get("epoch"), result[VAL_KEY])
             if FINAL_KEY in result:
                 recorder.trial_row(json.loads(result[FINAL_KEY])["row"])
 

@@ -215,13 +215,14 @@ class TuningRecorder:
         progress: Progress,
     ) -> None:  # fmt: skip
         self.out_dir, self.suite, self.planned, self.progress = out_dir, suite, planned, progress
-        self.curves: dict[str, list[float]] = {}
+        self.curves: dict[str, dict[int, float]] = {}  # trial -> epoch -> score
         self.rows: dict[str, dict[str, Any]] = {}  # the trial's own row, when it sent one
         self.done = finished_tuning(out_dir)
 
-    def epoch(self, trial_id: str, score: Any) -> None:
-        if isinstance(score, int | float):
-            self.curves.setdefault(trial_id, []).append(float(score))
+    def epoch(self, trial_id: str, epoch: Any, score: Any) -> None:
+        """A trial's score after an epoch (by number: a retried trial reports them again)."""
+        if isinstance(score, int | float) and isinstance(epoch, int | float):
+            self.curves.setdefault(trial_id, {})[int(epoch)] = float(score)
 
     def trial_row(self, row: dict[str, Any]) -> None:
         self.rows[row["trial_id"]] = row
@@ -240,7 +241,7 @@ class TuningRecorder:
             error = own.get("error") if own else None
         node = node or (own or {}).get("node")
         row = tuning_row(
-            self.suite, group, spec, self.curves.get(trial_id, []),
+            self.suite, group, spec, [v for _, v in sorted(self.curves.get(trial_id, {}).items())],
             status=status, error=error, time_s=time_s, node=node,
         )  # fmt: skip
         save_tuning(self.out_dir, row)
@@ -360,7 +361,7 @@ def tune_in_process(
         recorder.progress.started()
 
         def report(epoch_row: dict[str, Any], trial_id: str = spec.trial_id) -> None:
-            recorder.epoch(trial_id, epoch_row.get(metric))
+            recorder.epoch(trial_id, epoch_row.get("epoch"), epoch_row.get(metric))
 
         result = trial_fn(suite, spec, report=report)
         recorder.trial_row(result.row)
