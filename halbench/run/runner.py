@@ -176,9 +176,11 @@ def _run_tuned(
     max_concurrent = options.max_concurrent or suite.resources.max_concurrent
     ray_kw = {"resources": resources, "max_concurrent": max_concurrent, "storage": options.storage}
 
-    def tune_group(group, todo, recorder):  # noqa: ANN001, ANN202
+    def tune_groups(todo, recorder):  # noqa: ANN001, ANN202
         if options.use_ray:
-            tune.fit_group(suite, todo, out_dir, recorder, trial_fn=trial_fn, **ray_kw)
+            from halbench.run.tuning_ray import fit_tuning
+
+            fit_tuning(suite, todo, out_dir, recorder, trial_fn=trial_fn, **ray_kw)
         else:
             tuning.tune_in_process(suite, todo, recorder, trial_fn)
 
@@ -191,7 +193,7 @@ def _run_tuned(
 
     def run_both() -> None:
         tuning.run_tuned(
-            suite, out_dir, groups, tune_group=tune_group, run_finals=run_finals,
+            suite, out_dir, groups, tune_groups=tune_groups, run_finals=run_finals,
             say=progress.say, progress_for=lambda n, done, unit: Progress(n, done, unit=unit),
         )  # fmt: skip
 

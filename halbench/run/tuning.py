@@ -246,10 +246,9 @@ class TuningRecorder:
         )  # fmt: skip
         save_tuning(self.out_dir, row)
         self.done[trial_id] = row
-        self.progress.finished(
-            trial_id, status + (" (stopped early)" if row["stopped_early"] else "")
-        )
-        self.progress.say(self.group_line(group))
+        self.progress.finished(trial_id, status)  # a trial ASHA stopped is ok, not failed
+        early = f"; {trial_id} stopped early after {row['epochs_run']} epochs"
+        self.progress.say(self.group_line(group) + (early if row["stopped_early"] else ""))
 
     def group_line(self, group: Group) -> str:
         assert self.suite.tune is not None
@@ -304,7 +303,7 @@ def run_tuned(
     out_dir: Path,
     groups_: list[Group],
     *,
-    tune_group: Callable[[Group, list[TrialSpec], TuningRecorder], None],
+    tune_groups: Callable[[dict[str, list[TrialSpec]], TuningRecorder], None],
     run_finals: RunPhase,
     say: Callable[[str], None],
     progress_for: Callable[[int, int, str], Progress],
@@ -327,9 +326,8 @@ def run_tuned(
     )
     progress = progress_for(total, total - sum(map(len, todo.values())), "tuning trials")
     recorder = TuningRecorder(out_dir, suite, planned, progress)
-    for group in groups_:
-        if todo.get(group.key):
-            tune_group(group, todo[group.key], recorder)
+    if todo:
+        tune_groups(todo, recorder)
     rows = collect_tuning(out_dir, groups_)
     picks = chosen(rows, groups_)
     specs, missing = final_specs(suite, groups_, picks)
@@ -349,15 +347,15 @@ def run_tuned(
 
 
 def tune_in_process(
-    suite: Suite, todo: list[TrialSpec], recorder: TuningRecorder, trial_fn: Any
+    suite: Suite, todo: dict[str, list[TrialSpec]], recorder: TuningRecorder, trial_fn: Any
 ) -> None:
-    """A group's tuning trials one by one in this process (no early stopping: FIFO)."""
+    """The groups' tuning trials one by one in this process (no early stopping: FIFO)."""
     assert suite.tune is not None
     metric = suite.tune.metric
     if trial_fn is None:
         from halbench.trial import run_trial as trial_fn
 
-    for spec in todo:
+    for spec in (s for group in todo.values() for s in group):
         recorder.progress.started()
 
         def report(epoch_row: dict[str, Any], trial_id: str = spec.trial_id) -> None:
