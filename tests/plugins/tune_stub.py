@@ -3,7 +3,8 @@
 The score of a configuration is `score(config)`: 1.0 at lr = 1e-3 (the stub suites' hand-set
 lr), falling with the distance in decades; a trial's epoch e of E reports score * e / E, so
 that a better configuration is better at every epoch (ASHA's rungs then agree with the end).
-`loss.status` in the configuration (or the loss params) makes the trial fail with that status.
+`loss.status` in the configuration (or the loss params) makes the trial fail with that status;
+the loss param `gain` scales every score (a loss that is worse at every configuration).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def run_trial(
 ) -> StubResult:
     run_suite, run_spec = resolve(suite, spec)
     total = phase_epochs(suite, spec)
-    value = score({"lr": run_suite.train.lr})
+    value = score({"lr": run_suite.train.lr}) * float(run_spec.loss.params.get("gain", 1.0))
     status = run_spec.loss.params.get("status", "ok")
     epochs = []
     for epoch in range(1, total + 1):

@@ -76,9 +76,19 @@ def run(tmp_path: Path, doc: dict, out: Path, **kw) -> None:
     run_suite(Suite.model_validate(doc), path, options, trial_fn=tune_stub.run_trial)
 
 
-def test_asha_stops_weak_trials_after_the_grace_epoch(tmp_path, ray_session) -> None:
-    run(tmp_path, STUB, tmp_path / "run")
-    tun = pl.read_parquet(tmp_path / "run/tuning.parquet").sort("trial_index")
+def test_asha_stops_weak_trials_after_the_grace_epoch(tmp_path, ray_session, capsys) -> None:
+    doc = json.loads(json.dumps(STUB))
+    # loss b scores a tenth of a's everywhere and runs after it: one ASHA for both would stop
+    # every trial of b, also its best; one ASHA per group compares b with b only
+    doc["losses"] = [{"name": "a"}, {"name": "b", "params": {"gain": 0.1}}]
+    run(tmp_path, doc, tmp_path / "run")
+    both = pl.read_parquet(tmp_path / "run/tuning.parquet").sort("trial_index")
+    weak = both.filter(pl.col("loss") == "b")
+    assert weak.filter(pl.col("is_default"))["epochs_run"].to_list() == [4]
+    assert weak.filter(pl.col("chosen"))["trial_index"].to_list() == [0]
+    err = capsys.readouterr().err
+    assert "stopped early after 1 epochs" in err and "16/16 tuning trials done (0 failed" in err
+    tun = both.filter(pl.col("loss") == "a")
     assert tun.height == 8 and set(tun["status"]) == {"ok"}
     stopped = tun.filter(pl.col("stopped_early"))
     # one trial at a time, the hand-set optimum first: ASHA's rung 1 cuts most samples
