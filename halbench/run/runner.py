@@ -166,12 +166,15 @@ def _run_tuned(
     """A suite with tune:/final: (halbench/run/tuning.py): tuning, then the final seeds."""
     from halbench.run import tuning
 
+    assert suite.tune is not None
     groups = tuning.groups(suite, options.datasets)
     specs, missing = tuning.final_specs(suite, groups, dict.fromkeys(g.key for g in groups))
     finals = [s for s, _ in missing] + specs
     summary = RunSummary(out_dir=out_dir, total=len(finals), skipped=0)
     summary.skipped = sum(rundir.has_trial(out_dir, s.trial_id) for s in finals)
     progress.say(f"{suite.name}: tuned run ({len(groups)} groups); writing to {out_dir}")
+    if not options.use_ray and (suite.tune.search, suite.tune.scheduler) != ("random", "fifo"):
+        progress.say("--no-ray: the seeded random configurations, one by one, no early stopping")
     resources = cluster.trial_resources(suite.resources)
     max_concurrent = options.max_concurrent or suite.resources.max_concurrent
     ray_kw = {"resources": resources, "max_concurrent": max_concurrent, "storage": options.storage}
