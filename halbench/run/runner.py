@@ -170,19 +170,24 @@ def _run_tuned(
     """A suite with tune:/final: (halbench/run/tuning.py): tuning, then the final seeds."""
     from halbench.run import tuning
 
+    assert suite.tune is not None
     groups = tuning.groups(suite, options.datasets)
     specs, missing = tuning.final_specs(suite, groups, dict.fromkeys(g.key for g in groups))
     finals = [s for s, _ in missing] + specs
     summary = RunSummary(out_dir=out_dir, total=len(finals), skipped=0)
     summary.skipped = sum(rundir.has_trial(out_dir, s.trial_id) for s in finals)
     progress.say(f"{suite.name}: tuned run ({len(groups)} groups); writing to {out_dir}")
+    if not options.use_ray and (suite.tune.search, suite.tune.scheduler) != ("random", "fifo"):
+        progress.say("--no-ray: the seeded random configurations, one by one, no early stopping")
     resources = cluster.trial_resources(suite.resources)
     max_concurrent = options.max_concurrent or suite.resources.max_concurrent
     ray_kw = {"resources": resources, "max_concurrent": max_concurrent, "storage": options.storage}
 
-    def tune_group(group, todo, recorder):  # noqa: ANN001, ANN202
+    def tune_groups(todo, recorder):  # noqa: ANN001, ANN202
         if options.use_ray:
-            tune.fit_group(suite, todo, out_dir, recorder, trial_fn=trial_fn, **ray_kw)
+            from halbench.run.tuning_ray import fit_tuning
+
+            fit_tuning(suite, todo, out_dir, recorder, trial_fn=trial_fn, **ray_kw)
         else:
             tuning.tune_in_process(suite, todo, recorder, trial_fn)
 
@@ -195,7 +200,7 @@ def _run_tuned(
 
     def run_both() -> None:
         tuning.run_tuned(
-            suite, out_dir, groups, tune_group=tune_group, run_finals=run_finals,
+            suite, out_dir, groups, tune_groups=tune_groups, run_finals=run_finals,
             say=progress.say, progress_for=lambda n, done, unit: Progress(n, done, unit=unit),
         )  # fmt: skip
 

@@ -89,6 +89,10 @@ def halbench_trial(
         from halbench.trial import run_trial as trial_fn
     suite = Suite.model_validate(suite_json)
     spec = TrialSpec.model_validate(config["spec"])
+    sampled = {k: v for k, v in config.items() if k != "spec"}
+    if sampled:  # a searcher's suggestion (tune.search: optuna); its name is the trial id
+        name = tune.get_context().get_trial_name()
+        spec = spec.model_copy(update={"overrides": sampled, "trial_id": name})
     print(f"[halbench] trial {spec.trial_id}", flush=True)
     started = placement.now()
 
@@ -225,11 +229,21 @@ def _fit(
     storage: str | None,
     trial_fn: TrialFn | None,
     scheduler: Any = None,
+    search: tuple[Any, dict[str, Any], int, Callable[[Any], str]] | None = None,
     *,
     reuse_actors: bool = True,
 ) -> None:
-    """One Tuner over `todo` (a grid search over the specs: deterministic order, no sampling)."""
+    """One Tuner over `todo`: a grid search over the specs (deterministic order, no sampling),
+    or `search` = (searcher, param_space, num_samples, trial namer)."""
     from ray import tune
+
+    param_space: dict[str, Any] = {
+        "spec": tune.grid_search([s.model_dump(mode="json") for s in todo])
+    }
+    search_alg, num_samples = None, 1
+    name = lambda t: t.config["spec"]["trial_id"]  # noqa: E731
+    if search is not None:
+        search_alg, param_space, num_samples, name = search
 
     trainable = tune.with_resources(
         named_trainable(
@@ -241,15 +255,17 @@ def _fit(
     )
     tuner = tune.Tuner(
         trainable,
-        param_space={"spec": tune.grid_search([s.model_dump(mode="json") for s in todo])},
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent,
             # Short trials: no actor start-up per trial. With the dashboard, one actor per
             # trial, so that each actor carries its trial's name (named_trainable).
             reuse_actors=reuse_actors,
-            trial_name_creator=lambda t: t.config["spec"]["trial_id"],
-            trial_dirname_creator=lambda t: t.config["spec"]["trial_id"],
+            trial_name_creator=name,
+            trial_dirname_creator=name,
             scheduler=scheduler,
+            search_alg=search_alg,
+            num_samples=num_samples,
         ),
         run_config=tune.RunConfig(
             name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
@@ -266,16 +282,17 @@ def _fit(
         raise KeyboardInterrupt
 
 
-def tuning_hooks(recorder: Any, interrupt: Interrupt) -> Any:
+def tuning_hooks(recorder: Any, interrupt: Interrupt, names: dict[str, str]) -> Any:
     """The Tune callback of a tuning Tuner: per-epoch scores in, one tuning file per trial out.
 
     on_trial_complete fires for a trial that ran to the end and for one ASHA stopped (with
-    its last result); on_trial_error for one whose worker died.
+    its last result); on_trial_error for one whose worker died. `names`: Tune's trial id ->
+    ours, for the trials a searcher created.
     """
     from ray.tune import Callback
 
     def trial_id(trial: Any) -> str:
-        return trial.config["spec"]["trial_id"]
+        return names.get(trial.trial_id) or trial.config["spec"]["trial_id"]
 
     class TuningWriter(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
@@ -283,7 +300,7 @@ def tuning_hooks(recorder: Any, interrupt: Interrupt) -> Any:
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if FINAL_KEY not in result and VAL_KEY in result:
-                recorder.epoch(trial_id(trial), result[VAL_KEY])
+                recorder.epoch(trial_id(trial), result.get("epoch"), result[VAL_KEY])
             if FINAL_KEY in result:
                 recorder.trial_row(json.loads(result[FINAL_KEY])["row"])
 
@@ -303,35 +320,3 @@ def tuning_hooks(recorder: Any, interrupt: Interrupt) -> Any:
             recorder.complete(trial_id(trial), status=status, error=error)
 
     return TuningWriter()
-
-
-def fit_group(
-    suite: Suite,
-    todo: list[TrialSpec],
-    out_dir: Path,
-    recorder: Any,
-    *,
-    resources: dict[str, float],
-    max_concurrent: int | None,
-    storage: str | None,
-    trial_fn: TrialFn | None,
-) -> None:
-    """One group's tuning trials as one Tuner, with ASHA (or FIFO) over their epochs."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    assert suite.tune is not None
-    scheduler = None
-    if suite.tune.scheduler == "asha":
-        # stop_last_trials=False: a trial that reaches max_t ends by itself and sends its row.
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration",
-            metric=VAL_KEY,
-            mode="max",
-            max_t=suite.tune.epochs,
-            grace_period=suite.tune.grace_epochs,
-            stop_last_trials=False,
-        )
-    interrupt = Interrupt(recorder.progress)
-    _, stopper = tune_hooks(out_dir, suite, todo, recorder.progress, interrupt)
-    _fit(suite, todo, out_dir, interrupt, [tuning_hooks(recorder, interrupt)], stopper, resources,
-         max_concurrent, storage, trial_fn, scheduler)  # fmt: skip

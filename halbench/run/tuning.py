@@ -215,13 +215,14 @@ class TuningRecorder:
         progress: Progress,
     ) -> None:  # fmt: skip
         self.out_dir, self.suite, self.planned, self.progress = out_dir, suite, planned, progress
-        self.curves: dict[str, list[float]] = {}
+        self.curves: dict[str, dict[int, float]] = {}  # trial -> epoch -> score
         self.rows: dict[str, dict[str, Any]] = {}  # the trial's own row, when it sent one
         self.done = finished_tuning(out_dir)
 
-    def epoch(self, trial_id: str, score: Any) -> None:
-        if isinstance(score, int | float):
-            self.curves.setdefault(trial_id, []).append(float(score))
+    def epoch(self, trial_id: str, epoch: Any, score: Any) -> None:
+        """A trial's score after an epoch (by number: a retried trial reports them again)."""
+        if isinstance(score, int | float) and isinstance(epoch, int | float):
+            self.curves.setdefault(trial_id, {})[int(epoch)] = float(score)
 
     def trial_row(self, row: dict[str, Any]) -> None:
         self.rows[row["trial_id"]] = row
@@ -240,15 +241,14 @@ class TuningRecorder:
             error = own.get("error") if own else None
         node = node or (own or {}).get("node")
         row = tuning_row(
-            self.suite, group, spec, self.curves.get(trial_id, []),
+            self.suite, group, spec, [v for _, v in sorted(self.curves.get(trial_id, {}).items())],
             status=status, error=error, time_s=time_s, node=node,
         )  # fmt: skip
         save_tuning(self.out_dir, row)
         self.done[trial_id] = row
-        self.progress.finished(
-            trial_id, status + (" (stopped early)" if row["stopped_early"] else "")
-        )
-        self.progress.say(self.group_line(group))
+        self.progress.finished(trial_id, status)  # a trial ASHA stopped is ok, not failed
+        early = f"; {trial_id} stopped early after {row['epochs_run']} epochs"
+        self.progress.say(self.group_line(group) + (early if row["stopped_early"] else ""))
 
     def group_line(self, group: Group) -> str:
         assert self.suite.tune is not None
@@ -303,7 +303,7 @@ def run_tuned(
     out_dir: Path,
     groups_: list[Group],
     *,
-    tune_group: Callable[[Group, list[TrialSpec], TuningRecorder], None],
+    tune_groups: Callable[[dict[str, list[TrialSpec]], TuningRecorder], None],
     run_finals: RunPhase,
     say: Callable[[str], None],
     progress_for: Callable[[int, int, str], Progress],
@@ -326,9 +326,8 @@ def run_tuned(
     )
     progress = progress_for(total, total - sum(map(len, todo.values())), "tuning trials")
     recorder = TuningRecorder(out_dir, suite, planned, progress)
-    for group in groups_:
-        if todo.get(group.key):
-            tune_group(group, todo[group.key], recorder)
+    if todo:
+        tune_groups(todo, recorder)
     rows = collect_tuning(out_dir, groups_)
     picks = chosen(rows, groups_)
     specs, missing = final_specs(suite, groups_, picks)
@@ -348,19 +347,19 @@ def run_tuned(
 
 
 def tune_in_process(
-    suite: Suite, todo: list[TrialSpec], recorder: TuningRecorder, trial_fn: Any
+    suite: Suite, todo: dict[str, list[TrialSpec]], recorder: TuningRecorder, trial_fn: Any
 ) -> None:
-    """A group's tuning trials one by one in this process (no early stopping: FIFO)."""
+    """The groups' tuning trials one by one in this process (no early stopping: FIFO)."""
     assert suite.tune is not None
     metric = suite.tune.metric
     if trial_fn is None:
         from halbench.trial import run_trial as trial_fn
 
-    for spec in todo:
+    for spec in (s for group in todo.values() for s in group):
         recorder.progress.started()
 
         def report(epoch_row: dict[str, Any], trial_id: str = spec.trial_id) -> None:
-            recorder.epoch(trial_id, epoch_row.get(metric))
+            recorder.epoch(trial_id, epoch_row.get("epoch"), epoch_row.get(metric))
 
         result = trial_fn(suite, spec, report=report)
         recorder.trial_row(result.row)
