@@ -75,10 +75,11 @@ def _recorded_error(trial: Any) -> BaseException | None:
 def halbench_trial(
     config: dict[str, Any], suite_json: dict[str, Any], trial_fn: TrialFn | None
 ) -> None:
-    """The Tune function trainable: one grid point.
+    """The Tune function trainable: one trial (a grid point, a tuning trial or a final seed).
 
-    Its name is what the Ray dashboard shows for the trial actors; each trial logs its id when it
-    starts, so the actor's log (dashboard: Actors -> halbench_trial -> Logs) says which trial runs.
+    With --dashboard every trial gets its own actor, named by its trial id (named_trainable);
+    otherwise actors are reused, and each trial logs its id when it starts, so an actor's log
+    (dashboard: Actors -> Logs) says which trial runs.
     """
     from ray import tune
 
