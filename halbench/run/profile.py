@@ -84,13 +84,15 @@ def run_profile(suite: ProfileSuite, suite_path: Path | None, options: RunOption
 
 def _finished(progress: Progress, spec: LossSpec, rows: list[dict[str, Any]]) -> None:
     bad = sum(r["status"] != "ok" for r in rows)
-    progress.finished(spec.display, f"{bad} of {len(rows)} points failed" if bad else "ok")
+    errors = [r["error"] for r in rows if r["status"] != "ok" and r.get("error")]
+    status = f"{bad} of {len(rows)} points failed" if bad else "ok"
+    progress.finished(spec.display, status, errors[0] if errors else None)
 
 
 def _run_local(suite: ProfileSuite, progress: Progress) -> list[dict[str, Any]]:
     rows = []
     for spec in suite.losses:
-        progress.started()
+        progress.started(spec.display)
         done = profile_loss(spec, suite, progress=progress.say)
         _finished(progress, spec, done)
         rows.extend(done)
@@ -111,8 +113,8 @@ def _run_ray(suite: ProfileSuite, options: RunOptions, progress: Progress) -> li
             cluster.check_fits(resources)
         task = ray.remote(**cluster.ray_task_options(resources))(profile_loss)
         refs = {spec.display: task.remote(spec, suite) for spec in suite.losses}
-        for _ in refs:
-            progress.started()
+        for label in refs:
+            progress.started(label)
         rows = []
         for spec in suite.losses:
             try:
