@@ -103,6 +103,11 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     arg("--no-ray", action="store_true", help="run trials one by one in this process (debugging)")
     arg("--datasets", type=_csv, help="only these of the suite's datasets (comma-separated)")
     arg("--no-report", action="store_true", help="write parquet files only")
+    arg(
+        "--dry-run",
+        action="store_true",
+        help="list the trials and estimate the run's cost on this machine; write nothing",
+    )
 
 
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,6 +164,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--ray-temp-dir is for a local Ray; a cluster sets its own (ray start)")
     if args.num_gpus is not None and args.num_gpus < 0:
         raise UserError(f"--num-gpus: expected a non-negative integer, got {args.num_gpus}")
+    if args.dry_run:
+        return _dry_run(suite, args)
     options = RunOptions(
         output=args.output,
         resume=args.resume,
@@ -183,6 +190,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _dry_run(suite: object, args: argparse.Namespace) -> int:
+    """`run --dry-run`: the trials and their estimated cost here; no run directory."""
+    from halbench.run.dryrun import dry_run
+    from halbench.run.options import RunOptions
+
+    options = RunOptions(
+        max_concurrent=args.max_concurrent,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        datasets=tuple(args.datasets) if args.datasets else None,
+    )
+    dry_run(suite, options)  # type: ignore[arg-type]
     return EXIT_OK
 
 
