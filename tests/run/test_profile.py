@@ -242,3 +242,12 @@ def test_env_records_the_load_average_around_the_sweep(tmp_path: Path) -> None:
     env = json.loads((tmp_path / "out" / "env.json").read_text())
     assert len(env["load_average_before"]) == 3 and len(env["load_average_after"]) == 3
     assert env["finished_at"] is not None
+
+
+def test_cli_says_when_it_adds_default_class_counts(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    args = ["profile", "--losses", "hal", "--batch-sizes", "8", "--dims", "8", "--no-ray"]
+    args += ["--warmup", "0", "--repeats", "1", "--no-report", "-o", str(tmp_path / "a")]
+    assert main(args) == 0
+    assert "adding the default class counts C = 10, 100" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "b"), "--classes", "4"]) == 0
+    assert "default class counts" not in capsys.readouterr().err
