@@ -51,6 +51,7 @@ def _timing(**kw: object) -> dryrun.Timing:
         "threads": 1,
         "images_per_s": 100.0,
         "eval_s_per_image": 0.001,
+        "eval_images": 1500,
         "n_train": 1000,
         "n_test": 500,
         "max_steps": None,
