@@ -186,7 +186,7 @@ def embed(
         except torch.cuda.OutOfMemoryError:
             if size == 1:
                 raise
-            out = []
+            out = []  # drop the partial split's embeddings before freeing the cache
             torch.cuda.empty_cache()
             size = max(1, size // 2)
             _FITTED_EVAL_BATCH[model] = size
