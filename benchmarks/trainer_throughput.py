@@ -8,6 +8,10 @@ halbench's number is `images_per_s` of its epoch rows (training time only, k-NN 
 excluded); the minimal loop is timed the same way. The first epoch of each is warm-up; the
 median over the remaining epochs of `--repeats` interleaved runs is compared.
 Goal: halbench / minimal >= 0.95 on CPU.
+
+It then runs the first trial of suites/quickstart.yaml (`--eval-suite`) and prints the k-NN
+evaluation's time over the training epoch's (median over epochs of eval_time_s / epoch_time_s).
+Goal: at most 0.4. `--only eval` runs that part alone.
 """
 
 from __future__ import annotations
@@ -74,6 +78,20 @@ def halbench_trainer(args: argparse.Namespace, seed: int) -> list[float]:
     return [e["images_per_s"] for e in result.epochs]
 
 
+def eval_ratio(suite_path: Path) -> dict:
+    """Evaluation time / training-epoch time of the suite's first trial, on this CPU."""
+    from halbench.suite import load_suite
+
+    suite = load_suite(suite_path)
+    result = run_trial(suite, suite.trials()[0])
+    if result.row["status"] != "ok":
+        raise RuntimeError(f"halbench trial failed: {result.row['error']}")
+    ratios = [
+        e["eval_time_s"] / e["epoch_time_s"] for e in result.epochs if e["eval_time_s"] is not None
+    ]
+    return {"suite": str(suite_path), "trial": result.row["trial_id"], "ratios": ratios}
+
+
 def _dataset(args: argparse.Namespace) -> dict:
     # Exactly `steps` full batches, so that both loops see the same number of images.
     n = args.steps * args.batch_size
@@ -94,11 +112,26 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="the first is warm-up")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-suite", type=Path, default=Path("suites/quickstart.yaml"))
+    parser.add_argument("--only", choices=["throughput", "eval"], help="run one part only")
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is warm-up)")
     torch.set_num_threads(args.threads)
+    if args.only != "eval":
+        throughput(args)
+    if args.only != "throughput":
+        found = eval_ratio(args.eval_suite)
+        ratio = statistics.median(found["ratios"])
+        print(
+            f"evaluation / training epoch, {found['trial']} ({args.eval_suite}): {ratio:.3f} "
+            f"(per epoch {', '.join(f'{r:.3f}' for r in found['ratios'])}; goal <= 0.4)"
+        )
+        print(json.dumps({"benchmark": "eval_over_train", **found, "median": ratio}))
 
+
+def throughput(args: argparse.Namespace) -> None:
+    """halbench's trainer against the minimal loop (the first part of this benchmark)."""
     ds = _dataset(args)
     splits = data.load(
         ds["name"], train_size=ds["train_size"], test_size=ds["test_size"], **ds.get("params", {})

@@ -103,6 +103,11 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     arg("--no-ray", action="store_true", help="run trials one by one in this process (debugging)")
     arg("--datasets", type=_csv, help="only these of the suite's datasets (comma-separated)")
     arg("--no-report", action="store_true", help="write parquet files only")
+    arg(
+        "--dry-run",
+        action="store_true",
+        help="list the trials and estimate the run's cost on this machine; write nothing",
+    )
 
 
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,6 +164,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--ray-temp-dir is for a local Ray; a cluster sets its own (ray start)")
     if args.num_gpus is not None and args.num_gpus < 0:
         raise UserError(f"--num-gpus: expected a non-negative integer, got {args.num_gpus}")
+    if args.dry_run:
+        return _dry_run(suite, args)
     options = RunOptions(
         output=args.output,
         resume=args.resume,
@@ -186,6 +193,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _dry_run(suite: object, args: argparse.Namespace) -> int:
+    """`run --dry-run`: the trials and their estimated cost here; no run directory."""
+    from halbench.run.dryrun import dry_run
+    from halbench.run.options import RunOptions
+
+    options = RunOptions(
+        max_concurrent=args.max_concurrent,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        datasets=tuple(args.datasets) if args.datasets else None,
+    )
+    dry_run(suite, options)  # type: ignore[arg-type]
+    return EXIT_OK
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
     from halbench.profile_suite import load_profile_suite
     from halbench.run.options import RunOptions
@@ -200,12 +222,27 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         repeats=args.repeats,
     )
-    suite = apply_overrides(load_profile_suite(args.suite), overrides)
+    loaded = load_profile_suite(args.suite)
+    suite = apply_overrides(loaded, overrides)
+    _say_default_classes(loaded, args)
     options = RunOptions(output=args.output, address=_address(args), use_ray=not args.no_ray)
     path = run_profile(suite, args.suite, options)
     _report(path.parent, args)
     print(path)
     return EXIT_OK
+
+
+def _say_default_classes(loaded: object, args: argparse.Namespace) -> None:
+    """Say so when the sweep's class counts C are the defaults, not the user's choice."""
+    grid = loaded.grid  # type: ignore[attr-defined]
+    if args.classes is None and "num_classes" not in grid.model_fields_set:
+        counts = ", ".join(map(str, grid.num_classes))
+        where = f"{args.suite} has no grid.num_classes" if args.suite else "no suite file"
+        print(
+            f"[halbench] profile: {where} and no --classes: adding the default class counts "
+            f"C = {counts}",
+            file=sys.stderr,
+        )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -228,10 +265,32 @@ def _cmd_list(args: argparse.Namespace) -> int:
     names = module.available(args.pattern)
     if not names:
         raise UserError(f"list {args.kind}: nothing matches {args.pattern!r}")
-    print("\n".join(names))
     if args.kind == "losses":
+        print(_loss_listing(names))
         print("pml:<ClassName>[:key=value,...]  (any pytorch-metric-learning loss)")
+    else:
+        print("\n".join(names))
     return EXIT_OK
+
+
+def _loss_listing(names: list[str]) -> str:
+    """Each loss's name on a line of its own, then its parameters with their defaults."""
+    import inspect
+
+    from halbench import losses
+
+    lines = []
+    for name in names:
+        params = []
+        for key, default in losses.parameters(name).items():
+            if key == "memory_size" and losses.LOSSES.get(name).needs_memory_size:
+                params.append("memory_size=<training set size>")
+            elif default is inspect.Parameter.empty:
+                params.append(f"{key}=<required>")
+            else:
+                params.append(f"{key}={default!r}")
+        lines += [name, f"    {', '.join(params) or '(no parameters)'}"]
+    return "\n".join(lines)
 
 
 _COMMANDS = {

@@ -56,6 +56,9 @@ class ProfileCallsConfig(_Section):
 
     warmup: NonNegativeInt = 3
     repeats: PositiveInt = 10
+    # Rounds over all points (round-robin, losses interleaved): each point's time is the median
+    # of all its rounds' samples, so that a burst of load hits every loss alike.
+    rounds: PositiveInt = 3
 
 
 class ProfileSuite(_Section):

@@ -54,6 +54,7 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "final_train_loss": pl.Float64,
     "train_time_s": pl.Float64,
     "images_per_s": pl.Float64,
+    "eval_every": pl.Int64,  # eval.every_n_epochs: the resolution of the convergence columns
     "epochs_to_90": pl.Int64,
     "epochs_to_95": pl.Int64,
     "seconds_to_90": pl.Float64,

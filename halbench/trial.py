@@ -11,6 +11,9 @@ Conventions of the numbers:
   when 10 is among the suite's ks, else at the largest k.
 - `epochs_to_90` is the first epoch whose accuracy reaches 90% of the final epoch's accuracy;
   `seconds_to_90` is the training time elapsed at the end of that epoch (same for 95).
+  With `eval.every_n_epochs` = n only every n-th epoch (and the last) is evaluated: the other
+  epoch rows have null accuracies, and these columns are measured at that resolution
+  (the row's `eval_every`).
 - Data subsets (and synthetic data) use a fixed data seed (DATA_SEED), so that trial seeds vary
   only the initialization, the batch order and the augmentation.
 """
@@ -22,6 +25,7 @@ import json
 import os
 import socket
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,25 +201,61 @@ def _torch_settings(deterministic: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1:]
 
 
-@torch.no_grad()
+# Embedding batch of eval.batch_size "auto": on a CPU a batch whose activations stay in cache
+# (1024 and 2048 were 2-3x slower per image than 128-256 on small_cnn here); on a GPU a large
+# one, halved on out-of-memory.
+AUTO_EVAL_BATCH = {"cpu": 256, "cuda": 4096}
+# The batch that last fitted per model: an out-of-memory back-off is paid once per trial.
+_FITTED_EVAL_BATCH: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
+
+
+def eval_batch_size(batch_size: int | str, device: torch.device) -> int:
+    """eval.batch_size as a number: "auto" -> AUTO_EVAL_BATCH of the device type."""
+    if batch_size == "auto":
+        return AUTO_EVAL_BATCH.get(device.type, AUTO_EVAL_BATCH["cuda"])
+    return int(batch_size)
+
+
 def embed(
     model: nn.Module,
     splits: data.Splits,
     split: str,
-    batch_size: int,
+    batch_size: int | str,
     *,
     amp: bool = False,
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """Embeddings of a whole split in eval mode, without augmentation, in row order."""
+    """Embeddings of a whole split in eval mode, without augmentation, in row order.
+
+    In inference mode (no autograd bookkeeping). On CUDA an out-of-memory batch is halved and
+    the split embedded again; the batch size that fitted is kept for the model's next calls.
+    In eval mode the embeddings do not depend on the batch size.
+    """
     model.eval()
-    out = []
-    for x, _, _ in splits.batches(split, batch_size, shuffle=False, augment=False):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            out.append(model(x).float())
-    return torch.cat(out)
+    device = splits.train_x.device
+    size = min(eval_batch_size(batch_size, device), _FITTED_EVAL_BATCH.get(model, 2**62))
+    while True:
+        try:
+            with torch.inference_mode():
+                out = []
+                for x, _, _ in splits.batches(split, size, shuffle=False, augment=False):
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                        out.append(model(x).float())
+                return torch.cat(out)
+        except torch.cuda.OutOfMemoryError:
+            if size == 1:
+                raise
+            out = []  # drop the partial split's embeddings before freeing the cache
+            torch.cuda.empty_cache()
+            size = max(1, size // 2)
+            _FITTED_EVAL_BATCH[model] = size
+
+
+def evaluates(epoch: int, epochs: int, every_n_epochs: int) -> bool:
+    """Whether epoch `epoch` of `epochs` is evaluated: every n-th, and always the last."""
+    return epoch == epochs or epoch % every_n_epochs == 0
 
 
 @dataclass
@@ -324,6 +364,7 @@ def _train(
     )
     ks = list(suite.eval.ks)
     elapsed, images_total = 0.0, 0
+    row["eval_every"] = suite.eval.every_n_epochs
     probe.start()
     try:
         for epoch in range(1, suite.train.epochs + 1):
@@ -331,11 +372,17 @@ def _train(
             elapsed += epoch_time
             images_total += images
             eval_start = time.perf_counter()
-            # A tuning trial scored by MAP@R needs it every epoch (ASHA compares per epoch).
+            # A tuning trial is scored every epoch (ASHA compares per epoch), by MAP@R if asked.
             every = (
                 spec.phase == "tune" and suite.tune is not None and suite.tune.metric == "map_at_r"
             )
-            metrics = _evaluate(run, suite.eval, final=every or epoch == suite.train.epochs)
+            evaluated = spec.phase == "tune" or evaluates(
+                epoch, suite.train.epochs, suite.eval.every_n_epochs
+            )
+            if evaluated:
+                metrics = _evaluate(run, suite.eval, final=every or epoch == suite.train.epochs)
+            else:  # null accuracies: this epoch was not evaluated (eval.every_n_epochs)
+                metrics = {**{f"knn_acc_{k}": None for k in ks}, "anchor_acc": None}
             epoch_row = {
                 **dict.fromkeys(results.EPOCH_SCHEMA),
                 "trial_id": spec.trial_id,
@@ -347,7 +394,7 @@ def _train(
                 "elapsed_s": elapsed,
                 "images_per_s": images / epoch_time,
                 "lr": run.optimizer.param_groups[0]["lr"],
-                "eval_time_s": time.perf_counter() - eval_start,
+                "eval_time_s": time.perf_counter() - eval_start if evaluated else None,
             }
             if every:
                 epoch_row["map_at_r"] = metrics["map_at_r"]
@@ -422,17 +469,20 @@ def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
     test_emb = embed(run.model, splits, "eval", ecfg.batch_size, **kw)
     if not (torch.isfinite(train_emb).all() and torch.isfinite(test_emb).all()):
         raise Diverged("embeddings became NaN or infinite")
-    anchors = run.loss_fn.anchors() if getattr(run.loss_fn, "has_anchors", False) else None
-    both = (train_emb, splits.train_y, test_emb, splits.eval_y)
-    if final:
-        return knn.evaluate(*both, ks=ks, metric=metric, anchors=anchors, weighted=ecfg.weighted)
-    accs = knn.knn_accuracy(*both, ks=ks, metric=metric, weighted=ecfg.weighted)
-    out: dict[str, Any] = {f"knn_acc_{k}": a for k, a in accs.items()}
-    out["anchor_acc"] = (
-        knn.anchor_accuracy(anchors, test_emb, splits.eval_y, metric=metric)
-        if anchors is not None
-        else None
-    )
+    # Inference mode throughout: the embeddings are inference tensors, and nothing here trains.
+    with torch.inference_mode():
+        anchors = run.loss_fn.anchors() if getattr(run.loss_fn, "has_anchors", False) else None
+        both = (train_emb, splits.train_y, test_emb, splits.eval_y)
+        if final:
+            kw_final = {"anchors": anchors, "weighted": ecfg.weighted}
+            return knn.evaluate(*both, ks=ks, metric=metric, **kw_final)
+        accs = knn.knn_accuracy(*both, ks=ks, metric=metric, weighted=ecfg.weighted)
+        out: dict[str, Any] = {f"knn_acc_{k}": a for k, a in accs.items()}
+        out["anchor_acc"] = (
+            knn.anchor_accuracy(anchors, test_emb, splits.eval_y, metric=metric)
+            if anchors is not None
+            else None
+        )
     return out
 
 

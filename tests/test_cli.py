@@ -71,3 +71,12 @@ def test_console_script_entry_point() -> None:
         [sys.executable, "-m", "halbench.cli", "--version"], capture_output=True, text=True
     )
     assert out.returncode == 0 and out.stdout.startswith("halbench ")
+
+
+def test_list_losses_shows_parameters_and_defaults(capsys) -> None:  # noqa: ANN001
+    assert main(["list", "losses", "hal"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "hal"
+    assert "scale=16.0" in lines[1] and "impl='fast'" in lines[1]
+    main(["list", "losses", "nca_memory"])
+    assert "memory_size=<training set size>" in capsys.readouterr().out

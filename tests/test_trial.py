@@ -211,3 +211,48 @@ def test_probes_fill_their_columns_without_changing_training() -> None:
     assert on.row["loss_call_ms"] > 0 and on.row["loss_flops_fwd"] > 0
     assert off.row["loss_call_ms"] is None
     assert on.epochs[0]["train_loss"] == off.epochs[0]["train_loss"]
+
+
+def test_every_n_epochs_evaluates_every_nth_and_the_last_epoch() -> None:
+    suite = make_suite(train={"epochs": 5}, eval={"every_n_epochs": 2})
+    result = trial.run_trial(suite, suite.trials()[0])
+    assert result.row["status"] == "ok", result.row["error"]
+    evaluated = [e["epoch"] for e in result.epochs if e["knn_acc_1"] is not None]
+    assert evaluated == [2, 4, 5]
+    skipped = [e for e in result.epochs if e["epoch"] in (1, 3)]
+    assert all(e["knn_acc_10"] is None and e["eval_time_s"] is None for e in skipped)
+    assert result.row["eval_every"] == 2
+    assert result.row["epochs_to_90"] in (2, 4, 5) and result.row["knn_acc_1"] is not None
+    assert [trial.evaluates(e, 5, 2) for e in range(1, 6)] == [False, True, False, True, True]
+
+
+def test_embed_does_not_depend_on_the_batch_size_and_records_no_graph() -> None:
+    suite = make_suite()
+    spec = suite.trials()[0]
+    run = trial._setup(suite, spec, trial.base_row(suite, spec))
+    small = trial.embed(run.model, run.splits, "test", 7)
+    auto = trial.embed(run.model, run.splits, "test", "auto")
+    assert small.shape == (256, 16) and not small.requires_grad
+    assert torch.allclose(small, auto, atol=1e-5)
+    assert trial.eval_batch_size("auto", torch.device("cpu")) == trial.AUTO_EVAL_BATCH["cpu"]
+
+
+def test_embed_halves_the_batch_on_cuda_out_of_memory(monkeypatch) -> None:  # noqa: ANN001
+    suite = make_suite()
+    spec = suite.trials()[0]
+    run = trial._setup(suite, spec, trial.base_row(suite, spec))
+    model, sizes = run.model, []
+    real = run.splits.batches
+
+    def batches(split, batch_size, **kw):  # noqa: ANN001, ANN003, ANN202
+        sizes.append(batch_size)
+        if batch_size > 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(split, batch_size, **kw)
+
+    monkeypatch.setattr(run.splits, "batches", batches)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    out = trial.embed(model, run.splits, "test", 256)
+    assert out.shape[0] == 256 and sizes == [256, 128, 64]
+    trial.embed(model, run.splits, "train", 256)
+    assert sizes[-1] == 64  # the size that fitted is kept for the model's next calls

@@ -10,6 +10,8 @@ memory is a row with status 'oom'.
 from __future__ import annotations
 
 import json
+import os
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,28 +74,45 @@ def run_profile(suite: ProfileSuite, suite_path: Path | None, options: RunOption
     out_dir = Path(options.output)
     rundir.store_suite(out_dir, suite, suite_path)
     invocation = {"started_at": rundir.now(), "address": options.address}
-    rundir.write_env(out_dir, suite, invocation, profile_device=suite.device)
+    # The machine's load around the sweep: timings from a loaded machine say so.
+    load = {"load_average_before": _load_average()}
+    rundir.write_env(out_dir, suite, invocation, profile_device=suite.device, **load)
     progress = Progress(len(suite.losses), 0, unit="losses")
     progress.say(f"{suite.name}: {len(suite.losses)} losses x {len(suite.grid.points())} points")
     rows = _run_ray(suite, options, progress) if options.use_ray else _run_local(suite, progress)
     path = out_dir / "profile.parquet"
     results.write_parquet_atomic(results.frame(rows, results.PROFILE_SCHEMA), path)
-    rundir.write_env(out_dir, suite, {"finished_at": rundir.now()}, profile_device=suite.device)
+    load["load_average_after"] = _load_average()
+    finished = {"finished_at": rundir.now()}
+    rundir.write_env(out_dir, suite, finished, profile_device=suite.device, **load)
     return path
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _finished(progress: Progress, spec: LossSpec, rows: list[dict[str, Any]]) -> None:
     bad = sum(r["status"] != "ok" for r in rows)
-    progress.finished(spec.display, f"{bad} of {len(rows)} points failed" if bad else "ok")
+    errors = [r["error"] for r in rows if r["status"] != "ok" and r.get("error")]
+    status = f"{bad} of {len(rows)} points failed" if bad else "ok"
+    progress.finished(spec.display, status, errors[0] if errors else None)
 
 
 def _run_local(suite: ProfileSuite, progress: Progress) -> list[dict[str, Any]]:
+    for spec in suite.losses:
+        progress.started(spec.display)
+    # All losses in one sweep, so that their timing rounds interleave.
+    done = sweep(suite.losses, suite, progress=progress.say)
     rows = []
     for spec in suite.losses:
-        progress.started()
-        done = profile_loss(spec, suite, progress=progress.say)
-        _finished(progress, spec, done)
-        rows.extend(done)
+        mine = [r for r in done if r["loss"] == spec.display]
+        _finished(progress, spec, mine)
+        rows.extend(mine)
     return rows
 
 
@@ -111,8 +130,8 @@ def _run_ray(suite: ProfileSuite, options: RunOptions, progress: Progress) -> li
             cluster.check_fits(resources)
         task = ray.remote(**cluster.ray_task_options(resources))(profile_loss)
         refs = {spec.display: task.remote(spec, suite) for spec in suite.losses}
-        for _ in refs:
-            progress.started()
+        for label in refs:
+            progress.started(label)
         rows = []
         for spec in suite.losses:
             try:
@@ -131,26 +150,119 @@ def profile_loss(
     spec: LossSpec, suite: ProfileSuite, progress: Callable[[str], None] | None = None
 ) -> list[dict[str, Any]]:
     """All points of one loss (the unit of a Ray task); failures are rows with a status."""
+    return sweep([spec], suite, progress=progress)
+
+
+# (loss, B, d, C, memory, device, seed) -> (forward samples, forward+backward samples), in ms
+Timer = Callable[[LossSpec, ProfileSuite, int, int, int, int, Any, int], tuple[list, list]]
+
+
+def sweep(
+    specs: list[LossSpec],
+    suite: ProfileSuite,
+    progress: Callable[[str], None] | None = None,
+    timer: Timer | None = None,
+) -> list[dict[str, Any]]:
+    """Every point of every loss: FLOPs and memory once, then probes.rounds timing rounds.
+
+    A round times every point once, the losses of a point one after the other (round-robin),
+    so that a change of the machine's load hits every loss and point alike. A point's time is
+    the median of all its rounds' samples, and its IQR is over the same samples.
+    """
     import torch
 
+    from halbench.probes.timing import iqr
+
+    timer = timer or time_point
     device = torch.device(suite.device)
     if device.type == "cpu":
         # One thread in both modes, so that in-process and Ray tasks (num_cpus=1) time the same.
         torch.set_num_threads(1)
-    generator = torch.Generator().manual_seed(0)
-    rows = []
-    memory = _memory_size(spec, suite)
-    for b, d, c in suite.grid.points():
-        shortfall = _memory_shortfall(b, d, c, memory, device)
-        if shortfall:
-            rows.append(_row(spec, suite, b, d, c, status="oom", error=shortfall))
-        else:
-            rows.append(_profile_point(spec, suite, b, d, c, memory, device, generator))
-        if progress:
-            row = rows[-1]
-            detail = f"{row['time_fwdbwd_ms']:.3g} ms" if row["status"] == "ok" else row["status"]
-            progress(f"profile: {spec.display} B={b} d={d} C={c}: {detail}")
-    return rows
+    rows: dict[tuple[str, int, int, int], dict[str, Any]] = {}
+    samples: dict[tuple[str, int, int, int], tuple[list, list]] = {}
+    points = suite.grid.points()
+    for b, d, c in points:
+        for i, spec in enumerate(specs):
+            key, memory = (spec.display, b, d, c), _memory_size(spec, suite)
+            shortfall = _memory_shortfall(b, d, c, memory, device)
+            if shortfall:
+                rows[key] = _row(spec, suite, b, d, c, status="oom", error=shortfall)
+            else:
+                rows[key] = _profile_point(spec, suite, b, d, c, memory, device, _seed(i, b, d, c))
+            samples[key] = ([], [])
+    for _ in range(suite.probes.rounds):
+        for b, d, c in points:
+            for i, spec in enumerate(specs):
+                key = (spec.display, b, d, c)
+                if rows[key]["status"] != "ok":
+                    continue
+                memory, seed = _memory_size(spec, suite), _seed(i, b, d, c)
+                try:
+                    fwd, fwdbwd = timer(spec, suite, b, d, c, memory, device, seed)
+                except Exception as exc:  # noqa: BLE001 - a failed point is a row
+                    status, error = failures.classify(exc)
+                    rows[key] = _row(spec, suite, b, d, c, status=status, error=error)
+                    continue
+                samples[key][0].extend(fwd)
+                samples[key][1].extend(fwdbwd)
+    out = []
+    for spec in specs:
+        for b, d, c in points:
+            key = (spec.display, b, d, c)
+            row, (fwd, fwdbwd) = rows[key], samples[key]
+            if row["status"] == "ok" and fwdbwd:
+                row["time_fwd_ms"] = statistics.median(fwd)
+                row["time_fwdbwd_ms"] = statistics.median(fwdbwd)
+                row["time_fwdbwd_iqr_ms"] = iqr(fwdbwd)
+            out.append(row)
+            if progress:
+                ok = row["status"] == "ok"
+                detail = f"{row['time_fwdbwd_ms']:.3g} ms" if ok else row["status"]
+                progress(f"profile: {spec.display} B={b} d={d} C={c}: {detail}")
+    return out
+
+
+def _seed(i: int, b: int, d: int, c: int) -> int:
+    """One seed per (loss, point): every round times the same inputs."""
+    return (((i * 1_000_003 + b) * 1_000_003 + d) * 1_000_003 + c) % 2**31
+
+
+def _inputs(
+    spec: LossSpec, suite: ProfileSuite, b: int, d: int, c: int, memory: int, device: Any, seed: int
+) -> tuple[Any, Any, Any, Any]:
+    """(loss, embeddings, labels, indices) of one point, the same for the same seed."""
+    import torch
+
+    from halbench import losses as registry
+
+    generator = torch.Generator().manual_seed(seed)
+    loss = registry.build(
+        spec.name, num_classes=c, embedding_dim=d, memory_size=memory or None, **spec.params
+    ).to(device)
+    embeddings = torch.randn(b, d, generator=generator).to(device)
+    labels = torch.randint(0, c, (b,), generator=generator).to(device)
+    indices = None
+    if memory:
+        if b > memory:
+            raise ValueError(f"batch size {b} > memory_size {memory}")
+        indices = torch.randperm(memory, generator=generator)[:b].to(device)
+    return loss, embeddings, labels, indices
+
+
+def time_point(
+    spec: LossSpec, suite: ProfileSuite, b: int, d: int, c: int, memory: int, device: Any, seed: int
+) -> tuple[list[float], list[float]]:
+    """One round of one point: probes.warmup calls, then probes.repeats timed ones (ms)."""
+    from halbench.probes.call import forward_backward, leaf, loss_args
+    from halbench.probes.timing import time_call
+
+    loss, embeddings, labels, indices = _inputs(spec, suite, b, d, c, memory, device, seed)
+    emb = leaf(embeddings)
+    args = loss_args(emb, labels, indices)
+    kw = {"device": device, "warmup": suite.probes.warmup, "repeats": suite.probes.repeats}
+    fwd = time_call(lambda: loss(*args), **kw)
+    fwdbwd = time_call(lambda: forward_backward(loss, emb, args), **kw)
+    return list(fwd.samples_ms), list(fwdbwd.samples_ms)
 
 
 def _profile_point(
@@ -161,33 +273,18 @@ def _profile_point(
     c: int,
     memory: int,
     device: Any,
-    generator: Any,
+    seed: int,
 ) -> dict[str, Any]:
+    """FLOPs, peak memory and the other probe keys of one point (its times come from sweep)."""
     import torch
 
-    from halbench import losses as registry
     from halbench.probes import profile_loss_call
 
     try:
-        loss = registry.build(
-            spec.name, num_classes=c, embedding_dim=d, memory_size=memory or None, **spec.params
-        ).to(device)
+        loss, embeddings, labels, indices = _inputs(spec, suite, b, d, c, memory, device, seed)
         analytic = _analytic(loss, b, d, c, memory, device.type)
-        embeddings = torch.randn(b, d, generator=generator).to(device)
-        labels = torch.randint(0, c, (b,), generator=generator).to(device)
-        indices = None
-        if memory:
-            if b > memory:
-                raise ValueError(f"batch size {b} > memory_size {memory}")
-            indices = torch.randperm(memory, generator=generator)[:b].to(device)
-        measured = profile_loss_call(
-            loss,
-            embeddings,
-            labels,
-            warmup=suite.probes.warmup,
-            repeats=suite.probes.repeats,
-            indices=indices,
-        )
+        # Its one timed call is only a placeholder: sweep's interleaved rounds set the times.
+        measured = profile_loss_call(loss, embeddings, labels, warmup=0, repeats=1, indices=indices)
     except Exception as exc:  # noqa: BLE001 - a failed point is a row, never a lost sweep
         if device.type == "cuda":
             torch.cuda.empty_cache()

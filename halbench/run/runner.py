@@ -125,10 +125,14 @@ def _run_in_process(
         from halbench.trial import run_trial as trial_fn
 
     for spec in todo:
-        progress.started()
-        result = trial_fn(suite, spec)
+        progress.started(spec.trial_id)
+
+        def report(epoch_row: dict, trial_id: str = spec.trial_id) -> None:
+            progress.epoch(trial_id, epoch_row, suite.train.epochs)
+
+        result = trial_fn(suite, spec, report=report)
         rundir.save_trial(out_dir, result.row, result.epochs)
-        progress.finished(spec.trial_id, result.row["status"])
+        progress.finished(spec.trial_id, result.row["status"], result.row.get("error"))
 
 
 def _run_with_ray(

@@ -165,14 +165,19 @@ def tune_hooks(
         """Writes each finished trial on the driver, the moment Tune hands us its rows."""
 
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
-            progress.started()
+            progress.started(_trial_id(trial), running=_running(trials, trial) + 1)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if FINAL_KEY in result:
                 blob = json.loads(result[FINAL_KEY])
-                rundir.save_trial(out_dir, blob["row"], blob["epochs"])
-                tune_storage.mirror_trial(storage_uri, out_dir, blob["row"]["trial_id"])
-                progress.finished(blob["row"]["trial_id"], blob["row"]["status"])
+                row = blob["row"]
+                rundir.save_trial(out_dir, row, blob["epochs"])
+                tune_storage.mirror_trial(storage_uri, out_dir, row["trial_id"])
+                progress.finished(
+                    row["trial_id"], row["status"], row.get("error"), _running(trials, trial)
+                )
+            elif "epoch" in result:
+                progress.epoch(_trial_id(trial), result, suite.train.epochs)
 
         def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
             progress.say(f"{trial.config['spec']['trial_id']}: worker lost, retrying")
@@ -184,7 +189,7 @@ def tune_hooks(
             status, error = failures.classify(_recorded_error(trial))
             rundir.save_trial(out_dir, failed_row(suite, spec, status, error), [])
             tune_storage.mirror_trial(storage_uri, out_dir, spec.trial_id)
-            progress.finished(spec.trial_id, status)
+            progress.finished(spec.trial_id, status, error, _running(trials, trial))
 
     class StopOnInterrupt(Stopper):
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
@@ -194,6 +199,15 @@ def tune_hooks(
             return interrupt.requested
 
     return ResultWriter(), StopOnInterrupt()
+
+
+def _trial_id(trial: Any) -> str:
+    return trial.config["spec"]["trial_id"]
+
+
+def _running(trials: list[Any], trial: Any) -> int:
+    """Trials Tune runs now, other than `trial`: from Tune's own trial states."""
+    return sum(t.status == "RUNNING" for t in trials if t is not trial)
 
 
 def fit(

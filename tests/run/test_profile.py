@@ -210,3 +210,44 @@ def test_profile_and_run_share_env_json_and_the_failure_map(tmp_path: Path, monk
     env = json.loads((tmp_path / "out" / "env.json").read_text())
     assert env["suite"] == "profile" and len(env["suite_hash"]) == 12
     assert [sorted(inv) for inv in env["invocations"]] == [["address", "finished_at", "started_at"]]
+
+
+def test_timing_rounds_interleave_losses_and_points(tmp_path: Path) -> None:
+    suite = profile.apply_overrides(
+        load_profile_suite(None),
+        profile.SweepOverrides(
+            losses=["hal", "nca"], batch_sizes=[8, 16], dims=[8], classes=[4], device="cpu"
+        ),
+    )
+    assert suite.probes.rounds == 3
+    calls: list[tuple[str, int]] = []
+
+    def timer(spec, suite, b, d, c, memory, device, seed):  # noqa: ANN001, ANN202
+        calls.append((spec.display, b))
+        # round r gives r + 1 ms: the median over all rounds is the middle round's
+        n = sum(1 for x in calls if x == (spec.display, b))
+        return [float(n)] * 2, [float(n), float(n) + 0.5]
+
+    rows = profile.sweep(suite.losses, suite, timer=timer)
+    one_round = [("hal", 8), ("nca", 8), ("hal", 16), ("nca", 16)]
+    assert calls == one_round * 3  # round-robin over points, the losses of a point in turn
+    for row in rows:
+        assert row["time_fwd_ms"] == 2.0
+        assert row["time_fwdbwd_ms"] == 2.25  # median of 1, 1.5, 2, 2.5, 3, 3.5
+        assert row["time_fwdbwd_iqr_ms"] == pytest.approx(1.25)
+
+
+def test_env_records_the_load_average_around_the_sweep(tmp_path: Path) -> None:
+    sweep(tmp_path, losses=["hal"])
+    env = json.loads((tmp_path / "out" / "env.json").read_text())
+    assert len(env["load_average_before"]) == 3 and len(env["load_average_after"]) == 3
+    assert env["finished_at"] is not None
+
+
+def test_cli_says_when_it_adds_default_class_counts(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    args = ["profile", "--losses", "hal", "--batch-sizes", "8", "--dims", "8", "--no-ray"]
+    args += ["--warmup", "0", "--repeats", "1", "--no-report", "-o", str(tmp_path / "a")]
+    assert main(args) == 0
+    assert "adding the default class counts C = 10, 100" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "b"), "--classes", "4"]) == 0
+    assert "default class counts" not in capsys.readouterr().err

@@ -1,0 +1,101 @@
+"""`halbench run SUITE --dry-run`: the trial list and cost estimate, and that nothing is written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from halbench.cli import main
+from halbench.run import dryrun
+from halbench.run.options import RunOptions
+from halbench.suite import load_suite
+
+SMOKE = Path(__file__).resolve().parents[2] / "suites" / "smoke.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_dry_run_lists_times_and_estimates_without_writing(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+    lines: list[str] = []
+    hours = dryrun.dry_run(load_suite(SMOKE), RunOptions(num_cpus=2), out=lines.append)
+    text = "\n".join(lines)
+    assert lines[0] == "smoke: 4 trials (dry run: nothing is written)"
+    assert "grid synthetic: 4 trials x 2 epochs (hal 2, nca 2)" in text
+    assert "timed synthetic-hal-b64-d16-s0 on cpu" in text and "training images/s" in text
+    assert "at 2 trials at once (2 CPUs / 1 per trial)" in text
+    assert 0 < hours < 0.1  # seconds per trial, not hours
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_dry_run_creates_no_run_directory(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "run"
+    assert main(["run", str(SMOKE), "--dry-run", "--output", str(out), "--datasets", "x"]) == 2
+    assert "--datasets x" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def _timing(**kw: object) -> dryrun.Timing:
+    base = {
+        "trial_id": "t",
+        "device": "cpu",
+        "threads": 1,
+        "images_per_s": 100.0,
+        "eval_s_per_image": 0.001,
+        "eval_images": 1500,
+        "n_train": 1000,
+        "n_test": 500,
+        "max_steps": None,
+    }
+    return dryrun.Timing(**{**base, **kw})
+
+
+def test_trial_seconds_counts_steps_epochs_and_evaluations() -> None:
+    grid = dryrun.Planned("grid", "d", "hal", batch_size=300, epochs=4, count=1)
+    # 3 full batches (drop_last) = 900 images per epoch at 100/s; 1500 images per evaluation
+    assert dryrun.trial_seconds(grid, _timing(), 1) == pytest.approx(4 * 9.0 + 4 * 1.5)
+    assert dryrun.trial_seconds(grid, _timing(), 3) == pytest.approx(4 * 9.0 + 2 * 1.5)
+    capped = _timing(max_steps=1)
+    assert dryrun.trial_seconds(grid, capped, 1) == pytest.approx(4 * 3.0 + 4 * 1.5)
+    tune = dryrun.Planned("tune", "d", "hal", 300, 2, 1, validation=0.1)
+    # 900 training rows left: 3 batches; evaluation embeds train part + validation = 1000
+    assert dryrun.trial_seconds(tune, _timing(), 1) == pytest.approx(2 * 9.0 + 2 * 1.0)
+
+
+def test_tuned_suite_counts_budget_per_group_and_final_seeds() -> None:
+    suite = load_suite(SMOKE)  # 2 losses x B 64 x d 16 x seeds 0, 1
+    tuned = SimpleNamespace(
+        grid=suite.grid,
+        train=suite.train,
+        tune=SimpleNamespace(budget=5, epochs=3, validation=0.2, space={"lr": {}}),
+        final=SimpleNamespace(seeds=[0, 1, 2], epochs=7),
+    )
+    planned = dryrun.plan(tuned, suite.trials())  # type: ignore[arg-type]
+    assert sorted((p.phase, p.loss, p.count, p.epochs) for p in planned) == [
+        ("final", "hal", 3, 7), ("final", "nca", 3, 7), ("tune", "hal", 5, 3), ("tune", "nca", 5, 3)
+    ]  # fmt: skip
+    grid = dryrun.plan(suite, suite.trials())
+    assert sum(p.count for p in grid) == 4 and {p.phase for p in grid} == {"grid"}
+
+
+def test_total_says_plainly_when_a_suite_is_thousands_of_hours() -> None:
+    suite = load_suite(SMOKE)
+    big = suite.model_copy(
+        update={"resources": suite.resources.model_copy(update={"cpus_per_trial": 4.0})}
+    )
+    lines: list[str] = []
+    dryrun._print_total(big, RunOptions(num_cpus=2), 1500.0, False, lines.append)
+    text = "\n".join(lines)
+    assert "1,500 trial-hours = 6,000 CPU hours" in text
+    assert "this machine cannot run it" in text
+    assert "this suite is 6,000 hours of compute on this machine" in text
+    assert "62.5 days" in text  # 1500 h at one trial at a time
