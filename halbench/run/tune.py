@@ -311,11 +311,12 @@ def tuning_hooks(recorder: Any, interrupt: Interrupt, names: dict[str, str]) -> 
 
     class TuningWriter(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
-            recorder.progress.started()
+            recorder.progress.started(trial_id(trial), running=_running(trials, trial) + 1)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if FINAL_KEY not in result and VAL_KEY in result:
                 recorder.epoch(trial_id(trial), result.get("epoch"), result[VAL_KEY])
+                recorder.progress.epoch(trial_id(trial), result, recorder.suite.tune.epochs)
             if FINAL_KEY in result:
                 recorder.trial_row(json.loads(result[FINAL_KEY])["row"])
 

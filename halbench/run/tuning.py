@@ -246,7 +246,7 @@ class TuningRecorder:
         )  # fmt: skip
         save_tuning(self.out_dir, row)
         self.done[trial_id] = row
-        self.progress.finished(trial_id, status)  # a trial ASHA stopped is ok, not failed
+        self.progress.finished(trial_id, status, error)  # a trial ASHA stopped is ok
         early = f"; {trial_id} stopped early after {row['epochs_run']} epochs"
         self.progress.say(self.group_line(group) + (early if row["stopped_early"] else ""))
 
@@ -356,7 +356,7 @@ def tune_in_process(
         from halbench.trial import run_trial as trial_fn
 
     for spec in (s for group in todo.values() for s in group):
-        recorder.progress.started()
+        recorder.progress.started(spec.trial_id)
 
         def report(epoch_row: dict[str, Any], trial_id: str = spec.trial_id) -> None:
             recorder.epoch(trial_id, epoch_row.get("epoch"), epoch_row.get(metric))
