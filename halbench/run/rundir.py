@@ -180,14 +180,15 @@ def _previous_env(path: Path, say: Callable[[str], None]) -> dict[str, Any]:
         return {}
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+    kept: dict[str, Any] = {}
     try:
         previous = json.loads(raw)
-        if isinstance(previous, dict) and isinstance(previous.get("invocations", []), list):
-            previous["invocations"] = [
-                i for i in previous.get("invocations", []) if isinstance(i, dict)
-            ]
+        invocations = previous.get("invocations", []) if isinstance(previous, dict) else None
+        if isinstance(invocations, list) and all(isinstance(i, dict) for i in invocations):
             return previous
-        reason = f"a JSON {type(previous).__name__}, not an env record"
+        reason = f"a JSON {type(previous).__name__} without a list of invocations"
+        if isinstance(previous, dict) and isinstance(previous.get("started_at"), str):
+            kept = {"invocations": [{"started_at": previous["started_at"]}]}  # the first start
     except (ValueError, RecursionError) as err:  # ValueError: bad JSON and bad UTF-8
         reason = first_line(err)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -197,7 +198,7 @@ def _previous_env(path: Path, say: Callable[[str], None]) -> dict[str, Any]:
     except OSError as err:
         raise results.write_error(bad, err) from None
     say(f"{path}: damaged ({reason[:200]}); kept as {bad.name}, a new env.json is written")
-    return {}
+    return kept
 
 
 def write_env(
