@@ -129,3 +129,11 @@ def test_a_profile_asking_more_cpus_than_the_machine_is_refused(tmp_path: Path, 
     assert main(["profile", str(path), "--output", str(out)]) == 2
     assert one_error_line(capsys).startswith(f"halbench: error: {path}: resources.cpus_per_trial")
     assert not out.exists()
+
+
+def test_an_output_that_is_a_file_is_one_line(tmp_path: Path, capsys) -> None:
+    path = write_suite(tmp_path)
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "run"):
+        assert main(["run", str(path), "--output", str(out), "--no-ray", "--no-report"]) == 2
+        assert "not a directory" in one_error_line(capsys)

@@ -31,7 +31,7 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def run_lock(out_dir: Path, command: str = "halbench run") -> Iterator[None]:
+def run_lock(out_dir: Path) -> Iterator[None]:
     """Hold the run directory's lock; UserError naming the holder when another run has it."""
     from halbench.run.rundir import inside, make_dir
 
@@ -48,7 +48,7 @@ def run_lock(out_dir: Path, command: str = "halbench run") -> Iterator[None]:
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             raise UserError(
-                f"{out_dir}: another {command} ({_holder(path)}) is writing this run directory; "
+                f"{out_dir}: another halbench ({_holder(path)}) is writing this directory; "
                 "wait for it to finish, or choose another --output"
             ) from None
         # Ours now (any pid left in the file was a dead holder's): record who holds it.

@@ -70,7 +70,7 @@ def run_profile(suite: ProfileSuite, suite_path: Path | None, options: RunOption
     out_dir = Path(options.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: --output exists and is not a directory")
-    with run_lock(out_dir, "halbench profile"):
+    with run_lock(out_dir):
         return _run_locked(suite, suite_path, options, out_dir)
 
 

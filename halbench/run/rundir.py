@@ -140,6 +140,8 @@ def make_dir(path: Path) -> None:
     """mkdir -p; a read-only or full filesystem is one line naming the path."""
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{path}: exists and is not a directory (or lies under a file)") from None
     except OSError as err:
         raise results.write_error(path, err) from None
 

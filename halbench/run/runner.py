@@ -107,7 +107,7 @@ def preflight(suite: Suite, suite_path: Path, options: RunOptions) -> None:
         import ray
 
         if ray.is_initialized():  # this process's Ray is the one the trials will use
-            cluster.check_fits(resources)
+            cluster.check_fits(resources, suite_path)
             return
     capacity = cluster.local_capacity(options.num_cpus, options.num_gpus)
     cluster.check_capacity(resources, capacity, suite_path)
