@@ -59,14 +59,21 @@ def wait_killed(proc: subprocess.Popen, timeout: float = 300) -> str:
     return err
 
 
-def assert_equal_runs(resumed: Path, uninterrupted: Path) -> None:
+def assert_equal_runs(resumed: Path, uninterrupted: Path, rtol: float = 0.0) -> None:
+    """Same trials, once each, same values (float columns within `rtol`, 0: exact)."""
     trials = pl.read_parquet(resumed / "trials.parquet")
     assert trials["trial_id"].is_unique().all()
     for name in ("trials.parquet", "epochs.parquet"):
         a, b = comparable(resumed / name), comparable(uninterrupted / name)
         assert a.columns == b.columns, name
-        differ = [c for c in a.columns if not same(c, a[c], b[c])]
+        differ = [c for c in a.columns if not _close(c, a[c], b[c], rtol)]
         assert differ == [], (name, {c: (a[c].to_list(), b[c].to_list()) for c in differ})
+
+
+def _close(column: str, a: pl.Series, b: pl.Series, rtol: float) -> bool:
+    if rtol and a.dtype.is_float() and b.dtype.is_float():
+        return a.is_null().equals(b.is_null()) and bool(((a - b).abs() <= rtol * b.abs()).all())
+    return same(column, a, b)
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +142,11 @@ def test_kill_9_of_a_ray_run_then_resume(tmp_path: Path, reference, fault: str) 
         wait_killed(run_killed(cmd, fault))
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-    # resumed in this process without Ray: the trials are the same functions of their seeds
-    assert (
-        main(["run", str(suite), "--output", str(out), "--resume", "--no-ray", "--no-report"]) == 0
-    )
-    assert_equal_runs(out, full)
+    # Resumed in this process without Ray. A trial trained in a Ray worker (one thread) and
+    # in this process (all cores) was seen to differ by ~1e-5 relative in map_at_r: float
+    # reduction order, not a lost or repeated trial; identities and counts stay exact.
+    assert main(["run", str(suite), "--output", str(out), "--resume", "--no-ray", NO_REPORT]) == 0
+    assert_equal_runs(out, full, rtol=1e-4)
 
 
 def test_damaged_trial_files_are_moved_aside_and_rerun(tmp_path: Path, reference, capsys) -> None:

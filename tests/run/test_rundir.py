@@ -221,4 +221,3 @@ def test_a_damaged_env_json_keeps_its_first_start_when_readable(tmp_path: Path) 
     env = rundir.write_env(tmp_path, suite, {"started_at": "t1"}, say=lambda _: None)
     assert env["started_at"] == "t0"
     assert [i["started_at"] for i in env["invocations"]] == ["t0", "t1"]
-
