@@ -1,4 +1,4 @@
-"""halbench command line: run, profile, report, compare, list.
+"""halbench command line: run, profile, validate, report, compare, list.
 
 Exit codes: 0 the command did its job (failed trials are rows, not a crash); 2 bad input, with
 one line on stderr naming the file or field; 1 an internal failure; 3 `compare` found a
@@ -8,11 +8,13 @@ regression; 130 interrupted (what finished is written, and the command says how 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from halbench import __version__
 from halbench.errors import UserError
@@ -68,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report_commands.add_compare_arguments(
         sub.add_parser("compare", help="what changed between two runs; exit 3 on a regression")
+    )
+
+    _add_validate_arguments(
+        sub.add_parser("validate", help="check a suite without training: exit 0 valid, 2 not")
     )
 
     lst = sub.add_parser("list", help="list registered losses, datasets or models")
@@ -126,6 +132,54 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--output", "-o", type=Path, required=True, help="output directory")
 
 
+def _add_validate_arguments(parser: argparse.ArgumentParser) -> None:
+    arg = parser.add_argument
+    arg("suite", type=Path, help="suite YAML file")
+    arg(
+        "--address",
+        help="check resources against this Ray cluster (default: this machine, as a local run)",
+    )
+    arg("--num-cpus", type=_positive_int, help="CPUs a local Ray would get (default: all)")
+    arg("--num-gpus", type=int, help="GPUs a local Ray would get (default: all visible)")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Everything knowable without training, in seconds: the checks `run` makes before Ray."""
+    from halbench.run import cluster
+    from halbench.run.options import RunOptions
+    from halbench.run.runner import preflight
+    from halbench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    if args.num_gpus is not None and args.num_gpus < 0:
+        raise UserError(f"--num-gpus: expected a non-negative integer, got {args.num_gpus}")
+    options = RunOptions(address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+    preflight(suite, args.suite, options)
+    if args.address:
+        capacity = cluster.cluster_capacity(args.address)
+        resources = cluster.trial_resources(suite.resources)
+        cluster.check_capacity(resources, capacity, args.suite, f"the cluster at {args.address}")
+    print(_validate_summary(suite, args.suite))
+    return EXIT_OK
+
+
+def _validate_summary(suite: Any, path: Path) -> str:
+    """Trials and groups (a group: one dataset x loss x batch size x embedding size)."""
+    trials = len(suite.grid.seed) * (groups := _groups(suite))
+    epochs = suite.train.epochs * trials
+    return (
+        f"{path}: valid: suite {suite.name!r}, {trials} trial{'s' * (trials != 1)} in "
+        f"{groups} group{'s' * (groups != 1)} ({len(suite.grid.seed)} seed(s) each), "
+        f"{epochs} training epochs in all; "
+        "`halbench run --dry-run` estimates the time"
+    )
+
+
+def _groups(suite: Any) -> int:
+    g = suite.grid
+    return len(suite.datasets) * len(suite.losses) * len(g.batch_size) * len(g.embedding_dim)
+
+
 def _address(args: argparse.Namespace) -> str | None:
     if args.no_ray and args.address:
         raise UserError("--no-ray and --address exclude each other")
@@ -137,7 +191,9 @@ def _report(out_dir: Path, args: argparse.Namespace) -> None:
     if args.no_report:
         return
     from halbench.report import build_report
+    from halbench.run.rundir import fault_point
 
+    fault_point("report")
     try:
         paths = build_report([out_dir], out_dir)
     except Exception as err:  # noqa: BLE001 - results are safe on disk; the report can be rebuilt
@@ -299,6 +355,7 @@ _COMMANDS = {
     "report": _cmd_report,
     "compare": _cmd_compare,
     "list": _cmd_list,
+    "validate": _cmd_validate,
 }
 
 
@@ -312,10 +369,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("halbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as err:
+        if (line := _write_failure(err)) is None:
+            return _internal_error()
+        print(f"halbench: error: {line}", file=sys.stderr)
+        return EXIT_USER
     except Exception:  # noqa: BLE001 - an internal failure: show the traceback, exit 1
-        traceback.print_exc()
-        print("halbench: internal error (this is a bug; the traceback is above)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    traceback.print_exc()
+    print("halbench: internal error (this is a bug; the traceback is above)", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def _write_failure(err: OSError) -> str | None:
+    """A full disk or read-only path hit outside halbench's write helpers (Ray's, pyarrow's)."""
+    if err.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+        return None
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{os.strerror(err.errno)}; what finished is kept (resume with --resume)"
 
 
 def main_exit() -> None:

@@ -6,6 +6,7 @@ agree on column names and types. report/ reads these files and nothing else.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -188,8 +189,34 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, lambda f: f.write(text.encode()))
 
 
+# A full disk, a read-only filesystem or missing permissions is the user's to fix: one line
+# naming the path (what finished is on disk and resumable), not a traceback.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def write_error(path: Path, err: OSError) -> UserError | OSError:
+    """The UserError for a failed write of `path` (or `err` itself when it is not the user's)."""
+    if err.errno not in _WRITE_ERRNOS:
+        return err
+    return UserError(f"{path}: cannot write ({os.strerror(err.errno)}); what finished is kept")
+
+
 def write_bytes_atomic(path: Path, writer: Callable[[BinaryIO], object]) -> None:
+    """Write through a temporary file and a rename; a failed write is one line (write_error)."""
     path = Path(path)
+    try:
+        _write_bytes_atomic(path, writer)
+    except OSError as err:
+        raise write_error(path, err) from None
+    except Exception as err:  # noqa: BLE001 - pyarrow wraps ENOSPC in its own error types
+        if "No space left" in str(err):
+            raise UserError(
+                f"{path}: cannot write ({os.strerror(errno.ENOSPC)}); what finished is kept"
+            ) from None
+        raise
+
+
+def _write_bytes_atomic(path: Path, writer: Callable[[BinaryIO], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

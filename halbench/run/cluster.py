@@ -176,29 +176,86 @@ def trial_resources(res: ResourcesConfig, *, whole_gpu: bool | None = None) -> d
     return resources
 
 
-def check_fits(resources: dict[str, float]) -> None:
-    """A local Ray never grows: refuse a task that no node can hold instead of waiting forever."""
+def check_fits(resources: dict[str, float], path: Path | str = "suite") -> None:
+    """Refuse a task that no node of the connected Ray can hold instead of waiting forever."""
     import ray
 
-    have = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
-    field_names = {"cpu": "cpus_per_trial", "gpu": "gpus_per_trial", "memory": "memory_gb"}
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    for key, ray_key in have.items():
-        need = resources.get(key, 0)
-        best = max((n.get(ray_key, 0.0) for n in nodes), default=0.0)
-        if need > best:
-            shown = f"{need / 1024**3:g} GB" if key == "memory" else f"{need:g}"
-            have_s = f"{best / 1024**3:.1f} GB" if key == "memory" else f"{best:g}"
-            raise UserError(
-                f"resources.{field_names[key]}: a trial needs {shown} {ray_key} but the "
-                f"local Ray has {have_s} (set --num-cpus/--num-gpus, or the suite)"
-            )
+    check_capacity(resources, _largest_node(nodes), path, "the largest node of this Ray")
 
 
 def ray_task_options(resources: dict[str, float]) -> dict[str, float]:
     """trial_resources' keys as ray.remote's options (num_cpus, num_gpus, memory)."""
     names = {"cpu": "num_cpus", "gpu": "num_gpus", "memory": "memory"}
     return {names[k]: v for k, v in resources.items()}
+
+
+def local_capacity(num_cpus: int | None, num_gpus: int | None) -> dict[str, float]:
+    """What a local Ray started with these options would offer: cpu, gpu, memory (bytes)."""
+    import torch
+
+    gpus = num_gpus if num_gpus is not None else torch.cuda.device_count()
+    return {
+        "cpu": float(num_cpus or os.cpu_count() or 1),
+        "gpu": float(gpus),
+        "memory": float(_machine_memory()),
+    }
+
+
+def _machine_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # unknown: do not refuse on a guess
+        return 1 << 60
+
+
+def cluster_capacity(address: str) -> dict[str, float]:
+    """The largest alive node's cpu, gpu and memory on the cluster at `address` (joined here)."""
+    import ray
+
+    with ray_session(RunOptions(address=address)):
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    return _largest_node(nodes)
+
+
+def _largest_node(nodes: list[dict[str, float]]) -> dict[str, float]:
+    return {
+        key: max((n.get(ray_key, 0.0) for n in nodes), default=0.0)
+        for key, ray_key in (("cpu", "CPU"), ("gpu", "GPU"), ("memory", "memory"))
+    }
+
+
+def check_capacity(
+    resources: dict[str, float],
+    capacity: dict[str, float],
+    path: Path | str,
+    whose: str = "this machine",
+) -> None:
+    """Refuse, before Ray starts, a task that no node can hold: one line naming file and field."""
+    names = {"cpu": ("cpus_per_trial", "CPU"), "gpu": ("gpus_per_trial", "GPU")}
+    names["memory"] = ("memory_gb", "memory")
+    for key, (field, unit) in names.items():
+        need, have = resources.get(key, 0.0), capacity.get(key, 0.0)
+        if need <= have:
+            continue
+        shown = f"{need / 1024**3:g} GB" if key == "memory" else f"{need:g}"
+        have_s = f"{have / 1024**3:.1f} GB" if key == "memory" else f"{have:g}"
+        hint = "" if key == "memory" else " (set --num-cpus/--num-gpus, or the suite)"
+        raise UserError(
+            f"{path}: resources.{field}: a trial needs {shown} {unit} but "
+            f"{whose} has {have_s}{hint}"
+        )
+
+
+def check_device(device: str, suite_path: Path | str, field: str = "train.device") -> None:
+    """`cuda` on a machine where torch sees no CUDA device: refused before anything runs."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"{suite_path}: {field}: cuda, but torch sees no CUDA device on this machine "
+            "(use 'auto' or 'cpu', or run on a GPU machine with --address)"
+        )
 
 
 # ----- exposure: a local Ray on 127.0.0.1 only, and a private auth token ------------------

@@ -21,6 +21,7 @@ from halbench import failures, results
 from halbench.errors import UserError
 from halbench.profile_suite import ProfileSuite, profile_overrides
 from halbench.run import cluster, rundir
+from halbench.run.lock import run_lock
 from halbench.run.options import RunOptions
 from halbench.run.progress import Progress
 from halbench.suite import LossSpec
@@ -65,13 +66,37 @@ def apply_overrides(suite: ProfileSuite, o: SweepOverrides) -> ProfileSuite:
 
 def run_profile(suite: ProfileSuite, suite_path: Path | None, options: RunOptions) -> Path:
     """Run the sweep into options.output; returns the path of profile.parquet."""
-    import torch
-
-    if suite.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is visible to torch")
     if options.output is None:
         raise UserError("--output: required (the profile directory)")
+    profile_preflight(suite, suite_path, options)
     out_dir = Path(options.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --output exists and is not a directory")
+    with run_lock(out_dir):
+        return _run_locked(suite, suite_path, options, out_dir)
+
+
+def profile_preflight(suite: ProfileSuite, suite_path: Path | None, options: RunOptions) -> None:
+    """CUDA and one task's resources on this machine, before Ray or any directory: one line."""
+    where = suite_path or "the built-in profile suite"
+    cluster.check_device(suite.device, where, "device (or --device)")
+    if options.use_ray and not options.address:
+        resources = _task_resources(suite)
+        capacity = cluster.local_capacity(options.num_cpus, options.num_gpus)
+        cluster.check_capacity(resources, capacity, where)
+
+
+def _task_resources(suite: ProfileSuite) -> dict[str, float]:
+    # A whole GPU per task: two losses timed on one GPU at once would slow each other.
+    resources = cluster.trial_resources(suite.resources, whole_gpu=suite.device == "cuda")
+    if suite.device != "cuda":
+        resources["gpu"] = 0.0
+    return resources
+
+
+def _run_locked(
+    suite: ProfileSuite, suite_path: Path | None, options: RunOptions, out_dir: Path
+) -> Path:
     rundir.store_suite(out_dir, suite, suite_path)
     invocation = {"started_at": rundir.now(), "address": options.address}
     # The machine's load around the sweep: timings from a loaded machine say so.
@@ -80,7 +105,7 @@ def run_profile(suite: ProfileSuite, suite_path: Path | None, options: RunOption
     progress = Progress(len(suite.losses), 0, unit="losses")
     progress.say(f"{suite.name}: {len(suite.losses)} losses x {len(suite.grid.points())} points")
     rows = _run_ray(suite, options, progress) if options.use_ray else _run_local(suite, progress)
-    path = out_dir / "profile.parquet"
+    path = rundir.inside(out_dir, "profile.parquet")
     results.write_parquet_atomic(results.frame(rows, results.PROFILE_SCHEMA), path)
     load["load_average_after"] = _load_average()
     finished = {"finished_at": rundir.now()}
@@ -119,15 +144,11 @@ def _run_local(suite: ProfileSuite, progress: Progress) -> list[dict[str, Any]]:
 def _run_ray(suite: ProfileSuite, options: RunOptions, progress: Progress) -> list[dict[str, Any]]:
     import ray
 
-    # A whole GPU per task: two losses timed on one GPU at once would slow each other.
-    resources = cluster.trial_resources(suite.resources, whole_gpu=suite.device == "cuda")
-    if suite.device != "cuda":
-        resources["gpu"] = 0.0
+    resources = _task_resources(suite)
     with cluster.ray_session(options) as dashboard:
         if dashboard:
             progress.say(dashboard)
-        if not options.address:
-            cluster.check_fits(resources)
+        cluster.check_fits(resources)
         task = ray.remote(**cluster.ray_task_options(resources))(profile_loss)
         refs = {spec.display: task.remote(spec, suite) for spec in suite.losses}
         for label in refs:

@@ -15,12 +15,20 @@ from pathlib import Path
 from halbench.errors import UserError
 from halbench.run import cluster, rundir, tune
 from halbench.run import storage as tune_storage
+from halbench.run.lock import run_lock
 from halbench.run.options import RunOptions
 from halbench.run.progress import Progress
 from halbench.run.tune import MAX_RAY_RETRIES, TrialFn
 from halbench.suite import Suite, TrialSpec
 
-__all__ = ["MAX_RAY_RETRIES", "RunOptions", "RunSummary", "check_data", "run_suite"]
+__all__ = [
+    "MAX_RAY_RETRIES",
+    "RunOptions",
+    "RunSummary",
+    "check_data",
+    "preflight",
+    "run_suite",
+]
 
 
 @dataclass
@@ -80,15 +88,56 @@ def run_suite(
     if wanted and not specs:
         known = ", ".join(d.name for d in suite.datasets)
         raise UserError(f"--datasets {','.join(wanted)}: none of the suite's datasets ({known})")
+    preflight(suite, suite_path, options)
     if not options.address:
         check_data(specs, suite)
     if options.use_ray:
         tune_storage.check_storage(options.storage)  # one line, exit 2, before Ray starts
+    if options.resume:  # nothing to resume: refused before a directory or lock file appears
+        rundir.check_run_dir(suite, suite_path, out_dir, resume=True)
+    with run_lock(out_dir):
+        return _run_locked(suite, suite_path, specs, out_dir, options, trial_fn)
+
+
+def preflight(suite: Suite, suite_path: Path, options: RunOptions) -> None:
+    """What a run needs of the machine, checked before Ray or any run directory: one line.
+
+    A local run (or the Ray this process is connected to) must hold one trial's resources and
+    have CUDA when the suite asks for it; on a cluster (--address) Ray's nodes are checked
+    after joining, before any trial starts (`_run_with_ray`).
+    """
+    if options.address:
+        return
+    cluster.check_device(suite.train.device, suite_path)
+    resources = cluster.trial_resources(suite.resources)
+    if "ray" in sys.modules and options.use_ray:
+        import ray
+
+        if ray.is_initialized():  # this process's Ray is the one the trials will use
+            cluster.check_fits(resources, suite_path)
+            return
+    capacity = cluster.local_capacity(options.num_cpus, options.num_gpus)
+    cluster.check_capacity(resources, capacity, suite_path)
+
+
+def _run_locked(
+    suite: Suite,
+    suite_path: Path,
+    specs: list[TrialSpec],
+    out_dir: Path,
+    options: RunOptions,
+    trial_fn: TrialFn | None,
+) -> RunSummary:
     rundir.prepare_run_dir(suite, suite_path, out_dir, resume=options.resume)
-    done = rundir.finished_trials(out_dir)
+    rundir.fault_point("prepared")
+    # A tuned suite's final trial ids depend on the chosen configurations: its files are
+    # checked by suite hash and schema only (halbench/run/tuning.py knows the ids).
+    expected = None if suite.tune is not None else {s.trial_id for s in suite.trials()}
+    done = rundir.finished_trials(out_dir, suite, expected)
     todo = [s for s in specs if s.trial_id not in done]
     invocation = {"started_at": rundir.now(), "address": options.address, "argv": sys.argv}
     rundir.write_env(out_dir, suite, {**invocation, "trials_to_run": len(todo)})
+    rundir.fault_point("env-written")
     progress = Progress(len(specs), len(specs) - len(todo))
     if suite.tune is not None:
         return _run_tuned(suite, out_dir, specs, progress, options, trial_fn)
@@ -105,16 +154,23 @@ def run_suite(
             _run_in_process(suite, todo, out_dir, progress, trial_fn)
     except KeyboardInterrupt:
         summary.interrupted = True
-    return _finish(suite, out_dir, specs, summary)
+    return _finish(suite, out_dir, specs, summary, expected)
 
 
-def _finish(suite: Suite, out_dir: Path, specs: list[TrialSpec], summary: RunSummary) -> RunSummary:
-    finished = rundir.finished_trials(out_dir)
+def _finish(
+    suite: Suite,
+    out_dir: Path,
+    specs: list[TrialSpec],
+    summary: RunSummary,
+    expected: set[str] | None = None,
+) -> RunSummary:
+    finished = rundir.finished_trials(out_dir, suite, expected)
     summary.statuses = rundir.collect(out_dir, suite, finished)
     summary.interrupted = summary.interrupted or any(s.trial_id not in finished for s in specs)
     rundir.write_env(
         out_dir, suite, {"finished_at": rundir.now(), "interrupted": summary.interrupted}
     )
+    rundir.fault_point("finished")
     return summary
 
 
@@ -126,6 +182,7 @@ def _run_in_process(
 
     for spec in todo:
         progress.started(spec.trial_id)
+        rundir.fault_point("trial-started")
 
         def report(epoch_row: dict, trial_id: str = spec.trial_id) -> None:
             progress.epoch(trial_id, epoch_row, suite.train.epochs)
@@ -148,8 +205,8 @@ def _run_with_ray(
     with cluster.ray_session(options) as dashboard:
         if dashboard:
             progress.say(dashboard)
-        if not options.address:
-            cluster.check_fits(resources)
+        rundir.fault_point("ray-started")
+        cluster.check_fits(resources, out_dir / "suite.yaml")  # before any trial is queued
         tune.fit(
             suite,
             todo,

@@ -130,3 +130,125 @@ def test_cli_refuses_a_sample_in_one_line_without_a_run_directory(tmp_path: Path
         assert str(path) in proc.stderr, (name, proc.stderr)
         assert not out.exists(), name
     assert not (Path("/tmp") / "ESCAPED-b64-d16-s0.json").exists()
+
+
+# --- the same corpus through `halbench validate` -----------------------------------------------
+
+
+def _machine_can_run(path: Path) -> bool:
+    """Whether a load-valid suite also fits this machine (validate checks that too)."""
+    import torch
+
+    suite = load_suite(path)
+    res = suite.resources
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return (
+        res.cpus_per_trial <= (os.cpu_count() or 1)
+        and res.gpus_per_trial <= torch.cuda.device_count()
+        and (res.memory_gb or 0) * 2**30 <= memory
+        and (suite.train.device != "cuda" or torch.cuda.is_available())
+    )
+
+
+def _validate_outcome(path: Path, expected_valid: bool) -> tuple[str, str]:
+    """(kind, detail) of `halbench validate path` in process: ok or what went wrong."""
+    import contextlib
+    import io
+
+    from halbench.cli import main
+
+    err, out = io.StringIO(), io.StringIO()
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(LIMIT_S)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = main(["validate", str(path)])
+    except _Hang:
+        return "hang", f"over {LIMIT_S} s"
+    except BaseException as exc:  # noqa: BLE001 - main() must never raise
+        return "traceback", f"{type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    text = err.getvalue()
+    if "Traceback" in text or code == 1:
+        return "traceback", text[-300:]
+    if code == 0:
+        if not expected_valid:
+            return "accepted-invalid", out.getvalue()[:200]
+        return ("ok", "") if "valid" in out.getvalue() else ("bad-summary", out.getvalue()[:200])
+    if expected_valid:
+        return "refused-valid", text[:300]
+    prefix = f"halbench: error: {path}: "
+    if code != 2 or text.count("\n") != 1 or not text.startswith(prefix) or len(text) > 700:
+        return "bad-message", f"exit {code}: {text[:300]}"
+    return "ok", ""
+
+
+def test_every_case_through_halbench_validate(tmp_path: Path) -> None:
+    cases = build_corpus(tmp_path / "files")
+    problems: list[str] = []
+    counts: Counter[str] = Counter()
+    for i, (name, item, expected) in enumerate(cases):
+        path = case_path(tmp_path, i, item)
+        if expected:
+            expected = _machine_can_run(path)
+        start = time.perf_counter()
+        kind, detail = _validate_outcome(path, expected)
+        if time.perf_counter() - start > LIMIT_S:
+            kind = "hang"
+        counts[kind, expected] += 1
+        if kind != "ok":
+            problems.append(f"{kind}: {name}: {detail}")
+    assert not problems, f"{len(problems)} of {len(cases)} cases:\n" + "\n".join(problems)
+    assert counts["ok", True] >= 50 and counts["ok", False] >= 300, counts
+
+
+# A sample through a real `halbench validate` process each: the same outcomes.
+VALIDATE_SAMPLE = [
+    "smoke as shipped",
+    "train.epochs = 1000000000",
+    "text: alias bomb in description",
+    "text: deep flow mapping",
+    "text: duplicate top-level key",
+    "text: recursive alias",
+    "text: python tag",
+    "grid.seed = [18446744073709551616]",
+    "train.lr = inf",
+    "train.warmup_epochs = 1e+29",
+    "dataset.params.num_classes = 600",
+    "dataset.train_size = 100000000000",
+    "model.params.width = 0",
+    "resources.gpus_per_trial = 1.5",
+    "resources.cpus_per_trial = 1000",
+    "train.device = 'cuda'",
+    "file: a FIFO",
+    "file: /proc/self/mem",
+    "file: random bytes",
+    "file: a directory",
+]
+
+
+@pytest.mark.slow
+def test_validate_processes_agree_on_a_sample(tmp_path: Path) -> None:
+    cases = {name: (item, ok) for name, item, ok in build_corpus(tmp_path / "files")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for i, name in enumerate(VALIDATE_SAMPLE):
+        item, expected = cases[name]
+        path = case_path(tmp_path, i, item)
+        expected = expected and _machine_can_run(path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "halbench.cli", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert "Traceback" not in proc.stderr, (name, proc.stderr[-2000:])
+        if expected:
+            assert proc.returncode == 0 and "valid" in proc.stdout, (name, proc.stderr)
+        else:
+            assert proc.returncode == 2, (name, proc.returncode, proc.stderr[-500:])
+            assert proc.stderr.count("\n") == 1, (name, proc.stderr)
+            assert proc.stderr.startswith(f"halbench: error: {path}: "), (name, proc.stderr)

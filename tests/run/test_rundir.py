@@ -103,3 +103,121 @@ def test_default_output_is_the_suite_name_and_a_utc_stamp(tmp_path: Path) -> Non
     suite, _ = suite_file(tmp_path)
     out = rundir.default_output(suite, tmp_path)
     assert out.parent == tmp_path / "stub" and re.fullmatch(r"\d{8}T\d{6}Z", out.name)
+
+
+# --- names from a suite never become paths unchecked -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "trial_id",
+    ["/../../../../tmp/ESCAPED-b64", "a/b", "..", ".hidden", "a\x00b", "x" * 300, "ü", "a b"],
+)
+def test_any_trial_id_becomes_a_file_name_inside_trials(tmp_path: Path, trial_id: str) -> None:
+    name = rundir.trial_file_name(trial_id)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,80}-[0-9a-f]{16}\.json", name), name
+    assert len(name.encode()) < 255
+    rundir.save_trial(tmp_path, {"trial_id": trial_id, "status": "ok"}, [])
+    (written,) = (tmp_path / "trials").iterdir()
+    assert written.name == name
+    # the id is kept inside the file, and resume finds it by that id
+    assert rundir.finished_trials(tmp_path) == {
+        trial_id: {"row": {"trial_id": trial_id, "status": "ok"}, "epochs": []}
+    }
+    assert rundir.has_trial(tmp_path, trial_id)
+
+
+def test_portable_trial_ids_keep_their_names(tmp_path: Path) -> None:
+    for trial_id in ["synthetic-hal-b64-d16-s0", "cifar10-pml:TripletMarginLoss:margin=0.1-b8"]:
+        assert rundir.trial_file_name(trial_id) == f"{trial_id}.json"
+    assert rundir.trial_file_name("a-b") != rundir.trial_file_name("a/b")
+
+
+def test_no_write_lands_outside_the_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert rundir.inside(out, "trials", "x.json") == (out / "trials" / "x.json").resolve()
+    for parts in [("..", "x"), ("/etc/passwd",), ("trials", "..", "..", "y"), (".",)]:
+        with pytest.raises(UserError, match="outside the run directory"):
+            rundir.inside(out, *parts)
+    (tmp_path / "elsewhere").mkdir()
+    out.mkdir()
+    (out / "trials").symlink_to(tmp_path / "elsewhere")  # a link planted in the run dir
+    with pytest.raises(UserError, match="outside the run directory"):
+        rundir.save_trial(out, {"trial_id": "t", "status": "ok"}, [])
+    assert not any((tmp_path / "elsewhere").iterdir())
+
+
+# --- resume trusts only trial files of this suite ----------------------------------------------
+
+
+def _damaged(suite: Suite) -> dict[str, bytes]:
+    """File name -> content of trial files that resume must not read as results."""
+    s0, s1, other = suite.trials()[0].trial_id, suite.trials()[1].trial_id, "stub-a-b8-d4-s7"
+
+    def blob(row: object, epochs: object = ()) -> bytes:
+        return json.dumps({"row": row, "epochs": list(epochs)}).encode()
+
+    good = {"trial_id": s0, "status": "ok", "suite_hash": suite.hash()}
+    return {
+        f"{s0}.json": blob(good)[:20],  # truncated
+        f"{s1}.json": b"\x00\xff\xfe binary \x89PNG",
+        "empty-object.json": b"{}",
+        "a-list.json": b"[]",
+        "null.json": b"null",
+        "no-row.json": b'{"epochs": []}',
+        "empty-row.json": b'{"row": {}, "epochs": []}',
+        "no-epochs.json": json.dumps({"row": {**good, "trial_id": "no-epochs"}}).encode(),
+        f"{other}.json": blob({**good, "trial_id": other}),  # a seed the suite does not have
+        "renamed.json": blob(good),  # another trial's record under this name
+        "bad-type.json": blob({**good, "trial_id": "bad-type", "batch_size": "64"}),
+        "garbled.json": b'{"row": {"trial_id": "x", "status": "ok"}, "epochs": [',
+    }
+
+
+def test_resume_moves_aside_every_trial_file_it_cannot_trust(tmp_path: Path) -> None:
+    suite, _ = suite_file(tmp_path)
+    specs = suite.trials()
+    out = tmp_path / "run"
+    (out / "trials").mkdir(parents=True)
+    for name, content in _damaged(suite).items():
+        (out / "trials" / name).write_bytes(content)
+    foreign_hash = {"trial_id": specs[2].trial_id, "status": "ok", "suite_hash": "feedbeef0000"}
+    rundir.save_trial(out, foreign_hash, [])
+    kept = {"trial_id": specs[3].trial_id, "status": "ok", "suite_hash": suite.hash()}
+    rundir.save_trial(out, kept, [{"trial_id": specs[3].trial_id, "epoch": 1}])
+    lines: list[str] = []
+    done = rundir.finished_trials(out, suite, {s.trial_id for s in specs}, say=lines.append)
+    assert list(done) == [specs[3].trial_id]  # only the sound file of this suite
+    assert len(lines) == len(_damaged(suite)) + 1
+    assert all("\n" not in line and "moved to trials/rejected/" in line for line in lines)
+    assert any("not a trial of this suite" in line for line in lines)
+    assert any("another suite" in line for line in lines)
+    rejected = sorted(p.name.split(".json")[0] for p in (out / "trials" / "rejected").iterdir())
+    assert len(rejected) == len(lines)
+    assert sorted(p.name for p in (out / "trials").glob("*.json")) == [f"{specs[3].trial_id}.json"]
+    # a second look finds nothing more to move, and collect counts each trial once
+    assert rundir.finished_trials(out, suite, say=lines.append) == done
+    assert rundir.collect(out, suite, done) == {"ok": 1}
+    assert pl.read_parquet(out / "epochs.parquet").height == 1
+
+
+@pytest.mark.parametrize(
+    "content", [b"\x00\x01\xffbinary", b'{"invocations": [', b"[]", b'{"invocations": 5}']
+)
+def test_a_damaged_env_json_is_kept_beside_the_new_one(tmp_path: Path, content: bytes) -> None:
+    suite, _ = suite_file(tmp_path)
+    (tmp_path / "env.json").write_bytes(content)
+    lines: list[str] = []
+    env = rundir.write_env(tmp_path, suite, {"started_at": "t1"}, say=lines.append)
+    (bad,) = tmp_path.glob("env.json.bad-*")
+    assert bad.read_bytes() == content
+    assert len(lines) == 1 and "damaged" in lines[0] and bad.name in lines[0]
+    assert env["invocations"] == [{"started_at": "t1"}]
+    assert json.loads((tmp_path / "env.json").read_text())["suite_hash"] == suite.hash()
+
+
+def test_a_damaged_env_json_keeps_its_first_start_when_readable(tmp_path: Path) -> None:
+    suite, _ = suite_file(tmp_path)
+    (tmp_path / "env.json").write_text(json.dumps({"started_at": "t0", "invocations": "x"}))
+    env = rundir.write_env(tmp_path, suite, {"started_at": "t1"}, say=lambda _: None)
+    assert env["started_at"] == "t0"
+    assert [i["started_at"] for i in env["invocations"]] == ["t0", "t1"]
