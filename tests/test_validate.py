@@ -108,7 +108,8 @@ def test_resume_of_nothing_leaves_no_run_directory(tmp_path: Path, capsys) -> No
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_a_refused_profile_leaves_no_directory(tmp_path: Path, capsys) -> None:
     out = tmp_path / "prof"
-    assert main(["profile", "--device", "cuda", "--output", str(out), "--no-ray"]) == 2
+    args = ["profile", "--device", "cuda", "--classes", "10", "--output", str(out), "--no-ray"]
+    assert main(args) == 2
     assert "device" in one_error_line(capsys)
     assert not out.exists()
 
@@ -121,6 +122,7 @@ def test_a_profile_asking_more_cpus_than_the_machine_is_refused(tmp_path: Path, 
                 "kind": "profile",
                 "name": "p",
                 "losses": [{"name": "hal"}],
+                "grid": {"num_classes": [10]},  # no note about default class counts
                 "resources": {"cpus_per_trial": CPUS * 100},
             }
         )
