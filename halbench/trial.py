@@ -7,8 +7,8 @@ Metrics of the epochs that did finish stay in the epoch rows.
 
 Conventions of the numbers:
 - Times are training time only (k-NN evaluation excluded); `elapsed_s` is cumulative.
-- `best_knn_acc` / `best_epoch` and the convergence columns use the k-NN accuracy at k = 10
-  when 10 is among the suite's ks, else at the largest k.
+- `best_knn_acc` / `best_epoch` and the convergence columns use the k-NN accuracy at the
+  primary k (halbench.results.primary_k: the smallest evaluated k), as the report does.
 - `epochs_to_90` is the first epoch whose accuracy reaches 90% of the final epoch's accuracy;
   `seconds_to_90` is the training time elapsed at the end of that epoch (same for 95).
   With `eval.every_n_epochs` = n only every n-th epoch (and the last) is evaluated: the other
@@ -21,11 +21,8 @@ Conventions of the numbers:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +30,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from halbench import data, failures, knn, losses, models, placement, results
+from halbench import data, failures, losses, models, placement, results
+from halbench.evaluation import (  # noqa: F401  (embed, evaluates: the trial's evaluation API)
+    AUTO_EVAL_BATCH,
+    embed,
+    eval_batch_size,
+    evaluate,
+    evaluates,
+)
 from halbench.failures import Diverged
 from halbench.optim import build_optimizer, lr_factor
 from halbench.probes import (
@@ -41,8 +45,8 @@ from halbench.probes import (
     device_name,  # the label profile rows carry too
 )
 from halbench.probes.timing import synchronize
-from halbench.suite import EvalConfig, Suite, TrainConfig, TrialSpec
-from halbench.suite_tune import TRAIN_KEYS, config_columns, split_config
+from halbench.suite import EvalConfig, Suite, TrialSpec
+from halbench.trial_spec import base_row, phase_epochs, resolve  # noqa: F401
 
 DATA_SEED = 0
 # Steps between finiteness checks of the running loss: each check syncs a GPU, and a NaN
@@ -87,90 +91,6 @@ def select_k(ks: list[int]) -> int:
     return k
 
 
-def phase_epochs(suite: Suite, spec: TrialSpec) -> int:
-    """Epochs of the trial: train.epochs, tune.epochs or final.epochs by its phase."""
-    if spec.phase == "tune" and suite.tune is not None:
-        return suite.tune.epochs
-    if spec.phase == "final" and suite.final is not None:
-        return suite.final.epochs
-    return suite.train.epochs
-
-
-def _resolve_spec(spec: TrialSpec) -> TrialSpec:
-    """The spec with the overrides' batch size, embedding dim and loss params applied."""
-    if not spec.overrides:
-        return spec
-    shared, loss_params = split_config(spec.overrides)
-    loss = spec.loss.model_copy(update={"params": {**spec.loss.params, **loss_params}})
-    return spec.model_copy(
-        update={
-            "loss": loss,
-            "batch_size": shared.get("batch_size", spec.batch_size),
-            "embedding_dim": shared.get("embedding_dim", spec.embedding_dim),
-        }
-    )
-
-
-def resolve(suite: Suite, spec: TrialSpec) -> tuple[Suite, TrialSpec]:
-    """The suite and spec a tuning or final trial runs with (a grid trial's are unchanged).
-
-    The train keys of `overrides` and the phase's epochs replace the suite's (validated like
-    the suite's own: a bad combination is the trial's error row); a tuning trial runs
-    without probes, since only its validation score matters.
-    """
-    if spec.phase == "grid":
-        return suite, spec
-    shared, _ = split_config(spec.overrides)
-    update = {k: v for k, v in shared.items() if k in TRAIN_KEYS}
-    train = TrainConfig.model_validate(
-        {**suite.train.model_dump(), **update, "epochs": phase_epochs(suite, spec)}
-    )
-    changes: dict[str, Any] = {"train": train}
-    if spec.phase == "tune":
-        changes["probes"] = suite.probes.model_copy(update={"enabled": False})
-    return suite.model_copy(update=changes), _resolve_spec(spec)
-
-
-def base_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
-    """The trial's identity columns; every other schema column null until known.
-
-    Every row starts here, also a failed trial's and one the runner writes for a trial that
-    died outside run_trial, so all rows have the same columns. A tuning or final trial's row
-    carries its configuration (`config`, cfg_<key>) and, for a final one, where it came from.
-    """
-    row = _identity_row(suite, _resolve_spec(spec))
-    row["phase"] = spec.phase
-    row["epochs"] = phase_epochs(suite, spec)
-    if spec.phase != "grid":
-        row["config"] = json.dumps(spec.overrides, sort_keys=True)
-        row.update(config_columns(spec.overrides))
-        row["tuned_from"] = spec.tuned_from
-        row["val_score"] = spec.val_score
-    return row
-
-
-def _identity_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
-    return {
-        **dict.fromkeys(results.TRIAL_SCHEMA),
-        "trial_id": spec.trial_id,
-        "suite": suite.name,
-        "suite_hash": suite.hash(),
-        "dataset": spec.dataset.name,
-        "model": suite.model.backbone,
-        "loss": spec.loss.display,
-        "loss_name": spec.loss.name,
-        "loss_params": json.dumps(spec.loss.params, sort_keys=True),
-        "batch_size": spec.batch_size,
-        "embedding_dim": spec.embedding_dim,
-        "seed": spec.seed,
-        "epochs": suite.train.epochs,
-        "epochs_done": 0,
-        "status": "error",
-        "error": None,
-        "node": socket.gethostname(),
-    }
-
-
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
     if name == "auto":
@@ -199,63 +119,6 @@ def _torch_settings(deterministic: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=True)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1:]
-
-
-# Embedding batch of eval.batch_size "auto": on a CPU a batch whose activations stay in cache
-# (1024 and 2048 were 2-3x slower per image than 128-256 on small_cnn here); on a GPU a large
-# one, halved on out-of-memory.
-AUTO_EVAL_BATCH = {"cpu": 256, "cuda": 4096}
-# The batch that last fitted per model: an out-of-memory back-off is paid once per trial.
-_FITTED_EVAL_BATCH: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
-
-
-def eval_batch_size(batch_size: int | str, device: torch.device) -> int:
-    """eval.batch_size as a number: "auto" -> AUTO_EVAL_BATCH of the device type."""
-    if batch_size == "auto":
-        return AUTO_EVAL_BATCH.get(device.type, AUTO_EVAL_BATCH["cuda"])
-    return int(batch_size)
-
-
-def embed(
-    model: nn.Module,
-    splits: data.Splits,
-    split: str,
-    batch_size: int | str,
-    *,
-    amp: bool = False,
-    channels_last: bool = False,
-) -> torch.Tensor:
-    """Embeddings of a whole split in eval mode, without augmentation, in row order.
-
-    In inference mode (no autograd bookkeeping). On CUDA an out-of-memory batch is halved and
-    the split embedded again; the batch size that fitted is kept for the model's next calls.
-    In eval mode the embeddings do not depend on the batch size.
-    """
-    model.eval()
-    device = splits.train_x.device
-    size = min(eval_batch_size(batch_size, device), _FITTED_EVAL_BATCH.get(model, 2**62))
-    while True:
-        try:
-            with torch.inference_mode():
-                out = []
-                for x, _, _ in splits.batches(split, size, shuffle=False, augment=False):
-                    if channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-                        out.append(model(x).float())
-                return torch.cat(out)
-        except torch.cuda.OutOfMemoryError:
-            if size == 1:
-                raise
-            out = []  # drop the partial split's embeddings before freeing the cache
-            torch.cuda.empty_cache()
-            size = max(1, size // 2)
-            _FITTED_EVAL_BATCH[model] = size
-
-
-def evaluates(epoch: int, epochs: int, every_n_epochs: int) -> bool:
-    """Whether epoch `epoch` of `epochs` is evaluated: every n-th, and always the last."""
-    return epoch == epochs or epoch % every_n_epochs == 0
 
 
 @dataclass
@@ -461,29 +324,17 @@ def convergence(epochs: list[dict[str, Any]], k: int) -> dict[str, Any]:
 
 
 def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
-    """k-NN accuracies (and anchor accuracy); the final epoch adds p_at_1 and MAP@R."""
-    splits, metric, ks = run.splits, run.metric, list(ecfg.ks)
-    kw = {"amp": run.amp, "channels_last": run.channels_last}
-    train_emb = embed(run.model, splits, "train", ecfg.batch_size, **kw)
-    # "eval": the test split, or the validation split of a tuning trial.
-    test_emb = embed(run.model, splits, "eval", ecfg.batch_size, **kw)
-    if not (torch.isfinite(train_emb).all() and torch.isfinite(test_emb).all()):
-        raise Diverged("embeddings became NaN or infinite")
-    # Inference mode throughout: the embeddings are inference tensors, and nothing here trains.
-    with torch.inference_mode():
-        anchors = run.loss_fn.anchors() if getattr(run.loss_fn, "has_anchors", False) else None
-        both = (train_emb, splits.train_y, test_emb, splits.eval_y)
-        if final:
-            kw_final = {"anchors": anchors, "weighted": ecfg.weighted}
-            return knn.evaluate(*both, ks=ks, metric=metric, **kw_final)
-        accs = knn.knn_accuracy(*both, ks=ks, metric=metric, weighted=ecfg.weighted)
-        out: dict[str, Any] = {f"knn_acc_{k}": a for k, a in accs.items()}
-        out["anchor_acc"] = (
-            knn.anchor_accuracy(anchors, test_emb, splits.eval_y, metric=metric)
-            if anchors is not None
-            else None
-        )
-    return out
+    """The trial's evaluation (halbench.evaluation.evaluate) with its own model and splits."""
+    return evaluate(
+        run.model,
+        run.loss_fn,
+        run.splits,
+        run.metric,
+        ecfg,
+        final=final,
+        amp=run.amp,
+        channels_last=run.channels_last,
+    )
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int) -> None:
