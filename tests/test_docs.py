@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.readme_tool import readme_tool
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -19,13 +19,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][\w-]*")
 
 
 def _subcommands() -> dict[str, frozenset[str]]:
-    path = REPO / "tools" / "readme_commands.py"
-    spec = importlib.util.spec_from_file_location("readme_commands", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("readme_commands", module)
-    spec.loader.exec_module(module)
-    return {c.name: c.flags for c in module.subcommands()}
+    return {c.name: c.flags for c in readme_tool().subcommands()}
 
 
 def code_segments(text: str) -> list[str]:

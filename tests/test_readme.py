@@ -3,27 +3,20 @@ every suite, and its test command is the one .ci/run runs."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.readme_tool import readme_tool
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 
 
 def _tool() -> ModuleType:
-    """tools/readme_commands.py (tools/ is a folder of scripts, not an installed package)."""
-    path = REPO / "tools" / "readme_commands.py"
-    spec = importlib.util.spec_from_file_location("readme_commands", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("readme_commands", module)
-    spec.loader.exec_module(module)
-    return module
+    return readme_tool()
 
 
 @pytest.fixture(scope="module")
