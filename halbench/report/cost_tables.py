@@ -81,22 +81,37 @@ def trial_cost_table(view: ReportView, prefix: str) -> Table | None:
     )
 
 
+FVCORE: CostColumn = ("fvcore_flops", "fvcore FLOPs fwd", fmt_si)
+
+
 def profile_cost_table(view: ReportView, prefix: str) -> Table | None:
     if not view.profile_rows:
         return None
     ok = [r for r in view.profile_rows if r["status"] == "ok"]
     keys = ["batch_size", "embedding_dim", "num_classes", "memory_size", "device"]
-    body, has_ref = _cost_rows(view, ok, keys, PROFILE_COST)
+    # fvcore's independent count, where the profile recorded one (older profiles did not).
+    has_fvcore = any(r.get("fvcore_flops") is not None or r.get("fvcore_note") for r in ok)
+    columns = PROFILE_COST + ([FVCORE] if has_fvcore else [])
+    body, has_ref = _cost_rows(view, ok, keys, columns)
     headers = ["loss", "B", "d", "C", "M", "device"]
-    for col, name, _ in PROFILE_COST:
+    for col, name, _ in columns:
         headers += [name] if col in NO_RATIO else [name, "×NCA"]
     failed = [r for r in view.profile_rows if r["status"] != "ok"]
+    fvcore_notes = []
+    if has_fvcore:
+        blind = sorted({f"{r['loss']}: {r['fvcore_note']}" for r in ok if r.get("fvcore_note")})
+        fvcore_notes.append(
+            "fvcore FLOPs fwd: fvcore's own trace of one forward call, 2 FLOPs per multiply-add "
+            "(the cross-check of FLOPs fwd); empty where fvcore cannot see the ops"
+            + (" (" + "; ".join(blind) + ")." if blind else ".")
+        )
     notes = [
         "`halbench profile`: FLOPs counted on one forward and one backward, time = median "
         "of repeated forward+backward calls with its interquartile range (IQR) over the "
         "repeats, peak memory of one call (source per row in profile.parquet). ×NCA: ratio of "
         "the medians to NCA's at the same B, d, C and device."
-        + ("" if has_ref else " No NCA in this profile: no ratios.")
+        + ("" if has_ref else " No NCA in this profile: no ratios."),
+        *fvcore_notes,
     ]
     if failed:
         notes.append(

@@ -135,3 +135,22 @@ def test_grid_lists_every_dataset_a_suite_declares(make_run):
     run = make_run([trial("hal", 64, 16, 0, 0.9, dataset="cifar10")], suite=suite)
     group = build_view(load_groups([run])[0])
     assert dict(header(group).items)["datasets"] == "cifar10, fashion-mnist"
+
+
+def test_profile_cost_table_shows_fvcore_where_it_was_counted(make_run):
+    rows = [
+        profile_row("nca", 64, 32, time=1.0, flops=1000.0),
+        profile_row("hal", 64, 32, time=0.5, flops=100.0),
+    ]
+    rows[0]["fvcore_flops"] = 1000
+    rows[1]["fvcore_note"] = "the tracer cannot see inside _CosineCrossEntropy"
+    table = profile_cost_table(build_view(load_groups([make_run(profile=rows)])[0]), "g")
+    assert "fvcore FLOPs fwd" in table.columns
+    col = table.columns.index("fvcore FLOPs fwd")
+    cells = {r[0].text: r[col].value for r in table.rows}
+    assert cells == {"nca": 1000, "hal": None}
+    assert any("hal: the tracer cannot see inside _CosineCrossEntropy" in n for n in table.notes)
+    # A profile written before the column existed shows no such column.
+    old = [profile_row("nca", 64, 32, time=1.0, flops=1000.0)]
+    table = profile_cost_table(build_view(load_groups([make_run(profile=old)])[0]), "g")
+    assert "fvcore FLOPs fwd" not in table.columns
