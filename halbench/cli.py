@@ -164,20 +164,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _validate_summary(suite: Any, path: Path) -> str:
-    """Trials and groups (a group: one dataset x loss x batch size x embedding size)."""
-    trials = len(suite.grid.seed) * (groups := _groups(suite))
-    epochs = suite.train.epochs * trials
+    """Trials, groups and training epochs, as the run would plan them (tuned suites too)."""
+    from halbench.run.dryrun import plan
+
+    planned = plan(suite, suite.trials())
+    trials = sum(p.count for p in planned)
+    losses, epochs = len(suite.losses), sum(p.count * p.epochs for p in planned)
     return (
-        f"{path}: valid: suite {suite.name!r}, {trials} trial{'s' * (trials != 1)} in "
-        f"{groups} group{'s' * (groups != 1)} ({len(suite.grid.seed)} seed(s) each), "
-        f"{epochs} training epochs in all; "
+        f"{path}: valid: suite {suite.name!r}, {trials} trial{'s' * (trials != 1)} of "
+        f"{losses} loss{'es' * (losses != 1)}, at most {epochs} training epochs in all; "
         "`halbench run --dry-run` estimates the time"
     )
-
-
-def _groups(suite: Any) -> int:
-    g = suite.grid
-    return len(suite.datasets) * len(suite.losses) * len(g.batch_size) * len(g.embedding_dim)
 
 
 def _address(args: argparse.Namespace) -> str | None:
