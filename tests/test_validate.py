@@ -39,7 +39,7 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 def test_a_valid_suite_is_summarized(tmp_path: Path, capsys) -> None:
     assert main(["validate", str(ROOT / "suites" / "smoke.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "valid" in out and "4 trials in 2 groups" in out and "--dry-run" in out
+    assert "valid" in out and "4 trials of 2 losses" in out and "--dry-run" in out
 
 
 def test_an_absurd_but_legal_suite_shows_its_size_not_a_refusal(tmp_path: Path, capsys) -> None:
@@ -139,3 +139,10 @@ def test_an_output_that_is_a_file_is_one_line(tmp_path: Path, capsys) -> None:
     for out in (tmp_path / "file", tmp_path / "file" / "run"):
         assert main(["run", str(path), "--output", str(out), "--no-ray", "--no-report"]) == 2
         assert "not a directory" in one_error_line(capsys)
+
+
+def test_a_tuned_suite_is_summarized_by_its_plan(capsys) -> None:
+    # 3 losses x (8 tuning trials + 3 final seeds), each at most 4 epochs.
+    assert main(["validate", str(ROOT / "suites" / "fair-fashion-mnist-cpu.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "33 trials of 3 losses, at most 132 training epochs" in out
