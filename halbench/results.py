@@ -81,6 +81,11 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     # chosen configuration (`config`, JSON, and one cfg_<key> column per tuned key), the tuning
     # trial it came from and that trial's validation score.
     "phase": pl.Utf8,
+    # Rows the trial trained on / held out / was scored on, and its optimizer steps per epoch.
+    "train_rows": pl.Int64,
+    "validation_rows": pl.Int64,
+    "test_rows": pl.Int64,
+    "steps_per_epoch": pl.Int64,
     "config": pl.Utf8,
     "tuned_from": pl.Utf8,
     "val_score": pl.Float64,

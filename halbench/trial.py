@@ -166,6 +166,8 @@ def _setup(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> _Run:
     )
     n_train = splits.train_x.shape[0]
     row["num_classes"] = splits.num_classes
+    # What this trial really trained and was scored on (the report's setup table reads them).
+    row.update({f"{split}_rows": n for split, n in splits.sizes.items() if n})
     model = models.build(
         suite.model.backbone,
         in_channels=splits.in_channels,
@@ -191,6 +193,7 @@ def _setup(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> _Run:
     steps = n_train // spec.batch_size if drop_last else 1
     if tcfg.max_steps_per_epoch is not None:
         steps = min(steps, tcfg.max_steps_per_epoch)
+    row["steps_per_epoch"] = steps
     optimizer = build_optimizer(tcfg, model, loss_fn)
     return _Run(
         device=device,

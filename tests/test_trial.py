@@ -63,6 +63,10 @@ def test_trial_learns_and_fills_its_rows(loss: str) -> None:
     assert row["epochs_done"] == 3 and len(result.epochs) == 3 and reported == result.epochs
     assert row["p_at_1"] == row["knn_acc_1"] and 0 < row["map_at_r"] <= 1
     assert row["suite_hash"] == suite.hash() and row["device"] == "cpu"
+    # What the trial trained and was scored on, for the report's setup table.
+    n_train, n_test = suite.datasets[0].train_size, suite.datasets[0].test_size
+    assert (row["train_rows"], row["test_rows"]) == (n_train, n_test)
+    assert row["validation_rows"] is None and row["steps_per_epoch"] == n_train // spec.batch_size
     for epoch in result.epochs:
         assert set(results.EPOCH_SCHEMA) <= set(epoch)
     losses = [e["train_loss"] for e in result.epochs]

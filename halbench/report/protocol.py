@@ -27,6 +27,16 @@ def section(suite: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def dataset_section(suite: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """The suite's dataset section: `dataset:` as written, or the entry of the normalized
+    `datasets:` list (suite.json) named `name` (the first when no name is given)."""
+    if section(suite, "dataset"):
+        return section(suite, "dataset")
+    entries = [d for d in suite.get("datasets") or [] if isinstance(d, dict)]
+    named = [d for d in entries if name is None or d.get("name") == name]
+    return named[0] if named else {}
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -40,7 +50,7 @@ def data_sizes(view: ReportView) -> dict[str, int | None]:
     unless final.train_on is train+validation.
     """
     suite = view.suite
-    dataset = section(suite, "dataset")
+    dataset = dataset_section(suite, view.datasets[0] if view.datasets else None)
     tune, final = section(suite, "tune"), section(suite, "final")
     train, test = _int(dataset.get("train_size")), _int(dataset.get("test_size"))
     validation: int | None = None

@@ -119,6 +119,22 @@ def test_setup_and_short_budget_sentence_before_any_verdict(make_run):
     assert "at most 300 optimizer steps" in claims[short[0]].text
 
 
+def test_sizes_come_from_a_normalized_suite_json_too(make_run):
+    # suite.json (the runner's normalized suite) has `datasets: [...]`, not `dataset:`.
+    suite = {
+        "name": "norm",
+        "datasets": [{"name": "fashion-mnist", "train_size": 6000, "test_size": None}],
+        "losses": [{"name": "hal"}, {"name": "nca"}],
+        "grid": {"batch_size": [32, 128], "embedding_dim": [16], "seed": [0, 1, 2]},
+        "train": {"epochs": 3},
+        "eval": {"ks": [1]},
+    }
+    model = build_model([make_run(*training_rows(), suite=suite)])
+    items = dict(blocks(model, "protocol")[0].items)
+    assert items["data (rows)"] == "train 6,000 / test full test split"
+    assert items["optimizer steps per trial"].startswith("B=32: 187 per epoch")
+
+
 def test_long_training_has_no_short_budget_sentence(make_run):
     suite = {
         "name": "big",
