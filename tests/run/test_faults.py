@@ -202,7 +202,18 @@ def test_a_second_run_into_the_same_directory_is_refused(tmp_path: Path, referen
         for argv in (
             ["run", str(suite), "--output", str(out), "--no-ray", "--no-report"],
             ["run", str(suite), "--output", str(out), "--no-ray", "--resume"],
-            ["profile", "--output", str(out), "--no-ray", "--losses", "hal", "--repeats", "1"],
+            [
+                "profile",
+                "--output",
+                str(out),
+                "--no-ray",
+                "--losses",
+                "hal",
+                "--repeats",
+                "1",
+                "--classes",
+                "10",
+            ],
         ):
             assert main(argv) == 2
             err = capsys.readouterr().err
