@@ -190,18 +190,15 @@ def cost_vs_batch(view: ReportView) -> go.Figure | None:
             ys = [median_of(per_b[(b,)], metric) for b in bs]
             iqr = [median_of(per_b[(b,)], "time_iqr") for b in bs] if metric == "time" else []
             fig.add_trace(
-                go.Scatter(
-                    x=bs,
-                    y=ys,
-                    name=f"{name} ({slope_text})" if slope_text else name,
-                    legendgroup=name,
-                    showlegend=col == 1,
-                    mode="lines+markers",
-                    line=dict(
-                        color=color[label],
-                        dash=DASHES[styles.index((d, key)) % len(DASHES)],
-                    ),
-                    marker=dict(symbol=SYMBOLS[keys.index(key) % len(SYMBOLS)], size=7),
+                _batch_line(
+                    bs,
+                    ys,
+                    name,
+                    col,
+                    color[label],
+                    DASHES[styles.index((d, key)) % len(DASHES)],
+                    SYMBOLS[keys.index(key) % len(SYMBOLS)],
+                    shown=f"{name} ({slope_text})" if slope_text else name,
                     error_y=dict(type="data", array=[(q or 0) / 2 for q in iqr], thickness=1)
                     if any(q for q in iqr if q)
                     else None,
@@ -259,18 +256,14 @@ def ratio_vs_batch(view: ReportView, threshold: float | None) -> go.Figure | Non
                         continue
                     drawn = True
                     fig.add_trace(
-                        go.Scatter(
-                            x=bs,
-                            y=ys,
-                            name=name,
-                            legendgroup=name,
-                            showlegend=col == 1,
-                            mode="lines+markers",
-                            line=dict(
-                                color=color[label],
-                                dash=DASHES[styles.index((d, key)) % len(DASHES)],
-                            ),
-                            marker=dict(symbol=SYMBOLS[keys.index(key) % len(SYMBOLS)], size=7),
+                        _batch_line(
+                            bs,
+                            ys,
+                            name,
+                            col,
+                            color[label],
+                            DASHES[styles.index((d, key)) % len(DASHES)],
+                            SYMBOLS[keys.index(key) % len(SYMBOLS)],
                         ),
                         row=1,
                         col=col,
@@ -351,3 +344,30 @@ def pareto_front(points: list[Row]) -> list[Row]:
         if not front or p["acc"] > front[-1]["acc"]:
             front.append(p)
     return front
+
+
+def _batch_line(
+    bs: list[Any],
+    ys: list[Any],
+    name: str,
+    col: int,
+    color: str,
+    dash: str,
+    symbol: str,
+    *,
+    shown: str | None = None,
+    **extra: Any,
+) -> go.Scatter:
+    """One loss's line over batch sizes: its legend entry once (first panel), its dash and
+    marker telling apart what shares its colour (d, C, device)."""
+    return go.Scatter(
+        x=bs,
+        y=ys,
+        name=shown or name,
+        legendgroup=name,
+        showlegend=col == 1,
+        mode="lines+markers",
+        line=dict(color=color, dash=dash),
+        marker=dict(symbol=symbol, size=7),
+        **extra,
+    )
