@@ -154,7 +154,7 @@ def _run_locked(
             _run_in_process(suite, todo, out_dir, progress, trial_fn)
     except KeyboardInterrupt:
         summary.interrupted = True
-    return _finish(suite, out_dir, specs, summary, expected)
+    return _finish(suite, out_dir, specs, summary, expected, storage=options.storage)
 
 
 def _finish(
@@ -163,9 +163,14 @@ def _finish(
     specs: list[TrialSpec],
     summary: RunSummary,
     expected: set[str] | None = None,
+    *,
+    storage: str | None = None,
 ) -> RunSummary:
     finished = rundir.finished_trials(out_dir, suite, expected)
     summary.statuses = rundir.collect(out_dir, suite, finished)
+    # A driver killed between a trial's local write and its upload left the storage a file
+    # short; the resumed run does not rerun that trial, so its file is uploaded here.
+    tune_storage.mirror_missing(storage, out_dir, list(finished))
     summary.interrupted = summary.interrupted or any(s.trial_id not in finished for s in specs)
     rundir.write_env(
         out_dir, suite, {"finished_at": rundir.now(), "interrupted": summary.interrupted}
@@ -279,4 +284,4 @@ def _run_tuned(
         summary.interrupted = True
     if (out_dir / "tuning").exists():
         tuning.collect_tuning(out_dir, groups)
-    return _finish(suite, out_dir, finals, summary)
+    return _finish(suite, out_dir, finals, summary, storage=options.storage)

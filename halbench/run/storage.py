@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from halbench.errors import UserError
+from halbench.run import rundir
 
 CHECK_TIMEOUT_S = 30.0  # an endpoint that does not answer in this time is unreachable
 
@@ -71,10 +72,10 @@ def mirror_trial(storage: str | None, out_dir: Path, trial_id: str) -> None:
         return
     from pyarrow import fs
 
-    local = out_dir / "trials" / f"{trial_id}.json"
+    local = rundir.trial_path(out_dir, trial_id)
     try:
         filesystem, path = fs.FileSystem.from_uri(storage)
-        target = f"{path.rstrip('/')}/trials/{trial_id}.json"
+        target = f"{path.rstrip('/')}/trials/{local.name}"
         with filesystem.open_output_stream(target) as f:
             f.write(local.read_bytes())
     except Exception as err:  # noqa: BLE001 - the local file is the record; say and go on
@@ -86,3 +87,20 @@ def mirror_trial(storage: str | None, out_dir: Path, trial_id: str) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+def mirror_missing(storage: str | None, out_dir: Path, trial_ids: list[str]) -> None:
+    """Copy every finished trial's file that `<storage>/trials/` lacks (see mirror_trial)."""
+    if storage is None or "://" not in storage or not trial_ids:
+        return
+    from pyarrow import fs
+
+    try:
+        filesystem, path = fs.FileSystem.from_uri(storage)
+        selector = fs.FileSelector(f"{path.rstrip('/')}/trials", allow_not_found=True)
+        present = {Path(info.path).name for info in filesystem.get_file_info(selector)}
+    except Exception:  # noqa: BLE001 - cannot list: copy them all (mirror_trial warns)
+        present = set()
+    for trial_id in trial_ids:
+        if rundir.trial_path(out_dir, trial_id).name not in present:
+            mirror_trial(storage, out_dir, trial_id)
