@@ -122,7 +122,7 @@ def _torch_settings(deterministic: bool) -> Iterator[None]:
 
 
 @dataclass
-class _Run:
+class TrialRun:
     """Everything one trial trains and evaluates with, built once."""
 
     device: torch.device
@@ -141,7 +141,12 @@ class _Run:
     generator: torch.Generator
 
 
-def _setup(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> _Run:
+def setup_run(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> TrialRun:
+    """Data, model, loss and optimizer of one trial; fills the row's setup columns.
+
+    Public with train_epoch and evaluate_run so that `halbench run --dry-run` (run/dryrun.py) times
+    exactly the steps a trial runs, not a copy of them.
+    """
     tcfg = suite.train
     device = resolve_device(tcfg.device)
     row["device"] = device_name(device)
@@ -195,7 +200,7 @@ def _setup(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> _Run:
         steps = min(steps, tcfg.max_steps_per_epoch)
     row["steps_per_epoch"] = steps
     optimizer = build_optimizer(tcfg, model, loss_fn)
-    return _Run(
+    return TrialRun(
         device=device,
         splits=splits,
         model=model,
@@ -220,7 +225,7 @@ def _train(
     report: Callable[[dict[str, Any]], None] | None,
 ) -> None:
     row = result.row
-    run = _setup(suite, spec, row)
+    run = setup_run(suite, spec, row)
     probe = TrialProbe(
         every_n_steps=suite.probes.every_n_steps,
         enabled=suite.probes.enabled,
@@ -234,7 +239,7 @@ def _train(
     probe.start()
     try:
         for epoch in range(1, suite.train.epochs + 1):
-            train_loss, images, epoch_time = _train_epoch(run, spec.batch_size, probe, epoch)
+            train_loss, images, epoch_time = train_epoch(run, spec.batch_size, probe, epoch)
             elapsed += epoch_time
             images_total += images
             eval_start = time.perf_counter()
@@ -246,7 +251,7 @@ def _train(
                 epoch, suite.train.epochs, suite.eval.every_n_epochs
             )
             if evaluated:
-                metrics = _evaluate(run, suite.eval, final=every or epoch == suite.train.epochs)
+                metrics = evaluate_run(run, suite.eval, final=every or epoch == suite.train.epochs)
             else:  # null accuracies: this epoch was not evaluated (eval.every_n_epochs)
                 metrics = {**{f"knn_acc_{k}": None for k in ks}, "anchor_acc": None}
             epoch_row = {
@@ -278,8 +283,8 @@ def _train(
         probe.close()
 
 
-def _train_epoch(
-    run: _Run, batch_size: int, probe: TrialProbe, epoch: int
+def train_epoch(
+    run: TrialRun, batch_size: int, probe: TrialProbe, epoch: int
 ) -> tuple[float, int, float]:
     """One epoch of training: (mean train loss, images, seconds)."""
     run.model.train()
@@ -326,7 +331,7 @@ def convergence(epochs: list[dict[str, Any]], k: int) -> dict[str, Any]:
     return results.convergence(epochs, k, (0.9, 0.95))
 
 
-def _evaluate(run: _Run, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
+def evaluate_run(run: TrialRun, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
     """The trial's evaluation (halbench.evaluation.evaluate) with its own model and splits."""
     return evaluate(
         run.model,

@@ -233,7 +233,7 @@ def test_every_n_epochs_evaluates_every_nth_and_the_last_epoch() -> None:
 def test_embed_does_not_depend_on_the_batch_size_and_records_no_graph() -> None:
     suite = make_suite()
     spec = suite.trials()[0]
-    run = trial._setup(suite, spec, trial.base_row(suite, spec))
+    run = trial.setup_run(suite, spec, trial.base_row(suite, spec))
     small = trial.embed(run.model, run.splits, "test", 7)
     auto = trial.embed(run.model, run.splits, "test", "auto")
     assert small.shape == (256, 16) and not small.requires_grad
@@ -244,7 +244,7 @@ def test_embed_does_not_depend_on_the_batch_size_and_records_no_graph() -> None:
 def test_embed_halves_the_batch_on_cuda_out_of_memory(monkeypatch) -> None:  # noqa: ANN001
     suite = make_suite()
     spec = suite.trials()[0]
-    run = trial._setup(suite, spec, trial.base_row(suite, spec))
+    run = trial.setup_run(suite, spec, trial.base_row(suite, spec))
     model, sizes = run.model, []
     real = run.splits.batches
 

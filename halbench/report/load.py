@@ -73,7 +73,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 @dataclass
-class _Run:
+class LoadedRun:
     path: Path
     env: dict[str, Any]
     suite: dict[str, Any]
@@ -83,7 +83,7 @@ class _Run:
     tuning: pl.DataFrame
 
 
-def read_run(path: Path) -> _Run:
+def read_run(path: Path) -> LoadedRun:
     """Read one run directory; UserError naming the path when it is not one."""
     path = Path(path)
     if not path.is_dir():
@@ -115,7 +115,7 @@ def read_run(path: Path) -> _Run:
         else _empty(TUNING_SCHEMA)
     )
     # suite.json (the normalized suite) when the runner wrote one, else suite.yaml as given.
-    return _Run(
+    return LoadedRun(
         path,
         _read_json(path / "env.json"),
         read_suite_record(path),
@@ -126,7 +126,7 @@ def read_run(path: Path) -> _Run:
     )
 
 
-def _split_by_hash(run: _Run) -> list[tuple[str | None, _Run]]:
+def _split_by_hash(run: LoadedRun) -> list[tuple[str | None, LoadedRun]]:
     """The run's parts per suite hash: the trials' suite_hash column, else env.json's.
 
     A directory normally holds one suite; a mixed one is split so that its suites are never
@@ -147,7 +147,9 @@ def _split_by_hash(run: _Run) -> list[tuple[str | None, _Run]]:
         epochs = run.epochs.filter(pl.col("trial_id").is_in(trials["trial_id"].to_list()))
         profile = run.profile if value == home else run.profile.clear()
         tuning = run.tuning if value == home else run.tuning.clear()
-        parts.append((value, _Run(run.path, run.env, run.suite, trials, epochs, profile, tuning)))
+        parts.append(
+            (value, LoadedRun(run.path, run.env, run.suite, trials, epochs, profile, tuning))
+        )
     return parts
 
 
@@ -176,7 +178,7 @@ def load_groups(run_dirs: list[Path]) -> list[RunGroup]:
         raise UserError("no run directory given")
     runs = [read_run(Path(p)) for p in run_dirs]
     order: list[str] = []
-    by_key: dict[str, list[_Run]] = {}
+    by_key: dict[str, list[LoadedRun]] = {}
     for run in runs:
         for h, part in _split_by_hash(run):
             key = h if h is not None else f"dir:{run.path}"
@@ -187,7 +189,7 @@ def load_groups(run_dirs: list[Path]) -> list[RunGroup]:
     return [_merge(by_key[key], None if key.startswith("dir:") else key) for key in order]
 
 
-def _merge(runs: list[_Run], suite_hash: str | None) -> RunGroup:
+def _merge(runs: list[LoadedRun], suite_hash: str | None) -> RunGroup:
     trials, epochs, profile, tuning = [], [], [], []
     for i, run in enumerate(runs):
         t = run.trials.with_columns(pl.lit(i).alias("run"))

@@ -107,14 +107,14 @@ def measure(suite: Suite, spec: TrialSpec, n_train: int, n_test: int) -> Timing:
     # A trial gets cpus_per_trial threads (Ray sets them); time with as many as this has.
     torch.set_num_threads(max(1, min(int(suite.resources.cpus_per_trial), os.cpu_count() or 1)))
     try:
-        run = trial._setup(timed, spec.model_copy(update={"dataset": sub}), {})
+        run = trial.setup_run(timed, spec.model_copy(update={"dataset": sub}), {})
         probe = TrialProbe(enabled=False, device=run.device)
-        trial._train_epoch(dataclasses.replace(run, steps=WARMUP_STEPS), spec.batch_size, probe, 1)
-        _, images, seconds = trial._train_epoch(
+        trial.train_epoch(dataclasses.replace(run, steps=WARMUP_STEPS), spec.batch_size, probe, 1)
+        _, images, seconds = trial.train_epoch(
             dataclasses.replace(run, steps=TIMED_STEPS), spec.batch_size, probe, 1
         )
         start = time.perf_counter()
-        trial._evaluate(run, timed.eval, final=False)
+        trial.evaluate_run(run, timed.eval, final=False)
         eval_s = time.perf_counter() - start
         embedded = run.splits.train_x.shape[0] + run.splits.test_x.shape[0]
         used = torch.get_num_threads()
