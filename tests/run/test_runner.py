@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -14,12 +13,10 @@ from halbench.errors import UserError
 from halbench.run import runner
 from halbench.run.options import RunOptions
 from halbench.suite import Suite
+from tests.plugins import stub_trial
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # tests.plugins is imported by name, as Ray workers do
-    sys.path.insert(0, str(ROOT))
 
-from tests.plugins import stub_trial  # noqa: E402
 
 SUITE = {
     "name": "stub",

@@ -35,8 +35,6 @@ from halbench.suite import Suite
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the plugin module is imported by name, as Ray workers do
-    sys.path.insert(0, str(ROOT))
 
 # Columns that measure time or the machine: equal configs and seeds do not make them equal.
 MEASURED = ("time", "_s", "_ms", "seconds_", "images_per_s", "node", "gpu_", "energy", "share")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +14,10 @@ from halbench import data
 from halbench.run import runner, tuning
 from halbench.run.options import RunOptions
 from halbench.suite import Suite
+from tests.plugins import tune_stub
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # tests.plugins is imported by name, as Ray workers do
-    sys.path.insert(0, str(ROOT))
 
-from tests.plugins import tune_stub  # noqa: E402
 
 SUITE = {
     "name": "tstub",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +16,13 @@ import yaml
 from halbench.run.options import RunOptions
 from halbench.run.runner import run_suite
 from halbench.suite import Suite
+from tests.plugins import tune_stub
+from tests.run.test_runner_ray import worker_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the stub is imported by name, as Ray workers do
-    sys.path.insert(0, str(ROOT))
 
-from tests.plugins import tune_stub  # noqa: E402
-from tests.run.test_runner_ray import worker_env  # noqa: E402
 
 STUB = {
     "name": "tray",
