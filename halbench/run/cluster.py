@@ -240,7 +240,9 @@ def check_capacity(
             continue
         shown = f"{need / 1024**3:g} GB" if key == "memory" else f"{need:g}"
         have_s = f"{have / 1024**3:.1f} GB" if key == "memory" else f"{have:g}"
-        hint = "" if key == "memory" else " (set --num-cpus/--num-gpus, or the suite)"
+        # --num-cpus/--num-gpus size a local Ray only; a cluster's nodes are what they are.
+        local = whose == "this machine" and key != "memory"
+        hint = " (set --num-cpus/--num-gpus, or the suite)" if local else ""
         raise UserError(
             f"{path}: resources.{field}: a trial needs {shown} {unit} but "
             f"{whose} has {have_s}{hint}"

@@ -7,6 +7,7 @@ CPU (`device: cpu`), so a GPU machine changes only what a trial computes on.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -73,7 +74,8 @@ def test_quarter_gpus_pack_four_trials_on_one_gpu(gpu_node, tmp_path) -> None:
     assert all(r["gpu_ids"] in GPUS for r in rows), trials.select("trial_id", "gpu_ids")
     by_gpu = {g: [r for r in rows if r["gpu_ids"] == g] for g in GPUS}
     overlaps = {g: max_overlap(rs) for g, rs in by_gpu.items() if rs}
-    print(f"quarter-GPU packing, most trials at once per GPU id: {overlaps}")
+    counts = {g: len(rs) for g, rs in by_gpu.items() if rs}
+    print(f"quarter-GPU packing: trials per GPU id {counts}, most at once per id {overlaps}")
     assert max(overlaps.values()) >= 4, (overlaps, trials.select("gpu_ids", "started_at"))
     assert max(overlaps.values()) <= 4  # never more than four quarters on one GPU
 
@@ -84,4 +86,29 @@ def test_exclusive_gpu_gives_each_trial_a_whole_gpu(gpu_node, tmp_path) -> None:
     assert all(r["gpu_ids"] in GPUS for r in rows)
     for gpu in GPUS:
         assert max_overlap([r for r in rows if r["gpu_ids"] == gpu] or []) <= 1
+    counts = {g: sum(r["gpu_ids"] == g for r in rows) for g in sorted(GPUS)}
+    print(f"exclusive GPUs: trials per GPU id {counts}, most at once {max_overlap(rows)}")
     assert max_overlap(rows) >= 2  # and yet trials ran side by side, on different GPUs
+
+
+def test_validate_checks_the_clusters_gpus(gpu_node, tmp_path) -> None:
+    """`halbench validate --address` asks the cluster, not this machine (which has no GPU)."""
+
+    def validate(gpus: float) -> subprocess.CompletedProcess:
+        suite = tiny_suite(
+            tmp_path, f"v{gpus:g}".replace(".", "_"), resources={"gpus_per_trial": gpus}
+        )
+        cmd = [sys.executable, "-m", "halbench.cli", "validate", str(suite)]
+        cmd += ["--address", gpu_node.address]
+        return subprocess.run(cmd, env=gpu_node.env, capture_output=True, text=True, timeout=300)
+
+    fits = validate(0.25)
+    assert fits.returncode == 0, fits.stderr[-2000:]
+    assert "valid" in fits.stdout
+    too_big = validate(8)
+    assert too_big.returncode == 2, too_big.stderr[-2000:]
+    lines = too_big.stderr.strip().splitlines()
+    assert lines[-1].endswith(
+        f"resources.gpus_per_trial: a trial needs 8 GPU but the cluster at {gpu_node.address} has 4"
+    ), lines
+    assert "Traceback" not in too_big.stderr
