@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,6 +27,13 @@ VAL_KEY = "val_score"  # a tuning trial's validation score per epoch (halbench.r
 # Ray retries a trial whose worker or node was lost; run_trial itself never raises for an
 # OOM, NaN or exception, so only infrastructure failures reach this limit.
 MAX_RAY_RETRIES = 2
+# A grid or final trial sends an epoch to the driver at most this often: each tune.report is a
+# round trip to the driver (about 30 ms on 2 busy cores), so a trial of 200 epochs of 50 ms ran
+# 40% slower than in a plain process (benchmarks/ray_overhead.py). The driver only prints
+# them (progress.EPOCH_LINE_EVERY_S); every epoch row still arrives with the trial's result.
+# A tuning trial reports every epoch: ASHA and the searcher score each one.
+REPORT_EVERY_S = 2.0
+_clock = time.monotonic  # the reporting cadence's clock (a test steps it)
 
 TrialFn = Callable[..., Any]  # run_trial's signature (halbench.trial), returning .row, .epochs
 
@@ -101,11 +109,17 @@ def halbench_trial(
     val_metric = suite.tune.metric if spec.phase == "tune" and suite.tune else None
 
     last_val = [float("-inf")]
+    last_sent = [float("-inf")]
 
     def report_epoch(epoch_row: dict[str, Any]) -> None:
         metrics = {k: v for k, v in epoch_row.items() if isinstance(v, int | float)}
         if val_metric is not None and val_metric in metrics:
             metrics[VAL_KEY] = last_val[0] = metrics[val_metric]
+        elif spec.phase != "tune":
+            now = _clock()
+            if now - last_sent[0] < REPORT_EVERY_S:
+                return
+            last_sent[0] = now
         tune.report(metrics)
 
     result = trial_fn(suite, spec, report=report_epoch)
