@@ -12,9 +12,19 @@ from ray import tune
 from halbench import placement
 from halbench.run import tune as hb_tune
 from halbench.suite import Suite
-from tests.run.test_tuning import SUITE as TUNED
 
 EPOCHS = 50
+# A tuned suite (its trials may be grid, tune or final ones); not imported from test_tuning.py,
+# which pytest imports under its own module name (a second import would register twice).
+TUNED = {
+    "name": "treport",
+    "dataset": {"name": "synthetic"},
+    "losses": [{"name": "hal"}],
+    "grid": {"batch_size": [8], "embedding_dim": [4], "seed": [0]},
+    "train": {"epochs": EPOCHS},
+    "tune": {"budget": 2, "epochs": EPOCHS, "space": {"lr": {"loguniform": [1e-5, 1e-1]}}},
+    "final": {"seeds": [0], "epochs": EPOCHS},
+}
 
 
 def reports(monkeypatch, phase: str, epoch_s: float) -> list[dict[str, Any]]:
