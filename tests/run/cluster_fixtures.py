@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
 OBJECT_STORE_BYTES = 100 * 1000**2
 READY_S = 180.0  # a loaded 2-core machine takes 10-60 s to bring a node up
+GRACE_S = 5.0  # SIGTERM to SIGKILL when a test ends a process group (end_groups)
 
 
 def free_port() -> int:
@@ -47,20 +48,32 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def end_group(proc: subprocess.Popen, grace: float = 15.0) -> None:
-    """SIGTERM the process group, SIGKILL what is left after `grace`, and reap the leader."""
+def end_groups(procs: list[subprocess.Popen], grace: float = GRACE_S) -> None:
+    """SIGTERM every process group at once, SIGKILL what is left after `grace`, reap leaders.
+
+    `ray start --block` answers SIGTERM by stopping its processes one at a time, and its GCS
+    outlived 25 s of that here; a test's cluster holds nothing worth a graceful end. Ray's
+    dashboard and runtime-env agents outlive a SIGKILLed driver: they stay in its group too.
+    """
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and group_alive(proc.pid):
+        while time.monotonic() < deadline and any(group_alive(p.pid) for p in procs):
             time.sleep(0.2)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def end_group(proc: subprocess.Popen, grace: float = GRACE_S) -> None:
+    """end_groups for one process group."""
+    end_groups([proc], grace)
 
 
 def group_alive(pgid: int) -> bool:
@@ -110,8 +123,7 @@ class Cluster:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        for proc in reversed(self.nodes):  # workers first: the head outlives its nodes
-            end_group(proc)
+        end_groups(self.nodes[::-1])  # workers first: the head outlives its nodes
 
 
 @contextmanager

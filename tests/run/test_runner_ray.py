@@ -31,6 +31,7 @@ from halbench.errors import UserError
 from halbench.run.options import RunOptions
 from halbench.run.runner import MAX_RAY_RETRIES, run_suite
 from halbench.suite import Suite
+from tests.run.cluster_fixtures import end_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -99,30 +100,6 @@ def start_group(cmd: list[str], **kw) -> subprocess.Popen:
     """A subprocess in its own process group, so that its Ray processes can be ended with it."""
     kw.setdefault("env", worker_env())
     return subprocess.Popen(cmd, start_new_session=True, text=True, **kw)
-
-
-def end_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the group (ray start --block stops its processes), then SIGKILL what is left.
-
-    Ray's dashboard and runtime-env agents outlive a SIGKILLed driver; they stay in its group.
-    """
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(proc.pid):
-            time.sleep(0.2)
-    proc.wait(timeout=10)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def wait_for_trial_file(proc: subprocess.Popen, out: Path, timeout: float = 180) -> None:
