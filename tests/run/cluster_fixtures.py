@@ -183,6 +183,16 @@ def halbench(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "halbench.cli", "run", *map(str, args)]
 
 
+def run_cli(
+    cmd: list[str], env: dict[str, str], timeout: float, *, ok: bool = True
+) -> subprocess.CompletedProcess:
+    """A halbench command run to its end, output captured; `ok`: it must exit 0."""
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if ok:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 # --- an S3 server ---------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from tests.fixtures_data import write_fake_cifar10
-from tests.run.cluster_fixtures import Cluster, halbench, ray_cluster, tiny_suite
+from tests.run.cluster_fixtures import Cluster, halbench, ray_cluster, run_cli, tiny_suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -29,13 +29,8 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluste
 
 
 def run(cluster: Cluster, suite: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        halbench(suite, "--address", cluster.address, "--output", out, "--no-report"),
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    cmd = halbench(suite, "--address", cluster.address, "--output", out, "--no-report")
+    return run_cli(cmd, cluster.env, 600, ok=False)
 
 
 def test_trials_spread_over_both_nodes_and_land_on_the_driver(two_nodes, tmp_path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.run.cluster_fixtures import Cluster, halbench, ray_cluster, tiny_suite
+from tests.run.cluster_fixtures import Cluster, halbench, ray_cluster, run_cli, tiny_suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -54,14 +54,8 @@ def run_packed(cluster: Cluster, tmp_path: Path, name: str, **resources) -> pl.D
         resources={"cpus_per_trial": 1, **resources},
     )
     out = tmp_path / name
-    done = subprocess.run(
-        halbench(suite, "--address", cluster.address, "--output", out, "--no-report"),
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_cli(halbench(suite, "--address", cluster.address, "--output", out, "--no-report"),
+            cluster.env, 900)  # fmt: skip
     trials = pl.read_parquet(out / "trials.parquet")
     assert trials["status"].to_list() == ["ok"] * 8
     return trials
@@ -100,7 +94,7 @@ def test_validate_checks_the_clusters_gpus(gpu_node, tmp_path) -> None:
         )
         cmd = [sys.executable, "-m", "halbench.cli", "validate", str(suite)]
         cmd += ["--address", gpu_node.address]
-        return subprocess.run(cmd, env=gpu_node.env, capture_output=True, text=True, timeout=300)
+        return run_cli(cmd, gpu_node.env, 300, ok=False)
 
     fits = validate(0.25)
     assert fits.returncode == 0, fits.stderr[-2000:]

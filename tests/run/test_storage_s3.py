@@ -21,6 +21,7 @@ from tests.run.cluster_fixtures import (
     end_group,
     free_port,
     halbench,
+    run_cli,
     s3_server,
     tiny_suite,
 )
@@ -53,14 +54,7 @@ def local_run(temp_root: Path, suite: Path, out: Path, storage: str, *extra: str
 def test_tune_state_and_trials_reach_the_bucket(s3, ray_temp, tmp_path) -> None:
     suite = tiny_suite(tmp_path, "s3run", losses=("hal", "nca"))
     out = tmp_path / "run"
-    done = subprocess.run(
-        local_run(ray_temp, suite, out, f"s3://{s3.bucket}/first"),
-        env=base_env(**s3.env),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_cli(local_run(ray_temp, suite, out, f"s3://{s3.bucket}/first"), base_env(**s3.env), 600)
     keys = s3.keys("first/")
     trials = pl.read_parquet(out / "trials.parquet")
     assert trials["status"].to_list() == ["ok", "ok"]
@@ -92,14 +86,7 @@ def test_resume_with_the_same_storage_finishes_a_killed_run(s3, ray_temp, tmp_pa
         end_group(driver, grace=0.0)  # SIGKILL at once is what a crash looks like
     first = {p.stem for p in (out / "trials").glob("*.json")}
     assert 1 <= len(first) < 4
-    done = subprocess.run(
-        local_run(ray_temp, suite, out, storage, "--resume", "--no-report"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_cli(local_run(ray_temp, suite, out, storage, "--resume", "--no-report"), env, 600)
     trials = pl.read_parquet(out / "trials.parquet")
     assert trials["status"].to_list() == ["ok"] * 4
     uploaded = {Path(k).stem for k in s3.keys("resumed/trials/")}
@@ -111,13 +98,8 @@ def test_unreachable_storage_is_one_line_before_any_trial(ray_temp, tmp_path) ->
     suite = tiny_suite(tmp_path, "s3gone")
     out = tmp_path / "run"
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    done = subprocess.run(
-        local_run(ray_temp, suite, out, "s3://nobucket/x"),
-        env=base_env(**AWS_TEST_ENV, AWS_ENDPOINT_URL=closed),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = base_env(**AWS_TEST_ENV, AWS_ENDPOINT_URL=closed)
+    done = run_cli(local_run(ray_temp, suite, out, "s3://nobucket/x"), env, 300, ok=False)
     assert done.returncode == 2, done.stderr[-3000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("halbench: error: --storage s3://nobucket/x")
