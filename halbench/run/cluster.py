@@ -229,9 +229,13 @@ def check_capacity(
     resources: dict[str, float],
     capacity: dict[str, float],
     path: Path | str,
-    whose: str = "this machine",
+    whose: str | None = None,
 ) -> None:
-    """Refuse, before Ray starts, a task that no node can hold: one line naming file and field."""
+    """Refuse, before Ray starts, a task that no node can hold: one line naming file and field.
+
+    `whose`: the Ray that was asked (a cluster, a connected Ray); None is the local Ray this
+    command would start, which --num-cpus/--num-gpus size (the message says so).
+    """
     names = {"cpu": ("cpus_per_trial", "CPU"), "gpu": ("gpus_per_trial", "GPU")}
     names["memory"] = ("memory_gb", "memory")
     for key, (field, unit) in names.items():
@@ -240,12 +244,11 @@ def check_capacity(
             continue
         shown = f"{need / 1024**3:g} GB" if key == "memory" else f"{need:g}"
         have_s = f"{have / 1024**3:.1f} GB" if key == "memory" else f"{have:g}"
-        # --num-cpus/--num-gpus size a local Ray only; a cluster's nodes are what they are.
-        local = whose == "this machine" and key != "memory"
+        local = whose is None and key != "memory"
         hint = " (set --num-cpus/--num-gpus, or the suite)" if local else ""
         raise UserError(
             f"{path}: resources.{field}: a trial needs {shown} {unit} but "
-            f"{whose} has {have_s}{hint}"
+            f"{whose or 'this machine'} has {have_s}{hint}"
         )
 
 

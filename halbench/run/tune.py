@@ -112,14 +112,13 @@ def halbench_trial(
     last_sent = [float("-inf")]
 
     def report_epoch(epoch_row: dict[str, Any]) -> None:
+        if spec.phase != "tune":  # only printed by the driver: REPORT_EVERY_S at most
+            if _clock() - last_sent[0] < REPORT_EVERY_S:
+                return
+            last_sent[0] = _clock()
         metrics = {k: v for k, v in epoch_row.items() if isinstance(v, int | float)}
         if val_metric is not None and val_metric in metrics:
             metrics[VAL_KEY] = last_val[0] = metrics[val_metric]
-        elif spec.phase != "tune":
-            now = _clock()
-            if now - last_sent[0] < REPORT_EVERY_S:
-                return
-            last_sent[0] = now
         tune.report(metrics)
 
     result = trial_fn(suite, spec, report=report_epoch)
