@@ -262,9 +262,9 @@ def _dry_run(suite: object, args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from halbench.profile_suite import load_profile_suite
     from halbench.run.options import RunOptions
     from halbench.run.profile import SweepOverrides, apply_overrides, run_profile
+    from halbench.suite.profile import load_profile_suite
 
     overrides = SweepOverrides(
         losses=args.losses,

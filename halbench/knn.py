@@ -308,7 +308,7 @@ def anchor_accuracy(
     return (pred == test_labels.to(pred.device)).double().mean().item()
 
 
-def evaluate(
+def embedding_metrics(
     train_emb: torch.Tensor,
     train_labels: torch.Tensor,
     test_emb: torch.Tensor,

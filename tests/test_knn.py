@@ -137,13 +137,13 @@ def test_anchor_accuracy_uses_the_nearest_anchor() -> None:
 
 def test_evaluate_reports_every_metric() -> None:
     xtr, ytr, xte, yte = _data()
-    out = knn.evaluate(xtr, ytr, xte, yte, ks=[5, 10], metric="l2")
+    out = knn.embedding_metrics(xtr, ytr, xte, yte, ks=[5, 10], metric="l2")
     accs = knn.knn_accuracy(xtr, ytr, xte, yte, ks=[1, 5, 10], metric="l2")
     assert out["knn_acc_5"] == accs[5] and out["knn_acc_10"] == accs[10]
     assert out["p_at_1"] == accs[1] and "knn_acc_1" not in out
     assert 0 < out["map_at_r"] <= 1 and out["anchor_acc"] is None
     centers = torch.stack([xtr[ytr == c].mean(0) for c in range(4)])
-    with_anchors = knn.evaluate(xtr, ytr, xte, yte, ks=[5], metric="l2", anchors=centers)
+    with_anchors = knn.embedding_metrics(xtr, ytr, xte, yte, ks=[5], metric="l2", anchors=centers)
     assert with_anchors["anchor_acc"] > 0.5
 
 
@@ -271,11 +271,11 @@ def test_leave_one_out_map_at_r_matches_the_definition(
 
 def test_evaluate_passes_exclude_self_to_every_knn_metric() -> None:
     x, y = _with_duplicates()
-    out = knn.evaluate(x, y, x, y, ks=[3], metric="l2", exclude_self=True)
+    out = knn.embedding_metrics(x, y, x, y, ks=[3], metric="l2", exclude_self=True)
     loo = knn.knn_accuracy(x, y, x, y, ks=[1, 3], metric="l2", exclude_self=True)
     assert out["knn_acc_3"] == loo[3] and out["p_at_1"] == loo[1] < 1.0
     assert out["map_at_r"] == knn.map_at_r(x, y, x, y, metric="l2", exclude_self=True)
-    assert knn.evaluate(x, y, x, y, ks=[3], metric="l2")["p_at_1"] == 1.0  # finds itself
+    assert knn.embedding_metrics(x, y, x, y, ks=[3], metric="l2")["p_at_1"] == 1.0  # finds itself
 
 
 def test_exclude_self_needs_one_set() -> None:
@@ -326,6 +326,6 @@ def test_leave_one_out_equals_pml_accuracy_calculator(metric: str) -> None:
     theirs = calculator.AccuracyCalculator(
         include=("mean_average_precision_at_r", "precision_at_1"), k="max_bin_count"
     ).get_accuracy(xx, y, xx, y, ref_includes_query=True)
-    ours = knn.evaluate(x, y, x, y, ks=[1], metric=metric, exclude_self=True)
+    ours = knn.embedding_metrics(x, y, x, y, ks=[1], metric=metric, exclude_self=True)
     assert ours["map_at_r"] == pytest.approx(theirs["mean_average_precision_at_r"])
     assert ours["p_at_1"] == pytest.approx(theirs["precision_at_1"])

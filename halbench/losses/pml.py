@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from halbench.checks import _short, check_int, check_nonnegative, check_positive, check_real
+from halbench.checks import check_int, check_nonnegative, check_positive, check_real, short
 from halbench.losses.base import KNNLoss
 
 PML_PREFIX = "pml:"
@@ -33,15 +33,15 @@ def parse_pml_name(name: str) -> tuple[str, dict[str, Any]]:
     none or strings."""
     class_name, _, spec = name.removeprefix(PML_PREFIX).partition(":")
     if not class_name.isidentifier():
-        raise ValueError(f"loss {_short(name)}: expected pml:<ClassName>[:key=value,...]")
+        raise ValueError(f"loss {short(name)}: expected pml:<ClassName>[:key=value,...]")
     params: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise ValueError(f"loss {_short(name)}: expected key=value, got {_short(item)}")
+            raise ValueError(f"loss {short(name)}: expected key=value, got {short(item)}")
         if key in params:
-            raise ValueError(f"loss {_short(name)}: parameter {key} given twice")
+            raise ValueError(f"loss {short(name)}: parameter {key} given twice")
         params[key] = _parse_value(value.strip())
     return class_name, params
 
@@ -65,12 +65,12 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
     class_name, named = parse_pml_name(name)
     overlap = sorted(set(named) & set(params))
     if overlap:
-        raise ValueError(f"loss {_short(name)}: parameter {overlap[0]} given twice")
+        raise ValueError(f"loss {short(name)}: parameter {overlap[0]} given twice")
     try:
         pml_losses = importlib.import_module("pytorch_metric_learning.losses")
     except ImportError:
         raise ValueError(
-            f"loss {_short(name)} needs the optional extra pytorch-metric-learning "
+            f"loss {short(name)} needs the optional extra pytorch-metric-learning "
             "(pip install pytorch-metric-learning)"
         ) from None
     cls = getattr(pml_losses, class_name, None)
@@ -79,16 +79,14 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
         close = difflib.get_close_matches(class_name, known, n=2)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise ValueError(
-            f"loss {_short(name)}: pytorch-metric-learning has no loss {class_name}{hint}"
+            f"loss {short(name)}: pytorch-metric-learning has no loss {class_name}{hint}"
         )
     if (
         class_name in _NOT_LOSSES
         or class_name.startswith(("Base", "Generic"))
         or (class_name.endswith("Mixin"))
     ):
-        raise ValueError(
-            f"loss {_short(name)}: {class_name} is a base class or wrapper, not a loss"
-        )
+        raise ValueError(f"loss {short(name)}: {class_name} is a base class or wrapper, not a loss")
     accepted = _constructor_parameters(cls)
     kwargs = {**named, **params}
     for key, value in kwargs.items():
@@ -100,7 +98,7 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
     try:
         inner = cls(**kwargs)
     except (TypeError, AssertionError, ValueError) as error:
-        raise ValueError(f"loss {_short(name)}: {error or 'invalid parameters'}") from None
+        raise ValueError(f"loss {short(name)}: {error or 'invalid parameters'}") from None
     return PMLLoss(num_classes, embedding_dim, inner=inner, name=name)
 
 
@@ -113,11 +111,11 @@ def _check_value(name: str, key: str, value: Any, *, large_margin: bool) -> None
     The library checks almost nothing at construction: `temperature=0` or `pos_margin=abc`
     fail (or give NaN) only in the first training step.
     """
-    where = f"loss {_short(name)}: {key}"
+    where = f"loss {short(name)}: {key}"
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return  # strings reach the constructor; a test forward call catches misuse
     if not isinstance(value, int | float):
-        raise ValueError(f"{where} must be a number, string or bool, got {_short(value)}")
+        raise ValueError(f"{where} must be a number, string or bool, got {short(value)}")
     check_real(where, value)
     if large_margin and key == "margin":
         check_int(where, int(value), minimum=1, maximum=MAX_LARGE_MARGIN)

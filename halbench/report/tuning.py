@@ -2,7 +2,7 @@
 how each loss was tuned, the search space, and the configuration each loss retrained.
 
 A tuning trial's score is `last_val`, the validation metric after its last epoch run: the
-score the selection rule (halbench.suite_tune.best_trial) ranks by.
+score the selection rule (halbench.suite.tune.best_trial) ranks by.
 """
 
 from __future__ import annotations

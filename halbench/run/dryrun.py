@@ -135,7 +135,8 @@ def measure(suite: Suite, spec: TrialSpec, n_train: int, n_test: int) -> Timing:
 
 def trial_seconds(p: Planned, t: Timing, every_n_epochs: int) -> float:
     """Seconds one planned trial takes on this machine: its epochs' training and evaluations."""
-    from halbench import data, trial
+    from halbench import data
+    from halbench.trial.evaluation import evaluates
 
     n = t.n_train
     if p.validation is not None:
@@ -144,7 +145,7 @@ def trial_seconds(p: Planned, t: Timing, every_n_epochs: int) -> float:
     if t.max_steps is not None:
         steps = min(steps, t.max_steps)
     images = steps * min(p.batch_size, n)
-    evaluations = sum(trial.evaluates(e, p.epochs, every_n_epochs) for e in range(1, p.epochs + 1))
+    evaluations = sum(evaluates(e, p.epochs, every_n_epochs) for e in range(1, p.epochs + 1))
     # Tuning embeds the train part and the validation part: n_train images; others add the test.
     embedded = t.n_train + (0 if p.validation is not None else t.n_test)
     return p.epochs * images / t.images_per_s + evaluations * embedded * t.eval_s_per_image

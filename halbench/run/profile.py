@@ -19,12 +19,12 @@ from typing import Any
 
 from halbench import failures, results
 from halbench.errors import UserError
-from halbench.profile_suite import ProfileSuite, profile_overrides
 from halbench.run import cluster, rundir
 from halbench.run.lock import run_lock
 from halbench.run.options import RunOptions
 from halbench.run.progress import Progress
 from halbench.suite import LossSpec
+from halbench.suite.profile import ProfileSuite, profile_overrides
 
 # Live [B, K] float32 tensors of one forward+backward (K = B, C or the memory size), with room
 # to spare: the measured peaks of the built-in losses stay under half of this.

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import polars as pl
 import yaml
 from pydantic import ValidationError
 
@@ -282,7 +283,7 @@ def _fits(value: Any, dtype: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if dtype.is_float():
         return isinstance(value, int | float) and not isinstance(value, bool)
-    if dtype == results.pl.Utf8:
+    if dtype == pl.Utf8:
         return isinstance(value, str)
     return True
 

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from halbench import failures, placement
+from halbench import failures
+from halbench.probes import placement
 from halbench.run import rundir
 from halbench.run import storage as tune_storage
 from halbench.run.progress import Progress
@@ -60,7 +61,7 @@ def named_trainable(fn: Any) -> type:
 
 def failed_row(suite: Suite, spec: TrialSpec, status: str, error: str) -> dict[str, Any]:
     """A row for a trial that died outside run_trial (a lost worker, a crashed actor)."""
-    from halbench.trial import base_row
+    from halbench.trial.spec import base_row
 
     return {**base_row(suite, spec), "status": status, "error": error, "node": None}
 

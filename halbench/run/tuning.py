@@ -21,7 +21,7 @@ from halbench import results
 from halbench.run import rundir
 from halbench.run.progress import Progress
 from halbench.suite import DatasetConfig, LossSpec, Suite, TrialSpec
-from halbench.suite_tune import (
+from halbench.suite.tune import (
     GRID_KEYS,
     LOSS_PREFIX,
     Dist,
@@ -29,7 +29,7 @@ from halbench.suite_tune import (
     config_columns,
     sample_configs,
 )
-from halbench.suite_tune_checks import suite_space
+from halbench.suite.tune_checks import suite_space
 
 VAL_KEY = "val_score"  # the metric each tuning epoch reports to Tune (tune.metric, validation)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from halbench.suite import Suite, TrialSpec
-from halbench.trial import base_row, phase_epochs, resolve
+from halbench.trial.spec import base_row, phase_epochs, resolve
 
 
 @dataclass

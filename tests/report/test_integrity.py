@@ -142,7 +142,7 @@ def test_a_failed_report_write_keeps_the_previous_report(good_run, tmp_path, mon
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(results.os, "fsync", disk_full)
+    monkeypatch.setattr(results.io.os, "fsync", disk_full)
     with pytest.raises(UserError, match="No space left on device"):
         build_report([good_run], out)
     assert {p: (out / p).read_bytes() for p in before} == before

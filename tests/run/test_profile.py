@@ -12,9 +12,9 @@ import torch
 from halbench import results
 from halbench.cli import main
 from halbench.errors import UserError
-from halbench.profile_suite import load_profile_suite
 from halbench.run import profile
 from halbench.run.options import RunOptions
+from halbench.suite.profile import load_profile_suite
 
 TINY = {"batch_sizes": [8, 16], "dims": [8], "classes": [4], "warmup": 0, "repeats": 1}
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from halbench.errors import UserError
-from halbench.profile_suite import ProfileSuite
 from halbench.run import rundir
 from halbench.suite import Suite
+from halbench.suite.profile import ProfileSuite
 
 SUITE = {
     "name": "stub",

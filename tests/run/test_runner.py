@@ -170,8 +170,8 @@ class _Entered(Exception):
 def test_run_and_profile_enter_ray_through_one_function(tmp_path, monkeypatch) -> None:
     from contextlib import contextmanager
 
-    from halbench.profile_suite import ProfileSuite
     from halbench.run import cluster, profile
+    from halbench.suite.profile import ProfileSuite
 
     seen: list[RunOptions] = []
 

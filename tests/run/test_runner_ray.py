@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Columns that measure time or the machine: equal configs and seeds do not make them equal.
 MEASURED = ("time", "_s", "_ms", "seconds_", "images_per_s", "node", "gpu_", "energy", "share")
-MEASURED += ("_at",)  # started_at, ended_at (halbench.placement)
+MEASURED += ("_at",)  # started_at, ended_at (halbench.probes.placement)
 
 
 def tiny_suite(tmp_path: Path, name: str, loss_names: list[str], seeds: list[int]) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from ray import tune
 
-from halbench import placement
+from halbench.probes import placement
 from halbench.run import tune as hb_tune
 from halbench.suite import Suite
 

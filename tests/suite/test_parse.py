@@ -12,7 +12,7 @@ from halbench.cli import main
 from halbench.errors import UserError
 from halbench.suite import load_suite, parse_suite, suite_diff
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUITES = sorted((ROOT / "suites").glob("*.yaml"))
 
 GOOD = {

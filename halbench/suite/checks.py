@@ -10,13 +10,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from halbench.checks import _short, check_int, check_nonnegative
+import torch
+
+from halbench import losses, models
+from halbench.checks import check_int, check_nonnegative, short
 from halbench.errors import UserError
-
-if TYPE_CHECKING:
-    from halbench.suite import DatasetConfig, LossSpec, Suite
+from halbench.suite.models import DatasetConfig, LossSpec, Suite
 
 # What is known of the built-in data sets without reading them: (train, test, classes, C, H).
 _KNOWN_DATA: dict[str, tuple[int, int, int, int, int]] = {
@@ -108,7 +108,7 @@ def check_synthetic(ds: DatasetConfig, where: str, path: Path) -> tuple[int, int
         raise _fail(
             path,
             f"{where}.params",
-            f"synthetic dataset: unknown params {_short(', '.join(map(str, unknown)))}; "
+            f"synthetic dataset: unknown params {short(', '.join(map(str, unknown)))}; "
             f"expected some of {', '.join(sorted(_SYNTHETIC_PARAMS))}",
         )
     train = ds.train_size or _SYNTHETIC_DEFAULT_SIZES[0]
@@ -137,9 +137,6 @@ def check_synthetic(ds: DatasetConfig, where: str, path: Path) -> tuple[int, int
 
 def check_model(suite: Suite, shapes: list[Shape], path: Path) -> None:
     """Build the backbone on the meta device (no memory) for each input shape; bound its size."""
-    import torch
-
-    from halbench import models
 
     dim = max(suite.grid.embedding_dim)
     done: set[tuple[int, int]] = set()
@@ -201,8 +198,6 @@ def check_loss_specs(
     """Every loss builds with its params, for run and profile suites alike; `pml:` losses also
     take one forward call, since the library checks little at construction."""
     import torch
-
-    from halbench import losses
 
     for i, loss in enumerate(specs):
         where = f"losses[{i}] ({loss.name[:40]})"

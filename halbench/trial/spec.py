@@ -14,7 +14,7 @@ from typing import Any
 
 from halbench import results
 from halbench.suite import Suite, TrainConfig, TrialSpec
-from halbench.suite_tune import TRAIN_KEYS, config_columns, split_config
+from halbench.suite.tune import TRAIN_KEYS, config_columns, split_config
 
 
 def phase_epochs(suite: Suite, spec: TrialSpec) -> int:

@@ -1,4 +1,4 @@
-"""Suite files: YAML -> validated, frozen config; grid expansion; a stable suite hash.
+"""The suite's models: validated, frozen config; grid expansion; a stable suite hash.
 
 A suite is the whole experiment: which data, model, losses, grid and training recipe. Every
 mistake in it is reported as one line naming the file and the field, before anything runs.
@@ -10,22 +10,18 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from halbench.checks import MAX_INT, _short
-from halbench.errors import UserError
-from halbench.suite_file import load_yaml_file
-from halbench.suite_tune import FinalConfig, TuneConfig
+from halbench.checks import MAX_INT, short
+from halbench.suite.tune import FinalConfig, TuneConfig
 
 # strict=True: "batch_size: '64'" or "epochs: 2.5" are type errors, not silently coerced.
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -40,11 +36,11 @@ NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 NonEmptyPositiveList = Annotated[list[BoundedInt], Field(min_length=1)]
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = _STRICT
 
 
-class DatasetConfig(_Section):
+class DatasetConfig(Section):
     name: str
     root: str | None = None  # None: $HALBENCH_DATA, then the user cache (see halbench.data)
     train_size: BoundedInt | None = None  # stratified subset of the training split
@@ -53,12 +49,12 @@ class DatasetConfig(_Section):
     params: dict[str, Any] = {}
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     backbone: str = "small_cnn"
     params: dict[str, Any] = {}
 
 
-class LossSpec(_Section):
+class LossSpec(Section):
     name: str
     # Distinguishes two entries of one loss with different params (e.g. hal at s=16 and s=32).
     label: str | None = None
@@ -74,7 +70,7 @@ class LossSpec(_Section):
         # Without a label the name is the display name, which becomes part of trial ids.
         if self.label is None and not _DISPLAY_NAME.fullmatch(self.name):
             raise ValueError(
-                f"loss name {_short(self.name)} cannot name trial files (letters, digits, "
+                f"loss name {short(self.name)} cannot name trial files (letters, digits, "
                 "._-:=,+ up to 128, no leading dot, no '..'); give the entry a 'label'"
             )
         return self
@@ -84,7 +80,7 @@ class LossSpec(_Section):
         return self.label or self.name
 
 
-class GridConfig(_Section):
+class GridConfig(Section):
     batch_size: NonEmptyPositiveList
     embedding_dim: NonEmptyPositiveList
     seed: Annotated[list[SeedInt], Field(min_length=1)]
@@ -97,7 +93,7 @@ class GridConfig(_Section):
         return v
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     epochs: BoundedInt = 2
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: PositiveFinite = 1e-3
@@ -132,13 +128,13 @@ class TrainConfig(_Section):
         # A warmup longer than the run trains at a fraction of lr throughout (1e29: lr ~ 0).
         if self.warmup_epochs > self.epochs:
             raise ValueError(
-                f"warmup_epochs ({_short(self.warmup_epochs)}) must be at most "
+                f"warmup_epochs ({short(self.warmup_epochs)}) must be at most "
                 f"epochs ({self.epochs})"
             )
         return self
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     ks: NonEmptyPositiveList = [1, 5, 10]
     metric: Literal["auto", "cosine", "l2"] = "auto"  # auto: the metric the loss trains for
     weighted: bool = False
@@ -157,14 +153,14 @@ class EvalConfig(_Section):
         return sorted(v)
 
 
-class ProbesConfig(_Section):
+class ProbesConfig(Section):
     enabled: bool = True
     every_n_steps: BoundedInt = 50
     warmup: CountInt = 1
     repeats: BoundedInt = 3
 
 
-class ResourcesConfig(_Section):
+class ResourcesConfig(Section):
     cpus_per_trial: PositiveFinite = 1.0
     gpus_per_trial: NonNegativeFinite = 0.0  # fractions pack trials on one GPU, e.g. 0.25
     memory_gb: PositiveFinite | None = None
@@ -177,10 +173,10 @@ class ResourcesConfig(_Section):
         return _to_float(v) if isinstance(v, int) else v
 
 
-class TrialSpec(_Section):
+class TrialSpec(Section):
     """One trial: a grid point, a tuning trial or a final seed of a tuned suite.
 
-    `overrides` is the configuration a tuning or final trial runs with (halbench.suite_tune:
+    `overrides` is the configuration a tuning or final trial runs with (halbench.suite.tune:
     train keys, batch_size, embedding_dim, `loss.<param>`); run_trial applies it. A final
     trial also names the tuning trial it retrains and that trial's validation score.
     """
@@ -197,7 +193,7 @@ class TrialSpec(_Section):
     val_score: float | None = None
 
 
-class Suite(_Section):
+class Suite(Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     description: str = ""
     datasets: Annotated[list[DatasetConfig], Field(min_length=1)]
@@ -208,7 +204,7 @@ class Suite(_Section):
     eval: EvalConfig = EvalConfig()
     probes: ProbesConfig = ProbesConfig()
     resources: ResourcesConfig = ResourcesConfig()
-    # The fair protocol (halbench/suite_tune.py, docs/tuning.md): both sections or neither.
+    # The fair protocol (halbench/suite/tune.py, docs/tuning.md): both sections or neither.
     tune: TuneConfig | None = None
     final: FinalConfig | None = None
 
@@ -283,87 +279,6 @@ def suite_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> li
     return [] if old == new else [prefix or "<root>"]
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after", "function-before") or str(part).startswith(
-            ("function-", "literal[", "constrained-")
-        ):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "<top level>"
-
-
-def _format_validation_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = _loc(tuple(first["loc"]))
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif first["type"] == "missing":
-        msg = "required key is missing"
-        if loc == "datasets":
-            loc = "dataset"
-    else:
-        msg = first["msg"].removeprefix("Value error, ")
-        if "input" in first and first["type"] not in ("model_type", "dict_type", "value_error"):
-            # _short: never repr a huge (or alias-expanded) value into a message.
-            msg += f" (got {_short(first['input'])})"
-    more = len(err.errors()) - 1
-    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{path}: {loc}: {msg}{tail}"
-
-
-def parse_suite(data: Any, path: Path) -> Suite:
-    """Validate a loaded YAML document; raise UserError naming the file and field."""
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of suite keys at the top level")
-    try:
-        suite = Suite.model_validate(data)
-    except ValidationError as err:
-        raise UserError(_format_validation_error(path, err)) from None
-    _check_names(suite, path)
-    return suite
-
-
-def load_suite(path: str | Path) -> Suite:
-    """Read, parse and validate a suite file (halbench.suite_file bounds the reading)."""
-    path = Path(path)
-    return parse_suite(load_yaml_file(path), path)
-
-
-def _check_names(suite: Suite, path: Path) -> None:
-    """Unknown datasets, models and losses, and bad parameters, fail before any trial."""
-    from halbench import data, models
-    from halbench.plugins import load_plugins
-    from halbench.suite_checks import check_dataset, check_losses, check_model, check_resources
-
-    load_plugins()
-    for i, ds in enumerate(suite.datasets):
-        if ds.name not in data.DATASETS:
-            raise UserError(
-                f"{path}: datasets[{i}].name: unknown dataset {_short(ds.name)}; "
-                f"available: {', '.join(data.available())}"
-            )
-    if suite.model.backbone not in models.MODELS:
-        raise UserError(
-            f"{path}: model.backbone: unknown model {_short(suite.model.backbone)}; "
-            f"available: {', '.join(models.available())}"
-        )
-    check_resources(suite, path)
-    shapes = [check_dataset(suite, i, path) for i in range(len(suite.datasets))]
-    check_model(suite, shapes, path)
-    check_losses(suite, shapes[0], path)
-    if suite.tune is not None or suite.final is not None:
-        from halbench.suite_tune_checks import check_tune
-
-        check_tune(suite, shapes, path)
-
-
-# --- helpers (appended; the schema above stays in place) ------------------------------------
-
 # Trial ids and file names are built from labels: one path component, portable, short.
 _LABEL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 _DISPLAY_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_:=,+-][A-Za-z0-9._:=,+-]{0,127}")
@@ -379,7 +294,7 @@ def _to_float(v: Any) -> Any:
         try:
             return float(v)
         except OverflowError:  # a 400-digit integer
-            raise ValueError(f"must be a finite number, got {_short(v)}") from None
+            raise ValueError(f"must be a finite number, got {short(v)}") from None
     return v
 
 
@@ -387,6 +302,6 @@ def _check_label(label: str) -> str:
     if not _LABEL.fullmatch(label):
         raise ValueError(
             "a label must be 1-64 letters, digits or ._- without a leading dot "
-            f"(it names trial files), got {_short(label)}"
+            f"(it names trial files), got {short(label)}"
         )
     return label

@@ -7,7 +7,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from halbench.suite_tune import (
+from halbench.suite.tune import (
     Dist,
     FinalConfig,
     TuneConfig,

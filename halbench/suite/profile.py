@@ -1,4 +1,4 @@
-"""Profile suites (`halbench profile`): suite.py's vocabulary for a sweep of loss calls alone.
+"""Profile suites (`halbench profile`): the run suite's vocabulary for a sweep of loss calls alone.
 
 The same sections as a run suite (losses as LossSpec, a grid, resources), parsed and reported
 the same way; B, d and C are the grid's axes and every point is measured once.
@@ -21,20 +21,16 @@ from pydantic import (
 )
 
 from halbench.errors import UserError
-from halbench.suite import (
-    LossSpec,
-    NonEmptyPositiveList,
-    ResourcesConfig,
-    _format_validation_error,  # one message format for both kinds of suite
-    _Section,
-)
-from halbench.suite_checks import check_loss_specs
-from halbench.suite_file import load_yaml_file
+from halbench.plugins import load_plugins
+from halbench.suite.checks import check_loss_specs
+from halbench.suite.models import LossSpec, NonEmptyPositiveList, ResourcesConfig, Section
+from halbench.suite.parse import format_validation_error  # one message format for both kinds
+from halbench.suite.yaml_file import load_yaml_file
 
 DEFAULT_PROFILE_LOSSES = ("hal", "al", "nca", "snnl", "proxy_nca", "normface", "softmax")
 
 
-class ProfileGridConfig(_Section):
+class ProfileGridConfig(Section):
     batch_size: NonEmptyPositiveList = [32, 64, 128, 256, 512, 1024]
     embedding_dim: NonEmptyPositiveList = [128]
     num_classes: Annotated[list[Annotated[int, Field(ge=2)]], Field(min_length=1)] = [10, 100]
@@ -51,7 +47,7 @@ class ProfileGridConfig(_Section):
         ]
 
 
-class ProfileCallsConfig(_Section):
+class ProfileCallsConfig(Section):
     """How each point is measured (as probes: in a run suite, with a sweep's defaults)."""
 
     warmup: NonNegativeInt = 3
@@ -61,7 +57,7 @@ class ProfileCallsConfig(_Section):
     rounds: PositiveInt = 3
 
 
-class ProfileSuite(_Section):
+class ProfileSuite(Section):
     kind: Literal["profile"] = "profile"
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "profile"
     description: str = ""
@@ -117,7 +113,7 @@ def parse_profile_suite(data: Any, path: Path | str) -> ProfileSuite:
     try:
         suite = ProfileSuite.model_validate(data)
     except ValidationError as err:
-        raise UserError(_format_validation_error(Path(path), err)) from None
+        raise UserError(format_validation_error(Path(path), err)) from None
     check_profile_losses(suite, path)
     return suite
 
@@ -149,7 +145,7 @@ def profile_overrides(suite: ProfileSuite, changes: dict[str, tuple[str, Any]]) 
         try:
             ProfileSuite.model_validate(doc)
         except ValidationError as err:
-            raise UserError(_format_validation_error(Path(flag), err)) from None
+            raise UserError(format_validation_error(Path(flag), err)) from None
     out = ProfileSuite.model_validate(doc)
     check_profile_losses(out, "--losses")
     return out
@@ -157,8 +153,6 @@ def profile_overrides(suite: ProfileSuite, changes: dict[str, tuple[str, Any]]) 
 
 def check_profile_losses(suite: ProfileSuite, where: Path | str) -> None:
     """Every loss builds with its params (plug-ins included), before any point runs."""
-    from halbench.plugins import load_plugins
-
     load_plugins()
     # A roomy shape, so that limits that depend on the point (C <= d) fail per point.
     check_loss_specs(suite.losses, where, num_classes=2, embedding_dim=512)

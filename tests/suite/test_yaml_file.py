@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from halbench import suite_file
 from halbench.errors import UserError
-from halbench.suite_file import (
+from halbench.suite import yaml_file as suite_file
+from halbench.suite.yaml_file import (
     MAX_DEPTH,
     SuiteLoader,
     load_yaml_file,

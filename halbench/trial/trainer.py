@@ -30,23 +30,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from halbench import data, failures, losses, models, placement, results
-from halbench.evaluation import (  # noqa: F401  (embed, evaluates: the trial's evaluation API)
-    AUTO_EVAL_BATCH,
-    embed,
-    eval_batch_size,
-    evaluate,
-    evaluates,
-)
+from halbench import data, failures, losses, models, results
 from halbench.failures import Diverged
-from halbench.optim import build_optimizer, lr_factor
 from halbench.probes import (
     TrialProbe,
     device_name,  # the label profile rows carry too
+    placement,
 )
 from halbench.probes.timing import synchronize
 from halbench.suite import EvalConfig, Suite, TrialSpec
-from halbench.trial_spec import base_row, phase_epochs, resolve  # noqa: F401
+from halbench.trial.evaluation import evaluate_model, evaluates
+from halbench.trial.optim import build_optimizer, lr_factor
+from halbench.trial.spec import base_row, resolve
 
 DATA_SEED = 0
 # Steps between finiteness checks of the running loss: each check syncs a GPU, and a NaN
@@ -332,8 +327,8 @@ def convergence(epochs: list[dict[str, Any]], k: int) -> dict[str, Any]:
 
 
 def evaluate_run(run: TrialRun, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
-    """The trial's evaluation (halbench.evaluation.evaluate) with its own model and splits."""
-    return evaluate(
+    """The trial's evaluation (evaluation.evaluate_model) with its own model and splits."""
+    return evaluate_model(
         run.model,
         run.loss_fn,
         run.splits,

@@ -87,6 +87,8 @@ class Dist:
     args: tuple[Any, ...]
 
     def domain(self) -> Any:
+        # Ray is imported when a Tuner's search space is built, not when a suite is read
+        # (start-up time: validate, dry runs and reports never need it).
         from ray import tune
 
         if self.kind == "choice":

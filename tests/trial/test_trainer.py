@@ -10,8 +10,10 @@ import pytest
 import torch
 from fixtures_data import write_fake_cifar10
 
-from halbench import results, trial
+from halbench import results
 from halbench.suite import Suite, parse_suite
+from halbench.trial import evaluation
+from halbench.trial import trainer as trial
 
 # 10 classes with noise 2.0: an untrained small CNN's 10-NN accuracy is ~50%, so a high
 # accuracy after training means the trainer trained.
@@ -227,18 +229,20 @@ def test_every_n_epochs_evaluates_every_nth_and_the_last_epoch() -> None:
     assert all(e["knn_acc_10"] is None and e["eval_time_s"] is None for e in skipped)
     assert result.row["eval_every"] == 2
     assert result.row["epochs_to_90"] in (2, 4, 5) and result.row["knn_acc_1"] is not None
-    assert [trial.evaluates(e, 5, 2) for e in range(1, 6)] == [False, True, False, True, True]
+    assert [evaluation.evaluates(e, 5, 2) for e in range(1, 6)] == [False, True, False, True, True]
 
 
 def test_embed_does_not_depend_on_the_batch_size_and_records_no_graph() -> None:
     suite = make_suite()
     spec = suite.trials()[0]
     run = trial.setup_run(suite, spec, trial.base_row(suite, spec))
-    small = trial.embed(run.model, run.splits, "test", 7)
-    auto = trial.embed(run.model, run.splits, "test", "auto")
+    small = evaluation.embed(run.model, run.splits, "test", 7)
+    auto = evaluation.embed(run.model, run.splits, "test", "auto")
     assert small.shape == (256, 16) and not small.requires_grad
     assert torch.allclose(small, auto, atol=1e-5)
-    assert trial.eval_batch_size("auto", torch.device("cpu")) == trial.AUTO_EVAL_BATCH["cpu"]
+    assert (
+        evaluation.eval_batch_size("auto", torch.device("cpu")) == evaluation.AUTO_EVAL_BATCH["cpu"]
+    )
 
 
 def test_embed_halves_the_batch_on_cuda_out_of_memory(monkeypatch) -> None:  # noqa: ANN001
@@ -256,7 +260,7 @@ def test_embed_halves_the_batch_on_cuda_out_of_memory(monkeypatch) -> None:  # n
 
     monkeypatch.setattr(run.splits, "batches", batches)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    out = trial.embed(model, run.splits, "test", 256)
+    out = evaluation.embed(model, run.splits, "test", 256)
     assert out.shape[0] == 256 and sizes == [256, 128, 64]
-    trial.embed(model, run.splits, "train", 256)
+    evaluation.embed(model, run.splits, "train", 256)
     assert sizes[-1] == 64  # the size that fitted is kept for the model's next calls

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from halbench.checks import _short
+from halbench.checks import short
 from halbench.errors import UserError
 
 MAX_BYTES = 1_000_000  # suites are a few KB; a 1 MB cap keeps parsing under a second
@@ -47,7 +47,7 @@ class SuiteLoader(_BaseLoader):  # type: ignore[misc, valid-type]
                 continue  # unhashable: the base class says so with its own mark
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {_short(key)}", key_node.start_mark
+                    None, None, f"duplicate key {short(key)}", key_node.start_mark
                 )
         return super().construct_mapping(node, deep=deep)
 
@@ -66,7 +66,7 @@ def read_suite_text(path: str | Path, *, limit: int = MAX_BYTES) -> str:
     except OSError as err:
         raise UserError(f"{path}: cannot read the suite file ({_reason(err)})") from None
     except ValueError:  # an embedded NUL byte in the path
-        raise UserError(f"{_short(str(path))}: not a valid file name") from None
+        raise UserError(f"{short(str(path))}: not a valid file name") from None
     _require_regular(path, before.st_mode)
     if before.st_size > limit:
         raise UserError(f"{path}: suite file is {before.st_size} bytes; the limit is {limit}")

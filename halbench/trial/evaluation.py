@@ -73,7 +73,7 @@ def evaluates(epoch: int, epochs: int, every_n_epochs: int) -> bool:
     return epoch == epochs or epoch % every_n_epochs == 0
 
 
-def evaluate(
+def evaluate_model(
     model: nn.Module,
     loss_fn: nn.Module,
     splits: data.Splits,
@@ -98,7 +98,7 @@ def evaluate(
         both = (train_emb, splits.train_y, test_emb, splits.eval_y)
         if final:
             kw_final = {"anchors": anchors, "weighted": ecfg.weighted}
-            return knn.evaluate(*both, ks=ks, metric=metric, **kw_final)
+            return knn.embedding_metrics(*both, ks=ks, metric=metric, **kw_final)
         accs = knn.knn_accuracy(*both, ks=ks, metric=metric, weighted=ecfg.weighted)
         out: dict[str, Any] = {f"knn_acc_{k}": a for k, a in accs.items()}
         out["anchor_acc"] = (

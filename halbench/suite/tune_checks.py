@@ -9,14 +9,14 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from halbench import losses
+from halbench.data import validation_count
 from halbench.errors import UserError
-from halbench.suite_tune import GRID_KEYS, Space, check_values, parse_space
-
-if TYPE_CHECKING:
-    from halbench.suite import Suite
-    from halbench.suite_checks import Shape
+from halbench.suite.checks import Shape
+from halbench.suite.models import Suite, TrainConfig
+from halbench.suite.tune import GRID_KEYS, Space, check_values, parse_space
 
 
 def loss_labels(suite: Suite) -> dict[str, list[str]]:
@@ -55,7 +55,6 @@ def check_tune(suite: Suite, shapes: Sequence[Shape], path: Path) -> None:
         raise UserError(
             f"{path}: tune.search: optuna is not installed (pip install 'halbench[optuna]')"
         )
-    from halbench.data import validation_count
 
     train_parts = []
     for i, shape in enumerate(shapes):
@@ -84,7 +83,6 @@ def _check_shared(suite: Suite, key: str, value: Any, train_part: int | None) ->
         if key == "batch_size" and train_part is not None and value > train_part:
             raise ValueError(f"more than the {train_part} rows of the training part")
         return
-    from halbench.suite import TrainConfig
 
     assert suite.tune is not None and suite.final is not None
     base = suite.train.model_dump()
@@ -99,7 +97,6 @@ def _check_shared(suite: Suite, key: str, value: Any, train_part: int | None) ->
 
 
 def _check_loss(suite: Suite, shapes: Sequence[Shape], label: str, param: str, value: Any) -> None:
-    from halbench import losses
 
     spec = next(loss for loss in suite.losses if loss.display == label)
     classes = min(shapes[0].classes or 10, 1000)

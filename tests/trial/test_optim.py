@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import torch
 
-from halbench import optim
 from halbench.suite import TrainConfig
+from halbench.trial import optim
 
 
 def _train_cfg(**kw: Any) -> TrainConfig:

@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from halbench import placement
 from halbench.errors import UserError
+from halbench.probes import placement
 from halbench.results import TRIAL_SCHEMA
 from halbench.run import storage
 
