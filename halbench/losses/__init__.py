@@ -14,9 +14,9 @@ from typing import Any
 # Importing the loss modules registers their losses.
 from halbench.losses import anchor, margin, memory, nca, pair, softmax  # noqa: F401
 from halbench.losses.base import LOSSES, KNNLoss
-from halbench.losses.pml import PML_PREFIX, build_pml
+from halbench.losses.pml import PML_PREFIX, build_pml, is_pml
 
-__all__ = ["LOSSES", "KNNLoss", "available", "build", "parameters"]
+__all__ = ["LOSSES", "PML_PREFIX", "KNNLoss", "available", "build", "is_pml", "parameters"]
 
 
 def available(pattern: str = "*") -> list[str]:
@@ -48,7 +48,7 @@ def build(name: str, *, num_classes: int, embedding_dim: int, **params: Any) -> 
     Unknown names and parameters raise ValueError.
     """
     memory_size = params.pop("memory_size", None)
-    if name.startswith(PML_PREFIX):
+    if is_pml(name):
         return build_pml(name, num_classes=num_classes, embedding_dim=embedding_dim, **params)
     cls = LOSSES.get(name)
     accepted = parameters(name)

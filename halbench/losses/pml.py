@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from halbench.checks import check_int, check_nonnegative, check_positive, check_real, short
 from halbench.losses.base import KNNLoss
 
-PML_PREFIX = "pml:"
+PML_PREFIX = "pml:"  # the one place the prefix is spelled (as timm's parse_model_name)
 
 # Classes of the library that are building blocks or wrappers around another loss, not losses.
 _NOT_LOSSES = {"MultipleLosses", "CrossBatchMemory", "SelfSupervisedLoss"}
@@ -26,6 +26,11 @@ MAX_PML_COUNT = 10_000
 # L-Softmax expands cos(m*theta) into m/2 + 1 binomial terms, built as a Python list at
 # construction and a [B, C, m/2] tensor per call: margin=1e9 allocated 6 GB. Papers use 1-4.
 MAX_LARGE_MARGIN = 32
+
+
+def is_pml(name: str) -> bool:
+    """Whether `name` names a pytorch-metric-learning loss (`pml:<Class>[:key=value,...]`)."""
+    return name.startswith(PML_PREFIX)
 
 
 def parse_pml_name(name: str) -> tuple[str, dict[str, Any]]:

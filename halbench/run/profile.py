@@ -9,26 +9,20 @@ memory is a row with status 'oom'.
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from halbench import failures, results
 from halbench.errors import UserError
+from halbench.probes.sweep import point_row, profile_loss, sweep
 from halbench.run import cluster, rundir
 from halbench.run.lock import run_lock
 from halbench.run.options import RunOptions
 from halbench.run.progress import Progress
 from halbench.suite import LossSpec
 from halbench.suite.profile import ProfileSuite, profile_overrides
-
-# Live [B, K] float32 tensors of one forward+backward (K = B, C or the memory size), with room
-# to spare: the measured peaks of the built-in losses stay under half of this.
-LIVE_MATRICES = 12
 
 
 @dataclass(frozen=True)
@@ -160,219 +154,9 @@ def _run_ray(suite: ProfileSuite, options: RunOptions, progress: Progress) -> li
             except ray.exceptions.RayError as exc:  # the worker died (e.g. killed for memory)
                 status, error = failures.classify(exc)
                 done = [
-                    _row(spec, suite, *p, status=status, error=error) for p in suite.grid.points()
+                    point_row(spec, suite, *p, status=status, error=error)
+                    for p in suite.grid.points()
                 ]
             _finished(progress, spec, done)
             rows.extend(done)
         return rows
-
-
-def profile_loss(
-    spec: LossSpec, suite: ProfileSuite, progress: Callable[[str], None] | None = None
-) -> list[dict[str, Any]]:
-    """All points of one loss (the unit of a Ray task); failures are rows with a status."""
-    return sweep([spec], suite, progress=progress)
-
-
-# (loss, B, d, C, memory, device, seed) -> (forward samples, forward+backward samples), in ms
-Timer = Callable[[LossSpec, ProfileSuite, int, int, int, int, Any, int], tuple[list, list]]
-
-
-def sweep(
-    specs: list[LossSpec],
-    suite: ProfileSuite,
-    progress: Callable[[str], None] | None = None,
-    timer: Timer | None = None,
-) -> list[dict[str, Any]]:
-    """Every point of every loss: FLOPs and memory once, then probes.rounds timing rounds.
-
-    A round times every point once, the losses of a point one after the other (round-robin),
-    so that a change of the machine's load hits every loss and point alike. A point's time is
-    the median of all its rounds' samples, and its IQR is over the same samples.
-    """
-    import torch
-
-    from halbench.probes.timing import iqr
-
-    timer = timer or time_point
-    device = torch.device(suite.device)
-    if device.type == "cpu":
-        # One thread in both modes, so that in-process and Ray tasks (num_cpus=1) time the same.
-        torch.set_num_threads(1)
-    rows: dict[tuple[str, int, int, int], dict[str, Any]] = {}
-    samples: dict[tuple[str, int, int, int], tuple[list, list]] = {}
-    points = suite.grid.points()
-    for b, d, c in points:
-        for i, spec in enumerate(specs):
-            key, memory = (spec.display, b, d, c), _memory_size(spec, suite)
-            shortfall = _memory_shortfall(b, d, c, memory, device)
-            if shortfall:
-                rows[key] = _row(spec, suite, b, d, c, status="oom", error=shortfall)
-            else:
-                rows[key] = _profile_point(spec, suite, b, d, c, memory, device, _seed(i, b, d, c))
-            samples[key] = ([], [])
-    for _ in range(suite.probes.rounds):
-        for b, d, c in points:
-            for i, spec in enumerate(specs):
-                key = (spec.display, b, d, c)
-                if rows[key]["status"] != "ok":
-                    continue
-                memory, seed = _memory_size(spec, suite), _seed(i, b, d, c)
-                try:
-                    fwd, fwdbwd = timer(spec, suite, b, d, c, memory, device, seed)
-                except Exception as exc:  # noqa: BLE001 - a failed point is a row
-                    status, error = failures.classify(exc)
-                    rows[key] = _row(spec, suite, b, d, c, status=status, error=error)
-                    continue
-                samples[key][0].extend(fwd)
-                samples[key][1].extend(fwdbwd)
-    out = []
-    for spec in specs:
-        for b, d, c in points:
-            key = (spec.display, b, d, c)
-            row, (fwd, fwdbwd) = rows[key], samples[key]
-            if row["status"] == "ok" and fwdbwd:
-                row["time_fwd_ms"] = statistics.median(fwd)
-                row["time_fwdbwd_ms"] = statistics.median(fwdbwd)
-                row["time_fwdbwd_iqr_ms"] = iqr(fwdbwd)
-            out.append(row)
-            if progress:
-                ok = row["status"] == "ok"
-                detail = f"{row['time_fwdbwd_ms']:.3g} ms" if ok else row["status"]
-                progress(f"profile: {spec.display} B={b} d={d} C={c}: {detail}")
-    return out
-
-
-def _seed(i: int, b: int, d: int, c: int) -> int:
-    """One seed per (loss, point): every round times the same inputs."""
-    return (((i * 1_000_003 + b) * 1_000_003 + d) * 1_000_003 + c) % 2**31
-
-
-def _inputs(
-    spec: LossSpec, suite: ProfileSuite, b: int, d: int, c: int, memory: int, device: Any, seed: int
-) -> tuple[Any, Any, Any, Any]:
-    """(loss, embeddings, labels, indices) of one point, the same for the same seed."""
-    import torch
-
-    from halbench import losses as registry
-
-    generator = torch.Generator().manual_seed(seed)
-    loss = registry.build(
-        spec.name, num_classes=c, embedding_dim=d, memory_size=memory or None, **spec.params
-    ).to(device)
-    embeddings = torch.randn(b, d, generator=generator).to(device)
-    labels = torch.randint(0, c, (b,), generator=generator).to(device)
-    indices = None
-    if memory:
-        if b > memory:
-            raise ValueError(f"batch size {b} > memory_size {memory}")
-        indices = torch.randperm(memory, generator=generator)[:b].to(device)
-    return loss, embeddings, labels, indices
-
-
-def time_point(
-    spec: LossSpec, suite: ProfileSuite, b: int, d: int, c: int, memory: int, device: Any, seed: int
-) -> tuple[list[float], list[float]]:
-    """One round of one point: probes.warmup calls, then probes.repeats timed ones (ms)."""
-    from halbench.probes.call import forward_backward, leaf, loss_args
-    from halbench.probes.timing import time_call
-
-    loss, embeddings, labels, indices = _inputs(spec, suite, b, d, c, memory, device, seed)
-    emb = leaf(embeddings)
-    args = loss_args(emb, labels, indices)
-    kw = {"device": device, "warmup": suite.probes.warmup, "repeats": suite.probes.repeats}
-    fwd = time_call(lambda: loss(*args), **kw)
-    fwdbwd = time_call(lambda: forward_backward(loss, emb, args), **kw)
-    return list(fwd.samples_ms), list(fwdbwd.samples_ms)
-
-
-def _profile_point(
-    spec: LossSpec,
-    suite: ProfileSuite,
-    b: int,
-    d: int,
-    c: int,
-    memory: int,
-    device: Any,
-    seed: int,
-) -> dict[str, Any]:
-    """FLOPs, peak memory and the other probe keys of one point (its times come from sweep)."""
-    import torch
-
-    from halbench.probes import profile_loss_call
-
-    try:
-        loss, embeddings, labels, indices = _inputs(spec, suite, b, d, c, memory, device, seed)
-        analytic = _analytic(loss, b, d, c, memory, device.type)
-        # Its one timed call is only a placeholder: sweep's interleaved rounds set the times.
-        measured = profile_loss_call(loss, embeddings, labels, warmup=0, repeats=1, indices=indices)
-    except Exception as exc:  # noqa: BLE001 - a failed point is a row, never a lost sweep
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        status, error = failures.classify(exc)
-        return _row(spec, suite, b, d, c, status=status, error=error)
-    # Every key profile_loss_call returns becomes a column (new probes need no change here).
-    return {
-        **_row(spec, suite, b, d, c, status="ok", error=None),
-        **measured,
-        "flops_analytic_fwd": analytic,
-    }
-
-
-def _analytic(loss: Any, b: int, d: int, c: int, memory: int, device_type: str) -> float | None:
-    try:
-        return float(loss.flops(b, d, c, memory, device_type=device_type)["total"])
-    except NotImplementedError:
-        return None
-
-
-def _memory_size(spec: LossSpec, suite: ProfileSuite) -> int:
-    """The memory bank size for losses that have one, else 0."""
-    from halbench import losses as registry
-
-    if spec.name.startswith("pml:"):  # plug-in losses are not in the registry; none has a bank
-        return 0
-    return suite.memory_size if registry.LOSSES.get(spec.name).needs_memory_size else 0
-
-
-def _row(
-    spec: LossSpec, suite: ProfileSuite, b: int, d: int, c: int, *, status: str, error: str | None
-) -> dict[str, Any]:
-    return {
-        "loss": spec.display,
-        "loss_name": spec.name,
-        "loss_params": json.dumps(spec.params, sort_keys=True),
-        "batch_size": b,
-        "embedding_dim": d,
-        "num_classes": c,
-        "memory_size": _memory_size(spec, suite),
-        "device": suite.device,
-        "status": status,
-        "error": error,
-        "unsupported_ops": [],
-    }
-
-
-def _memory_shortfall(b: int, d: int, c: int, memory: int, device: Any) -> str | None:
-    """Why this point cannot fit (a pre-check, so that the sweep never swaps the machine)."""
-    k = max(b, c, memory)
-    need = 4 * (LIVE_MATRICES * b * k + 4 * (b + c + memory) * d)
-    free = available_memory(device)
-    if free is not None and need > free:
-        return f"skipped: estimated {need / 2**30:.2f} GiB > {free / 2**30:.2f} GiB available"
-    return None
-
-
-def available_memory(device: Any) -> int | None:
-    """Bytes free for new tensors on the device (None when unknown)."""
-    import torch
-
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None

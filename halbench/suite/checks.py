@@ -209,7 +209,7 @@ def check_loss_specs(
                 memory_size=memory_size,
                 **loss.params,
             )
-            if loss.name.startswith("pml:"):
+            if losses.is_pml(loss.name):
                 gen = torch.Generator().manual_seed(0)
                 emb = torch.randn(8, embedding_dim, generator=gen)
                 labels = torch.arange(8) % min(num_classes, 4)

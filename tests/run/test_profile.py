@@ -12,6 +12,7 @@ import torch
 from halbench import results
 from halbench.cli import main
 from halbench.errors import UserError
+from halbench.probes import sweep as loss_sweep
 from halbench.run import profile
 from halbench.run.options import RunOptions
 from halbench.suite.profile import load_profile_suite
@@ -76,7 +77,7 @@ def test_suite_file_sets_the_sweep_and_is_copied(tmp_path: Path) -> None:
 
 def test_point_that_cannot_fit_is_an_oom_row(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     # 16 x 16 pairwise matrices fit in 20 kB; nothing bigger does
-    monkeypatch.setattr(profile, "available_memory", lambda device: 20_000)
+    monkeypatch.setattr(loss_sweep, "available_memory", lambda device: 20_000)
     df = sweep(tmp_path, losses=["nca"], batch_sizes=[16, 4096])
     status = dict(zip(df["batch_size"], df["status"], strict=True))
     assert status == {16: "ok", 4096: "oom"}
@@ -198,7 +199,7 @@ def test_profile_and_run_share_env_json_and_the_failure_map(tmp_path: Path, monk
     monkeypatch.setattr(
         failures, "classify", lambda exc: calls.append("classify") or real_classify(exc)
     )
-    monkeypatch.setattr(profile, "available_memory", lambda device: None)
+    monkeypatch.setattr(loss_sweep, "available_memory", lambda device: None)
 
     def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise ValueError("bad point")
@@ -228,7 +229,7 @@ def test_timing_rounds_interleave_losses_and_points(tmp_path: Path) -> None:
         n = sum(1 for x in calls if x == (spec.display, b))
         return [float(n)] * 2, [float(n), float(n) + 0.5]
 
-    rows = profile.sweep(suite.losses, suite, timer=timer)
+    rows = loss_sweep.sweep(suite.losses, suite, timer=timer)
     one_round = [("hal", 8), ("nca", 8), ("hal", 16), ("nca", 16)]
     assert calls == one_round * 3  # round-robin over points, the losses of a point in turn
     for row in rows:
