@@ -15,7 +15,7 @@ import copy
 import logging
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -75,8 +75,13 @@ class TrialProbe:
         if self._nvml is not None:
             self._nvml.start()
 
+    def on_schedule(self, step_index: int) -> bool:
+        """Steps 1, 1 + N, ...: where the probe samples (when enabled) and where a trainer
+        may wait for the device anyway (its loss check), so that the waits coincide."""
+        return step_index % self.every_n_steps == 1 % self.every_n_steps
+
     def is_sampled(self, step_index: int) -> bool:
-        return self.enabled and step_index % self.every_n_steps == 1 % self.every_n_steps
+        return self.enabled and self.on_schedule(step_index)
 
     @contextlib.contextmanager
     def step(self, step_index: int) -> Iterator[None]:
@@ -99,9 +104,18 @@ class TrialProbe:
         embeddings: torch.Tensor,
         labels: torch.Tensor,
         indices: torch.Tensor | None = None,
+        *,
+        forward: Callable[..., torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``loss_fn(embeddings, labels, indices)``; on a sampled step also measures the call."""
-        out = loss_fn(*loss_args(embeddings, labels, indices))
+        """``loss_fn(embeddings, labels, indices)``; on a sampled step also measures the call.
+
+        `forward`: what the training step calls instead of ``loss_fn`` (a trainer's
+        ``loss_fn.compute`` on inputs it checked once); the measured call is ``loss_fn``'s.
+        """
+        if forward is None:
+            out = loss_fn(*loss_args(embeddings, labels, indices))
+        else:  # compute takes indices always (None for losses without a memory)
+            out = forward(embeddings, labels, indices)
         if self._sampling and self._call_ms is None:
             with Stopwatch(self.device) as watch:
                 try:
