@@ -147,6 +147,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     """Everything knowable without training, in seconds: the checks `run` makes before Ray."""
     from halbench.run import cluster
     from halbench.run.options import RunOptions
+    from halbench.run.packing import packing_line
     from halbench.run.runner import preflight
     from halbench.suite import load_suite
 
@@ -160,6 +161,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         resources = cluster.trial_resources(suite.resources)
         cluster.check_capacity(resources, capacity, args.suite, f"the cluster at {args.address}")
     print(_validate_summary(suite, args.suite))
+    if not args.address:  # trials at once on the local Ray, and what limits them (gputrial)
+        print(f"  {packing_line(suite.resources, options)}")
     return EXIT_OK
 
 

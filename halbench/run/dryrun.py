@@ -21,6 +21,7 @@ from typing import Any
 
 from halbench.errors import UserError
 from halbench.run.options import RunOptions
+from halbench.run.packing import packing_line
 from halbench.suite import DatasetConfig, Suite, TrialSpec
 
 WARMUP_STEPS, TIMED_STEPS = 2, 5
@@ -251,6 +252,7 @@ def _print_total(
         slots = 1
     wall = hours / slots
     out(f"  wall time: about {_fmt_hours(wall)} at {slots} trials at once ({why})")
+    out(f"  Ray on this machine: {packing_line(suite.resources, options)}")  # gputrial hook
     if cpu_h + gpu_h >= MANY_HOURS:
         out(
             f"  this suite is {cpu_h + gpu_h:,.0f} hours of compute on this machine: "

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from halbench import results
 from halbench.errors import UserError
 from halbench.failures import first_line
+from halbench.probes import placement
 from halbench.suite import Suite, suite_diff
 
 REJECTED = "rejected"  # trials/rejected/: files resume moved aside
@@ -352,6 +353,7 @@ def collect(out_dir: Path, suite: Suite, done: dict[str, dict[str, Any]]) -> dic
     order = {spec.trial_id: i for i, spec in enumerate(suite.trials())}
     ids = sorted(done, key=lambda t: (order.get(t, len(order)), t))
     rows = [done[t]["row"] for t in ids]
+    placement.add_neighbours(rows)  # max_neighbours, from the rows' node, GPU ids and times
     epochs = [e for t in ids for e in done[t]["epochs"]]
     trials_df = results.frame(rows, results.TRIAL_SCHEMA)
     results.write_parquet_atomic(trials_df, inside(out_dir, "trials.parquet"))
