@@ -3,7 +3,7 @@
 `halbench validate` and `halbench run --dry-run` print `packing_line`: "4 trials at once, 4 per
 GPU: limited by GPUs, 0.25 per trial on 1", or, where the CPUs hold the trials below what the
 GPU could take, "3 trials at once, 3 per GPU: limited by CPUs, 4 per trial on 15
-(cpus_per_trial 3.75 would fit 4)". docs/cluster.md.
+(cpus_per_trial 3.75 would fit 4)". docs/gpu.md.
 """
 
 from __future__ import annotations

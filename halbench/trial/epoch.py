@@ -178,6 +178,11 @@ def host_syncs_per_step(run: TrialRun, batch_size: int, probe: TrialProbe) -> fl
     and finiteness at the end) cancel. Trains `run` for 4N + 1 steps; `run.steps` is kept.
     """
     n = probe.every_n_steps
+    batches = run.splits.train_y.shape[0] // batch_size
+    if batches < 3 * n:
+        raise ValueError(
+            f"host_syncs_per_step: needs {3 * n} batches of {batch_size}, got {batches}"
+        )
     # One step first: the optimizer's state (its host step counters) exists from then on.
     train_epoch(dataclasses.replace(run, steps=1), batch_size, probe, 2)
     counts = []
