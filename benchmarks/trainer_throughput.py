@@ -34,11 +34,11 @@ import torch
 
 from halbench.probes import TrialProbe
 from halbench.probes.timing import synchronize
+from halbench.probes.torch_compat import HostSyncCounter, optimizer_host_tensors
 from halbench.suite import TrainConfig, parse_suite
 from halbench.trial import run_trial, setup_run, train_epoch
 from halbench.trial.epoch import WARMUP_STEPS, host_syncs_per_step
 from halbench.trial.optim import build_optimizer
-from halbench.trial.torch_compat import HostSyncCounter, optimizer_host_tensors
 
 
 def make_suite(args: argparse.Namespace, device: str, compile_: bool = False):  # noqa: ANN201

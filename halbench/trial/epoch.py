@@ -20,8 +20,8 @@ from halbench import data, losses
 from halbench.failures import Diverged
 from halbench.probes import TrialProbe
 from halbench.probes.timing import synchronize
+from halbench.probes.torch_compat import HostSyncCounter, optimizer_host_tensors
 from halbench.trial.curve import Curve
-from halbench.trial.torch_compat import HostSyncCounter, optimizer_host_tensors
 
 # Steps of epoch 1 run before the clock starts: the first step pays cuDNN's algorithm search
 # and torch.compile's compilation, the second the optimizer's first update with its state, the
@@ -114,8 +114,7 @@ def train_epoch(
             break
         if run.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        # Probe numbering: 1 is the first timed step of the trial, sampled first.
-        index = done_before + steps - warmup_steps + 1
+        index = done_before + steps + 1  # the trial's step number (probe schedule: 1, 1 + N, ..)
         timed = steps >= warmup_steps
         with probe.step(index) if timed else contextlib.nullcontext():
             with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
@@ -173,7 +172,7 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int) -> None:
 def host_syncs_per_step(run: TrialRun, batch_size: int, probe: TrialProbe) -> float:
     """Host syncs per training step, as a GPU would wait: the marginal count of longer epochs.
 
-    Counted on any device (trial/torch_compat.HostSyncCounter) over epochs of N and 3N steps
+    Counted on any device (probes/torch_compat.HostSyncCounter) over epochs of N and 3N steps
     (N: the probe interval; no warm-up, no curve), so that the epoch's fixed reads (its loss
     and finiteness at the end) cancel. Trains `run` for 4N + 1 steps; `run.steps` is kept.
     """

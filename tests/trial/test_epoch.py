@@ -12,11 +12,11 @@ import torch
 
 from halbench import results
 from halbench.probes import TrialProbe
+from halbench.probes.torch_compat import HostSyncCounter, optimizer_host_tensors
 from halbench.suite import Suite, parse_suite
 from halbench.trial import curve as curve_mod
 from halbench.trial import epoch
 from halbench.trial import trainer as trial
-from halbench.trial.torch_compat import HostSyncCounter, optimizer_host_tensors
 
 SYNTHETIC = {
     "name": "synthetic",

@@ -129,16 +129,16 @@ def _patch_loss(monkeypatch: pytest.MonkeyPatch, loss: CountingLoss) -> None:
 
 
 def test_nan_loss_stops_the_trial_as_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
-    loss = CountingLoss(nan_at=5)
+    loss = CountingLoss(nan_at=6)
     _patch_loss(monkeypatch, loss)
     suite = make_suite(probes={"enabled": False, "every_n_steps": 4})
     result = trial.run_trial(suite, suite.trials()[0])
     assert result.row["status"] == "diverged"
     assert "NaN" in result.row["error"] and result.row["epochs_done"] == 0
-    # Finiteness is read at the warm-up's end (call 3) and on the probe schedule: timed steps
-    # 1, 5, ... (calls 4, 8, ...). NaN from call 5 on: stopped at call 8, in epoch 1 of 3.
+    # Finiteness is read at the warm-up's end (step 3) and on the probe schedule after it:
+    # steps 5, 9, ... NaN from step 6 on: stopped at step 9, in epoch 1 of 3.
     assert WARMUP_STEPS == 3
-    assert loss.calls == 8
+    assert loss.calls == 9
 
 
 def test_max_steps_per_epoch_caps_the_steps(monkeypatch: pytest.MonkeyPatch) -> None:
