@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from halbench.errors import UserError
-from halbench.report import cost_tables, figures, protocol, tables, tuning, tuning_figures
+from halbench.report import (
+    cost_figures,
+    cost_tables,
+    figures,
+    protocol,
+    tables,
+    tuning,
+    tuning_figures,
+)
 from halbench.report.claim_tables import ClaimResult, evaluate_claims
 from halbench.report.claims import Claim, cost_threshold, load_claims
 from halbench.report.format import slug
@@ -89,12 +97,12 @@ def _figures(
         (
             f"{prefix}-fig-cost",
             "Loss-call cost vs batch size (log-log; legend: fitted slopes)",
-            figures.cost_vs_batch(view),
+            cost_figures.cost_vs_batch(view),
         ),
         (
             f"{prefix}-fig-ratio",
             f"Cost ratio to NCA vs batch size{below}",
-            figures.ratio_vs_batch(view, threshold),
+            cost_figures.ratio_vs_batch(view, threshold),
         ),
     ]:
         if fig is not None:
