@@ -15,7 +15,7 @@ from halbench.report import (
     tuning_figures,
 )
 from halbench.report.claim_tables import ClaimResult, evaluate_claims
-from halbench.report.claims import Claim, cost_threshold, load_claims
+from halbench.report.claims import Claim, CostRatioClaim, cost_threshold, load_claims
 from halbench.report.format import slug
 from halbench.report.load import load_groups
 from halbench.report.model import (
@@ -145,9 +145,15 @@ def protocol_section(view: ReportView, prefix: str) -> Section:
     return Section(f"{prefix}-protocol", "Protocol", blocks, level=3)
 
 
-def group_sections(view: ReportView, index: int, claims: list[Claim]) -> list[Section]:
+def group_sections(
+    view: ReportView, index: int, claims: list[Claim], out_dir: Path | None = None
+) -> list[Section]:
     prefix = f"g{index}"
     group = view.group
+    if not group.trials.height:
+        # A loss-call profile measures cost only: accuracy and convergence claims get no
+        # "no data" sections, they were never in scope.
+        claims = [c for c in claims if isinstance(c, CostRatioClaim)]
     results = evaluate_claims(view, claims, prefix)
     acc_figs, cost_figs = _figures(view, prefix, cost_threshold(claims))
     hash_text = f" ({group.suite_hash[:12]})" if group.suite_hash else ""
@@ -179,17 +185,20 @@ def group_sections(view: ReportView, index: int, claims: list[Claim]) -> list[Se
         sections.append(Section(f"{prefix}-accuracy", "Accuracy", acc_blocks, level=3))
     if cost_blocks:
         sections.append(Section(f"{prefix}-cost", "Cost per loss call", cost_blocks, level=3))
-    sections.append(Section(f"{prefix}-run", "Run", [tables.header(view)], level=3))
+    sections.append(Section(f"{prefix}-run", "Run", [tables.header(view, out_dir)], level=3))
     return sections
 
 
-def build_model(run_dirs: list[Path], claims_path: Path | None = None) -> Report:
-    """The report model of these run directories (one group per suite hash)."""
+def build_model(
+    run_dirs: list[Path], claims_path: Path | None = None, out_dir: Path | None = None
+) -> Report:
+    """The report model of these run directories (one group per suite hash); out_dir, where
+    the report goes, makes the run directories it names relative to it."""
     groups = load_groups(run_dirs)
     claims = load_claims(claims_path)
     sections: list[Section] = []
     for i, group in enumerate(groups, start=1):
-        sections += group_sections(build_view(group), i, claims)
+        sections += group_sections(build_view(group), i, claims, out_dir)
     if len(groups) > 1:
         note = Paragraph(
             f"{len(groups)} different suites: each has its own section; their "
@@ -212,8 +221,8 @@ def build_report(
     from halbench.report.html import render_html
     from halbench.report.markdown import render_markdown
 
-    report = build_model([Path(d) for d in run_dirs], claims_path)
     out_dir = Path(out_dir)
+    report = build_model([Path(d) for d in run_dirs], claims_path, out_dir)
     md = out_dir / "report.md"
     html = out_dir / "report.html"
     try:

@@ -9,15 +9,25 @@ from halbench.report.stats import Estimate
 
 
 def fmt_est(est: Estimate | None, digits: int = 2, n_expected: int | None = None) -> str:
-    """'87.31 ± 0.42' (mean ± half-width of the 95% CI); '87.31 (n=1)' without a CI."""
+    """'87.31 ± 0.42' (mean ± half-width of the 95% CI); '87.31 (n=1)' without a CI; '1.00 (all 3
+    equal)' when every value is the same (a zero-width interval is no measured spread)."""
     if est is None:
         return "—"
     text = f"{est.mean:.{digits}f}"
+    if est.half_width is not None and est.half_width == 0:
+        return text + f" (all {est.n} equal)"
     if est.half_width is not None:
-        text += f" ± {est.half_width:.{digits}f}"
+        text += f" ± {_spread(est.half_width, digits)}"
     if est.half_width is None or (n_expected is not None and est.n != n_expected):
         text += f" (n={est.n})"
     return text
+
+
+def _spread(half_width: float, digits: int) -> str:
+    """The half-width at the mean's digits, or at 1 significant digit when that reads 0.00: a
+    real spread is never shown as zero."""
+    fixed = f"{half_width:.{digits}f}"
+    return fixed if float(fixed) > 0 else f"{half_width:.1g}"
 
 
 def fmt_interval(est: Estimate | None, digits: int = 2) -> str:

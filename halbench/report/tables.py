@@ -6,6 +6,9 @@ over seeds of the ok trials with its 95% t interval.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import polars as pl
 
 from halbench.report.format import fmt_est
@@ -17,8 +20,18 @@ from halbench.results import STATUSES
 # ---------------------------------------------------------------- header
 
 
-def header(view: ReportView) -> KeyValues:
-    """Provenance of the group: suite, dates, versions, device, status counts, grid."""
+def relative_dirs(dirs: list[Path], out_dir: Path | None) -> str:
+    """The run directories as a reader of the report finds them: relative to the report's
+    directory ('.' when the report sits in the run directory), absolute only without one."""
+    if out_dir is None:
+        return ", ".join(str(d) for d in dirs)
+    base = Path(out_dir).resolve()
+    return ", ".join(os.path.relpath(Path(d).resolve(), base) for d in dirs)
+
+
+def header(view: ReportView, out_dir: Path | None = None) -> KeyValues:
+    """Provenance of the group: suite, dates, versions, device, status counts, grid; the run
+    directories relative to out_dir, where the report is written."""
     group = view.group
 
     def env_values(key: str) -> str:
@@ -35,7 +48,7 @@ def header(view: ReportView) -> KeyValues:
     items = [
         ("suite", group.name),
         ("suite hash", group.suite_hash or "—"),
-        ("run directories", ", ".join(str(d) for d in group.dirs)),
+        ("run directories", relative_dirs(group.dirs, out_dir)),
         ("date", f"{min(started) if started else '—'} → {max(finished) if finished else '—'}"),
         ("halbench", env_values("halbench")),
         ("git sha", env_values("git_sha")),
@@ -154,7 +167,8 @@ def accuracy_tables(view: ReportView, prefix: str) -> list[Table]:
                     f"Mean ± half-width of the 95% t interval over seeds ({n_seeds} per cell "
                     "unless n is shown); ok trials only. ★ best loss of the column per dataset, "
                     "beyond the noise (95% CI of its difference to the runner-up above 0); "
-                    "☆ within noise: the highest mean, but not distinguishable from the runner-up."
+                    "☆ within noise: the highest mean, but not distinguishable from the runner-up. "
+                    "No mark where a column has one loss or the top two have one seed each."
                 ],
             )
         )
@@ -215,6 +229,7 @@ def best_config_table(view: ReportView, prefix: str) -> Table | None:
         rows=out,
         notes=[
             "Values in %, mean ± 95% CI half-width over seeds. ★ best loss per dataset beyond "
-            "the noise; ☆ within noise of the runner-up."
+            "the noise; ☆ within noise of the runner-up; no mark where a column has one loss "
+            "or one seed."
         ],
     )
