@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -69,6 +70,24 @@ def fmt_ms(x: float | None) -> str:
 
 def fmt_share(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def fmt_params(params_json: object) -> str:
+    """A loss_params JSON as 'scale=16, margin=0.1'; 'defaults' for {} (the registry's own
+    values); the text itself when it is not a JSON mapping."""
+    if params_json in (None, ""):
+        return "—"
+    try:
+        params = json.loads(str(params_json))
+    except ValueError:
+        return str(params_json)
+    if not isinstance(params, dict):
+        return str(params_json)
+    if not params:
+        return "defaults"
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
+    )
 
 
 def slug(text: str) -> str:
