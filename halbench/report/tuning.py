@@ -9,46 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from halbench.report.model import Cell, KeyValues, Table
 from halbench.report.protocol import grid_note, section
 from halbench.report.rows import Row, finite, group_by
 from halbench.report.views import ReportView
-
-DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
-LOSS_PREFIX = "loss."  # a loss parameter's key in a sampled configuration
+from halbench.results.config import SpaceEntry, space_entries
 
 
-@dataclass(frozen=True)
-class SpaceEntry:
-    key: str  # as in a sampled configuration: "lr", "loss.scale"
-    loss: str | None  # the loss label of a loss's own parameter, None for a shared key
-    kind: str  # one of DISTRIBUTIONS
-    args: list[Any]
-
-
-def _dist(value: Any) -> tuple[str, list[Any]] | None:
-    if isinstance(value, dict) and len(value) == 1:
-        ((kind, args),) = value.items()
-        if kind in DISTRIBUTIONS and isinstance(args, list):
-            return str(kind), args
-    return None
-
-
-def space_entries(suite: dict[str, Any]) -> list[SpaceEntry]:
-    """tune.space as entries: shared keys, then each loss's own parameters under its label."""
-    out = []
-    for key, value in section(section(suite, "tune"), "space").items():
-        dist = _dist(value)
-        if dist is not None:
-            out.append(SpaceEntry(str(key), None, *dist))
-        elif isinstance(value, dict):
-            for param, sub in value.items():
-                if (d := _dist(sub)) is not None:
-                    out.append(SpaceEntry(f"{LOSS_PREFIX}{param}", str(key), *d))
-    return out
+def suite_space(suite: dict[str, Any]) -> list[SpaceEntry]:
+    """The run's recorded tune.space as entries (halbench.results.config reads it)."""
+    return space_entries(section(section(suite, "tune"), "space"))
 
 
 def config_of(row: Row) -> dict[str, Any]:
@@ -167,7 +139,7 @@ def protocol_items(view: ReportView) -> KeyValues:
 
 
 def space_table(view: ReportView, prefix: str) -> Table | None:
-    entries = space_entries(view.suite)
+    entries = suite_space(view.suite)
     if not entries:
         return None
     return Table(
