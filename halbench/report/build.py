@@ -6,6 +6,7 @@ from pathlib import Path
 
 from halbench.errors import UserError
 from halbench.report import (
+    compute,
     cost_figures,
     cost_tables,
     figures,
@@ -84,6 +85,12 @@ def _figures(
                 figures.accuracy_per_epoch(view, ds),
             ),
             (
+                f"{prefix}-fig-train-loss-{ds_slug}",
+                f"{ds}: training loss per epoch (best configuration of each loss; band = 95% "
+                "CI over seeds)",
+                figures.train_loss_per_epoch(view, ds),
+            ),
+            (
                 f"{prefix}-fig-pareto-{ds_slug}",
                 f"{ds}: accuracy against loss-call time",
                 figures.pareto(view, ds),
@@ -116,7 +123,13 @@ def protocol_section(view: ReportView, prefix: str) -> Section:
     if view.tuned:
         blocks.append(tuning.protocol_items(view))
         blocks += [
-            t for t in (tuning.space_table(view, prefix), tuning.chosen_table(view, prefix)) if t
+            t
+            for t in (
+                compute.tuning_cost_table(view, prefix),
+                tuning.space_table(view, prefix),
+                tuning.chosen_table(view, prefix),
+            )
+            if t
         ]
         for fig_id, title, fig in [
             (
@@ -185,7 +198,10 @@ def group_sections(
         sections.append(Section(f"{prefix}-accuracy", "Accuracy", acc_blocks, level=3))
     if cost_blocks:
         sections.append(Section(f"{prefix}-cost", "Cost per loss call", cost_blocks, level=3))
-    sections.append(Section(f"{prefix}-run", "Run", [tables.header(view, out_dir)], level=3))
+    run_blocks: list[Block] = [tables.header(view, out_dir)]
+    if (times := compute.trial_time_table(view, prefix)) is not None:
+        run_blocks.append(times)
+    sections.append(Section(f"{prefix}-run", "Run", run_blocks, level=3))
     return sections
 
 

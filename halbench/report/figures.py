@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from halbench.report.axes import fmt_ms_tick, log_axis
-from halbench.report.rows import Row, group_by, median_of, percent_estimate
+from halbench.report.rows import Row, finite, group_by, median_of, percent_estimate
 from halbench.report.stats import mean_ci
 from halbench.report.views import ReportView, best_configs
 
@@ -94,15 +94,33 @@ def accuracy_vs(view: ReportView, dataset: str, x: str) -> go.Figure | None:
 def accuracy_per_epoch(view: ReportView, dataset: str) -> go.Figure | None:
     """Accuracy per epoch of each loss at its best configuration: mean line, 95% CI band."""
     k = view.k
-    column = f"knn_acc_{k}"
+    if k is None:
+        return None
+    return per_epoch(view, dataset, f"knn_acc_{k}", 100.0, f"k-NN@{k} accuracy (%)", clip=True)
+
+
+def train_loss_per_epoch(view: ReportView, dataset: str) -> go.Figure | None:
+    """Training loss per epoch of each loss at its best configuration (epochs.parquet's
+    train_loss: the mean over the epoch's steps). Each loss has its own scale: read the shape,
+    not the level across losses."""
+    return per_epoch(view, dataset, "train_loss", 1.0, "training loss (own scale per loss)")
+
+
+def per_epoch(
+    view: ReportView, dataset: str, column: str, scale: float, title: str, clip: bool = False
+) -> go.Figure | None:
+    """column per epoch of each loss at its best configuration (by accuracy at the primary k,
+    or the validation score when tuned): mean over seeds, 95% CI band."""
+    k = view.k
     if k is None or column not in view.group.epochs.columns:
         return None
-    epochs = [r for r in view.ok_epochs if r["dataset"] == dataset and r.get(column) is not None]
+    epochs = [r for r in view.ok_epochs if r["dataset"] == dataset and finite(r.get(column))]
     if not epochs:
         return None
     fig = go.Figure()
     labels, color = view.order({r["loss"] for r in epochs}), view.colors
-    picks = best_configs(view, dataset, column)
+    picks = best_configs(view, dataset, f"knn_acc_{k}")
+    bound = _clip if clip else float
     for label in labels:
         if label not in picks:
             continue
@@ -117,11 +135,11 @@ def accuracy_per_epoch(view: ReportView, dataset: str) -> go.Figure | None:
         )
         xs, mean, lo, hi = [], [], [], []
         for (epoch,), rs in sorted(per_epoch.items()):
-            est = mean_ci([100.0 * r[column] for r in rs])
+            est = mean_ci([scale * r[column] for r in rs])
             xs.append(epoch)
             mean.append(est.mean)
-            lo.append(_clip(est.lo) if est.lo is not None else est.mean)
-            hi.append(_clip(est.hi) if est.hi is not None else est.mean)
+            lo.append(bound(est.lo) if est.lo is not None else est.mean)
+            hi.append(bound(est.hi) if est.hi is not None else est.mean)
         fig.add_trace(
             go.Scatter(
                 x=xs + xs[::-1],
@@ -146,7 +164,7 @@ def accuracy_per_epoch(view: ReportView, dataset: str) -> go.Figure | None:
                 line=dict(color=color[label]),
             )
         )
-    fig.update_layout(xaxis_title="epoch", yaxis_title=f"k-NN@{k} accuracy (%)", **LAYOUT)
+    fig.update_layout(xaxis_title="epoch", yaxis_title=title, **LAYOUT)
     fig.update_xaxes(**INTEGER_TICKS)
     return fig
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from halbench.report.compute import device_time, fmt_s
 from halbench.report.format import fmt_est, fmt_params
 from halbench.report.model import Cell, KeyValues, Table
 from halbench.report.rows import group_by, mark_best, percent_estimate, seed_values
@@ -64,6 +65,8 @@ def header(view: ReportView, out_dir: Path | None = None) -> KeyValues:
     if group.profile.height:
         n_ok = group.profile.filter(pl.col("status") == "ok").height
         items.append(("profile points", f"{group.profile.height} ({n_ok} ok)"))
+    if (spent := device_time(view)) is not None:
+        items.append(("device time, all trials", f"{fmt_s(spent[0])} ({spent[1]})"))
     items.extend(grid_items(view))
     return KeyValues(items)
 

@@ -129,6 +129,7 @@ def protocol_items(view: ReportView) -> KeyValues:
         ("tuning epochs", str(tune.get("epochs", "—"))),
         ("validation metric", str(tune.get("metric", "—")) + " (maximized)"),
         ("tuning trials", f"{len(view.tuning)} ({stopped} stopped early, {failed} failed)"),
+        ("seeds", seed_sets(view)),
         (
             "final runs",
             f"seeds {final.get('seeds', '—')}, {final.get('epochs', '—')} epochs, "
@@ -136,6 +137,31 @@ def protocol_items(view: ReportView) -> KeyValues:
         ),
     ]
     return KeyValues(items)
+
+
+def seed_sets(view: ReportView) -> str:
+    """'tuning {0}; final {1, 2, 3} (disjoint)': the seeds each phase trained with, from the
+    rows (the suite's final.seeds when no final row exists yet)."""
+    tuning = sorted({int(r["seed"]) for r in view.tuning if r.get("seed") is not None})
+    final = sorted({int(r["seed"]) for r in view.ok + view.failed if r.get("seed") is not None})
+    if not final:
+        declared = section(view.suite, "final").get("seeds")
+        final = (
+            sorted(s for s in declared if isinstance(s, int)) if isinstance(declared, list) else []
+        )
+
+    def listed(seeds: list[int]) -> str:
+        return "{" + ", ".join(map(str, seeds)) + "}" if seeds else "—"
+
+    shared = sorted(set(tuning) & set(final))
+    overlap = (
+        f" (overlap: {listed(shared)}: a final seed also tuned)"
+        if shared
+        else " (disjoint)"
+        if tuning and final
+        else ""
+    )
+    return f"tuning {listed(tuning)}; final {listed(final)}{overlap}"
 
 
 def space_table(view: ReportView, prefix: str) -> Table | None:
