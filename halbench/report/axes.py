@@ -34,7 +34,10 @@ def fmt_flops_tick(x: float) -> str:
 
 
 def fmt_bytes_tick(x: float) -> str:
-    return fmt_si(x, "B")
+    """Decimal prefixes (10 kB, 1 MB): the ticks sit at powers of ten, which binary prefixes
+    would print as 9.77 KiB."""
+    text = fmt_si(x)
+    return f"{text} B" if x < 1000 else f"{text}B"
 
 
 def log_ticks(values: Iterable[float]) -> list[float]:

@@ -13,7 +13,7 @@ import statistics
 from datetime import datetime
 
 from halbench.report.model import Cell, Table
-from halbench.report.rows import Row, finite, group_by, point_order
+from halbench.report.rows import Row, finite, group_by
 from halbench.report.views import ReportView
 
 TRIAL_KEY = ["dataset", "loss", "batch_size", "embedding_dim"]
@@ -69,7 +69,7 @@ def device_time(view: ReportView) -> tuple[float, str] | None:
     if not times and not tune_times:
         return None
     total = sum(times) + sum(tune_times)
-    parts = [f"{len(times)} trial(s) {fmt_s(sum(times))}"]
+    parts = [f"{len(times)} trial(s)" + (f" {fmt_s(sum(times))}" if tuning else "")]
     if tuning:
         parts.append(f"{len(tune_times)} tuning trial(s) {fmt_s(sum(tune_times))}")
     missing = len(trials) - len(times) + len(tuning) - len(tune_times)
@@ -85,7 +85,8 @@ def trial_time_table(view: ReportView, prefix: str) -> Table | None:
     if not any(finite(r.get("train_time_s")) or wall_s(r) is not None for r in ok):
         return None
     body = []
-    for key in sorted(cells, key=point_order):
+    order = {label: i for i, label in enumerate(view.losses)}
+    for key in sorted(cells, key=lambda k: (str(k[0]), order.get(k[1], len(order)), k[2], k[3])):
         rows = cells[key]
         train = [float(r["train_time_s"]) for r in rows if finite(r.get("train_time_s"))]
         walls = [w for w in (wall_s(r) for r in rows) if w is not None]

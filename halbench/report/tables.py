@@ -23,11 +23,17 @@ from halbench.results import STATUSES
 
 def relative_dirs(dirs: list[Path], out_dir: Path | None) -> str:
     """The run directories as a reader of the report finds them: relative to the report's
-    directory ('.' when the report sits in the run directory), absolute only without one."""
+    directory ('.' when the report sits in the run directory, '../run1' beside it); as given
+    when they share no directory but the root (a relative path climbing to / helps no one)."""
     if out_dir is None:
         return ", ".join(str(d) for d in dirs)
     base = Path(out_dir).resolve()
-    return ", ".join(os.path.relpath(Path(d).resolve(), base) for d in dirs)
+    out = []
+    for d in dirs:
+        path = Path(d).resolve()
+        near = Path(os.path.commonpath([path, base])) != Path(path.anchor)
+        out.append(os.path.relpath(path, base) if near else str(d))
+    return ", ".join(out)
 
 
 def header(view: ReportView, out_dir: Path | None = None) -> KeyValues:
