@@ -193,7 +193,7 @@ def fast_path(kernel: Callable[..., Any]) -> Callable[[Fn], Fn]:
     def decorator(formula: Fn) -> Fn:
         @functools.wraps(formula)
         def dispatch(*args: Any, **kwargs: Any) -> Any:
-            return (kernel if _FAST.get() else formula)(*args, **kwargs)
+            return (dispatch.kernel if _FAST.get() else formula)(*args, **kwargs)  # type: ignore[attr-defined]
 
         dispatch.reference = formula  # type: ignore[attr-defined]
         dispatch.kernel = kernel  # type: ignore[attr-defined]

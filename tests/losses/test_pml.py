@@ -155,6 +155,19 @@ def test_pml_adapter_merges_suite_parameters_and_trains_proxies() -> None:
     assert loss.param_groups(0.1)[0]["params"] == [proxies]
 
 
+def test_pml_entries_are_listed_and_their_parameters_known() -> None:
+    names = losses.available("pml*", pml=True)
+    assert "pml:NCALoss" in names and "pml:ProxyNCALoss" in names and names == sorted(names)
+    assert not any(n.startswith("pml:Base") or n.endswith("Mixin") for n in names)
+    assert losses.available("*Proxy*", pml=True) == ["pml:ProxyAnchorLoss", "pml:ProxyNCALoss"]
+    assert losses.available("*nca", pml=True) == ["nca", "proxy_nca"]  # case-sensitive
+    assert losses.available("pml*") == []  # registered losses only, unless pml=True
+    assert set(losses.available(pml=True)) == set(losses.available()) | set(names)
+    params = losses.parameters("pml:ProxyNCALoss")
+    assert params["softmax_scale"] == 1 and "num_classes" not in params
+    assert "embedding_size" not in params
+
+
 def test_pml_adapter_drops_memory_size_and_has_no_cost_formula() -> None:
     loss = losses.build("pml:CosFaceLoss", num_classes=C, embedding_dim=D, memory_size=100)
     assert loss.has_anchors and loss.anchors().shape == (C, D)
@@ -166,7 +179,10 @@ def test_pml_adapter_drops_memory_size_and_has_no_cost_formula() -> None:
     ("name", "params", "message"),
     [
         ("pml:NCALos", {}, "has no loss NCALos .*did you mean NCALoss"),
-        ("pml:NCALoss:bogus=1", {}, "loss 'pml:NCALoss:bogus=1': .*bogus"),
+        ("pml:NCALoss:bogus=1", {}, "loss 'pml:NCALoss:bogus=1': unknown parameter 'bogus'"),
+        ("pml:NCALoss", {"softmax_scael": 2}, "softmax_scael'.*did you mean 'softmax_scale'"),
+        # built, then one test call: the library accepts this and gives NaN in training
+        ("pml:ContrastiveLoss:pos_margin=abc", {}, "pml:ContrastiveLoss:pos_margin=abc'"),
         ("pml:NCALoss:softmax_scale=1", {"softmax_scale": 2}, "softmax_scale given twice"),
     ],
 )
@@ -323,3 +339,11 @@ def test_hal_large_batch_path_agrees_with_pml_on_zero_norms() -> None:
     x, y = batch(12, size)
     x[0] = x[100] = 0.0
     compare(mine, theirs, x, y)
+
+
+def test_pml_build_test_call_leaves_the_global_rng_alone() -> None:
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    losses.build("pml:NCALoss", num_classes=C, embedding_dim=D)  # no parameters to draw
+    assert torch.equal(torch.rand(3), expected)
