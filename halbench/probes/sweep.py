@@ -176,7 +176,7 @@ def _profile_point(
     """FLOPs, peak memory and the other probe keys of one point (its times come from sweep)."""
     try:
         loss, embeddings, labels, indices = _inputs(spec, suite, b, d, c, memory, device, seed)
-        analytic = _analytic(loss, b, d, c, memory, device.type)
+        analytic = _analytic(loss, b, d, c, memory)
         # Its one timed call is only a placeholder: sweep's interleaved rounds set the times.
         measured = profile_loss_call(loss, embeddings, labels, warmup=0, repeats=1, indices=indices)
     except Exception as exc:  # noqa: BLE001 - a failed point is a row, never a lost sweep
@@ -192,9 +192,9 @@ def _profile_point(
     }
 
 
-def _analytic(loss: Any, b: int, d: int, c: int, memory: int, device_type: str) -> float | None:
+def _analytic(loss: Any, b: int, d: int, c: int, memory: int) -> float | None:
     try:
-        return float(loss.flops(b, d, c, memory, device_type=device_type)["total"])
+        return float(loss.flops(b, d, c, memory)["total"])
     except NotImplementedError:
         return None
 
