@@ -6,9 +6,9 @@ Per device (the CPU always, CUDA when present):
 
 - `trial/bare step time R`: seconds per step of halbench's epoch loop (trial.train_epoch on a
   trial built by trial.setup_run, probes off, no curve) over those of the plainest loop that
-  trains the same thing: the same model, loss (`compute`), AdamW, batch, precision (bf16
-  autocast and channels_last on CUDA with --amp) and data placement (uint8 tensors on the
-  device, a permutation, per-batch normalization). Epochs of the two alternate (`--repeats`
+  trains the same thing: the same model, loss (its label check done once), optimizer, batch,
+  precision (bf16 autocast and channels_last on CUDA with --amp) and data placement (uint8
+  tensors on the device, a permutation, per-batch normalization). Epochs of the two alternate (`--repeats`
   each, the first of each dropped as warm-up) and the medians are compared, so that a loaded
   machine slows both alike. Goals: R <= 1.10 on CPU, R <= 1.15 on CUDA.
 - `host syncs per step S`: trial.epoch.host_syncs_per_step (every probe interval N steps at
@@ -100,7 +100,7 @@ class Bare:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
                 emb = self.model(x)
-            loss = self.loss_fn.compute(emb.float(), self.y[idx], idx)
+            loss = self.loss_fn(emb.float(), self.y[idx], idx)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -153,12 +153,12 @@ def compare(args: argparse.Namespace, device: str) -> dict:
 
 
 def loss_syncs(run, batch_size: int) -> int:  # noqa: ANN001
-    """Host syncs of one call of the loss's own code (compute and backward): the part of S
-    that the trainer cannot remove (losses/kernels*.py)."""
+    """Host syncs of one call of the loss (forward and backward, the label check skipped as
+    in a trial): the part of S that the trainer cannot remove (losses/kernels*.py)."""
     x, y, idx = next(run.splits.batches("train", batch_size, shuffle=False, augment=False))
     emb = torch.randn(len(y), run.loss_fn.embedding_dim, device=run.device, requires_grad=True)
     with HostSyncCounter() as counter:
-        run.loss_fn.compute(emb, y, idx).backward()
+        run.loss_fn(emb, y, idx).backward()
     return counter.total
 
 

@@ -15,7 +15,7 @@ import copy
 import logging
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -104,18 +104,9 @@ class TrialProbe:
         embeddings: torch.Tensor,
         labels: torch.Tensor,
         indices: torch.Tensor | None = None,
-        *,
-        forward: Callable[..., torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``loss_fn(embeddings, labels, indices)``; on a sampled step also measures the call.
-
-        `forward`: what the training step calls instead of ``loss_fn`` (a trainer's
-        ``loss_fn.compute`` on inputs it checked once); the measured call is ``loss_fn``'s.
-        """
-        if forward is None:
-            out = loss_fn(*loss_args(embeddings, labels, indices))
-        else:  # compute takes indices always (None for losses without a memory)
-            out = forward(embeddings, labels, indices)
+        """``loss_fn(embeddings, labels, indices)``; on a sampled step also measures the call."""
+        out = loss_fn(*loss_args(embeddings, labels, indices))
         if self._sampling and self._call_ms is None:
             with Stopwatch(self.device) as watch:
                 try:

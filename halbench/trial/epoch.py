@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -96,7 +95,6 @@ def train_epoch(
     run.loss_fn.train()
     # Summed on the device: reading the loss every step would sync a GPU every step.
     loss_sum = torch.zeros((), device=run.device)
-    forward = _training_call(run.loss_fn)
     done_before = (epoch - 1) * run.steps  # optimizer steps of the earlier epochs
     warm, clock = _Clock(run.device), _Clock(run.device)
     (warm if warmup_steps else clock).resume()
@@ -120,7 +118,7 @@ def train_epoch(
             with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
                 emb = run.train_model(x)
             # The loss runs in float32: its exp/log are where bf16 loses accuracy.
-            loss = probe.loss_call(run.loss_fn, emb.float(), y, idx, forward=forward)
+            loss = probe.loss_call(run.loss_fn, emb.float(), y, idx)
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
@@ -153,15 +151,6 @@ def _curve_point(run: TrialRun, curve: Curve, steps_done: int, clock: _Clock) ->
     run.model.train()
     run.loss_fn.train()
     clock.resume()
-
-
-def _training_call(loss_fn: nn.Module) -> Callable[..., torch.Tensor]:
-    """What a step calls: a registry loss's `compute`, on inputs the trainer made right.
-
-    forward checks its inputs on every call, and its label-range check reads two scalars from
-    the device (a host sync per step); setup_run checked the labels once for the whole trial.
-    """
-    return loss_fn.compute if isinstance(loss_fn, losses.KNNLoss) else loss_fn
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int) -> None:
