@@ -8,9 +8,9 @@ Per device (the CPU always, CUDA when present):
   trial built by trial.setup_run, probes off, no curve) over those of the plainest loop that
   trains the same thing: the same model, loss (its label check done once), optimizer, batch,
   precision (bf16 autocast and channels_last on CUDA with --amp) and data placement (uint8
-  tensors on the device, a permutation, per-batch normalization). Epochs of the two alternate (`--repeats`
-  each, the first of each dropped as warm-up) and the medians are compared, so that a loaded
-  machine slows both alike. Goals: R <= 1.10 on CPU, R <= 1.15 on CUDA.
+  tensors on the device, a permutation, per-batch normalization). Epochs of the two
+  alternate (`--repeats` each, the first of each dropped as warm-up) and the medians are
+  compared, so that a loaded machine slows both alike. Goals: R <= 1.10 on CPU, R <= 1.15 on CUDA.
 - `host syncs per step S`: trial.epoch.host_syncs_per_step (every probe interval N steps at
   most one read: goal S <= 1/N). The loss's own reads count too (losses/kernels_cosine.py reads
   one scalar per call for HAL): they are listed by op.
