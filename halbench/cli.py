@@ -2,7 +2,8 @@
 
 Exit codes: 0 the command did its job (failed trials are rows, not a crash); 2 bad input, with
 one line on stderr naming the file or field; 1 an internal failure; 3 `compare` found a
-regression; 130 interrupted (what finished is written, and the command says how to resume).
+regression; 130 interrupted, 143 terminated (SIGTERM) (what finished is written, and the
+command says how to resume); 1 also when a cluster's head stopped answering (one line).
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from halbench import __version__
 from halbench.errors import UserError
-from halbench.failures import first_line
+from halbench.failures import disk_full_line, first_line
+from halbench.run import signals
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_TERMINATED = signals.EXIT_TERMINATED  # 143: SIGTERM
+EXIT_HEAD_LOST = 1  # the cluster's head stopped answering (one line, not a traceback)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -206,6 +211,7 @@ def _report(out_dir: Path, args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from halbench.run.options import RunOptions
+    from halbench.run.rundir import default_output
     from halbench.run.runner import run_suite
     from halbench.suite import load_suite
 
@@ -232,18 +238,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ray_temp_dir=args.ray_temp_dir.resolve() if args.ray_temp_dir else None,
         storage=args.storage,
     )
-    summary = run_suite(suite, args.suite, options)
+    out_dir = (args.output or default_output(suite)).resolve()  # named in a stop's line
+    options = replace(options, output=out_dir)
+    try:
+        summary = run_suite(suite, args.suite, options)
+    except Exception as err:  # noqa: BLE001 - a full disk anywhere is one line, resumable
+        if (line := disk_full_line(err, out_dir)) is None:
+            raise
+        raise UserError(f"{line}{_resume(args, out_dir, '; ')}") from None
+    if stopped := _stop_line():
+        print(f"halbench: {stopped}{_resume(args, out_dir, '; ')}", file=sys.stderr)
+        return EXIT_HEAD_LOST if signals.head_lost() else EXIT_TERMINATED
     _report(summary.out_dir, args)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "no trials"
     print(f"[halbench] {summary.out_dir}: {counts}", file=sys.stderr)
     if summary.interrupted:
-        print(
-            f"[halbench] interrupted; finish with: halbench run {args.suite} "
-            f"--output {summary.out_dir} --resume",
-            file=sys.stderr,
-        )
+        print(f"[halbench] interrupted{_resume(args, out_dir, '; ')}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _resume(args: argparse.Namespace, out_dir: Path, sep: str) -> str:
+    """'<sep>finish with: halbench run ... --resume' once the run directory holds its suite."""
+    if not (out_dir / "suite.yaml").is_file():
+        return ""
+    return f"{sep}finish with: halbench run {args.suite} --output {out_dir} --resume"
+
+
+def _stop_line() -> str | None:
+    """Why the run was stopped from outside (SIGTERM, a lost cluster head), if it was."""
+    if address := signals.head_lost():
+        return (
+            f"error: the Ray cluster's head at {address} stopped answering; what finished is kept"
+        )
+    if signals.terminated():
+        return "terminated (SIGTERM); what finished is kept"
+    return None
 
 
 def _dry_run(suite: object, args: argparse.Namespace) -> int:
@@ -357,6 +387,8 @@ _COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signals.reset()
+    signals.install_sigterm()  # SIGTERM (Slurm, Kubernetes) stops a command like Ctrl-C
     try:
         args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
@@ -364,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"halbench: error: {err}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
+        if stopped := _stop_line():
+            print(f"halbench: {stopped}", file=sys.stderr)
+            return EXIT_HEAD_LOST if signals.head_lost() else EXIT_TERMINATED
         print("halbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as err:
@@ -391,7 +426,10 @@ def _write_failure(err: OSError) -> str | None:
 
 def main_exit() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if signals.hard_exit_requested():  # a hung upload or a dead GCS would hold the exit
+        signals.hard_exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
