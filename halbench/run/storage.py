@@ -194,6 +194,8 @@ def _upload(storage: str, out_dir: Path, trial_id: str) -> None:
 
     local = rundir.trial_path(out_dir, trial_id)
     filesystem, path = fs.FileSystem.from_uri(storage)
+    if isinstance(filesystem, fs.LocalFileSystem):  # file://: a bucket has no directories
+        filesystem.create_dir(f"{path.rstrip('/')}/trials", recursive=True)
     with filesystem.open_output_stream(f"{path.rstrip('/')}/trials/{local.name}") as f:
         f.write(local.read_bytes())
 
