@@ -116,8 +116,7 @@ def init_ray(
             ) from None
     else:
         ensure_private_token(create=True)  # before Ray writes one with mode 644
-        if temp_dir:
-            temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ray_temp = session.private_temp_dir(temp_dir) if temp_dir else None
         with loopback_only():  # every service of a local Ray on 127.0.0.1
             ctx = ray.init(
                 num_cpus=num_cpus,
@@ -127,10 +126,8 @@ def init_ray(
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                 log_to_driver=False,
                 configure_logging=False,
-                _temp_dir=str(temp_dir) if temp_dir else None,
+                _temp_dir=str(ray_temp) if ray_temp else None,
             )
-        if temp_dir:
-            session.private_dirs(temp_dir)
     url = getattr(ctx, "dashboard_url", None)
     if not url:
         return None

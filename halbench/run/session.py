@@ -1,15 +1,14 @@
 """A local Ray's footprint on this machine: its temp directories and its processes.
 
 Ray creates its temp directories 0777 without the sticky bit, and a local Ray's DashboardAgent
-and RuntimeEnvAgent ignore SIGTERM and can outlive the driver; cluster.ray_session calls these
-after starting and after shutting down the Ray it started.
+and RuntimeEnvAgent ignore SIGTERM and can outlive the driver; cluster.init_ray and
+cluster.ray_session call these before starting and after shutting down the Ray it started.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import stat
 import time
 from pathlib import Path
 
@@ -52,16 +51,16 @@ def _signal(pid: int, sig: int) -> bool:
     return True
 
 
-def private_dirs(temp_dir: Path) -> None:
-    """--ray-temp-dir and the directories Ray made in it: 0700, not Ray's 0777 without the
-    sticky bit (any user could replace its sockets or logs there). Ray's processes all run as
-    this user; a directory Ray creates later is out of others' reach below a 0700 one."""
-    for root, dirs, _ in os.walk(temp_dir):
-        for path in [Path(root), *(Path(root) / d for d in dirs)]:
-            try:
-                mode = path.lstat().st_mode
-                if stat.S_ISDIR(mode) and mode & 0o002 and not mode & stat.S_ISVTX:
-                    path.chmod(0o700)
-            except OSError:
-                continue
-    temp_dir.chmod(0o700)
+def private_temp_dir(temp_dir: Path) -> Path:
+    """Ray's temp directory for --ray-temp-dir: `<temp_dir>/ray`, below a `temp_dir` that is
+    created 0700 when missing.
+
+    Ray makes its temp, session, sockets/ and logs/ directories 0777 without the sticky bit,
+    and every worker it starts does so again (ray._private.node), so a chmod after ray.init
+    does not hold; one level up, Ray never touches the mode, and none of its files can be
+    reached by another user through a 0700 directory. An existing `temp_dir` keeps its mode.
+    """
+    if not temp_dir.exists():
+        temp_dir.mkdir(mode=0o700, parents=True)
+        temp_dir.chmod(0o700)  # mkdir's mode is masked by the umask
+    return temp_dir / "ray"

@@ -63,16 +63,30 @@ def test_head_watch_stops_the_main_thread_when_the_gcs_is_gone(monkeypatch) -> N
     assert signals.head_lost() == address and signals.hard_exit_requested()
 
 
-def test_private_dirs_are_not_world_writable(tmp_path: Path) -> None:
-    for sub in ("session_1", "session_1/sockets", "session_1/logs", "shared"):
-        (tmp_path / sub).mkdir(parents=True)
-        (tmp_path / sub).chmod(0o777)
-    (tmp_path / "shared").chmod(0o1777)  # sticky: left alone
-    (tmp_path / "session_1" / "f").write_text("x")
-    session.private_dirs(tmp_path)
-    for path in (tmp_path, tmp_path / "session_1", tmp_path / "session_1/sockets"):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
-    assert stat.S_IMODE((tmp_path / "shared").stat().st_mode) == 0o1777
+def test_the_ray_temp_dir_is_below_a_private_one(tmp_path: Path) -> None:
+    made = tmp_path / "new" / "t"
+    assert session.private_temp_dir(made) == made / "ray"
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    assert session.private_temp_dir(shared) == shared / "ray"
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777  # the user's own: left alone
+
+
+def open_dirs(temp: Path) -> list[Path]:
+    """Directories at or under `temp` that another user can reach and write into:
+    world-writable without the sticky bit, and no directory from `temp` down to them closed
+    to others."""
+    found = []
+    for path in [temp, *(p for p in temp.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        mode = path.stat().st_mode
+        if not mode & 0o002 or mode & stat.S_ISVTX:
+            continue
+        above = [a for a in path.parents if a == temp or temp in a.parents]
+        if not any(a.stat().st_mode & 0o001 == 0 for a in above):  # no o+x: not reachable
+            found.append(path)
+    return found
 
 
 def test_end_processes_ends_what_ignores_sigterm(tmp_path: Path) -> None:
@@ -110,17 +124,13 @@ def _one_line_stop(err: str, *, contains: str, out: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_sigterm_to_a_local_ray_run(tmp_path: Path) -> None:
-    suite = tiny_suite(tmp_path, "term", losses=("hal", "nca"), seeds=(0, 1, 2), epochs=3)
+    suite = tiny_suite(tmp_path, "term", losses=("hal", "nca"), seeds=(0, 1), epochs=2)
     out, home = tmp_path / "run", tmp_path / "home"
     home.mkdir()
     with live_run(suite, out, home, "--num-cpus", "1") as run:
         _wait_for_trial(out, run.proc)
-        dirs = [run.temp_dir, *(p for p in run.temp_dir.rglob("*") if p.is_dir())]
-        open_dirs = [
-            p for p in dirs
-            if p.stat().st_mode & 0o002 and not p.stat().st_mode & stat.S_ISVTX
-        ]  # fmt: skip
-        assert open_dirs == [], open_dirs
+        assert stat.S_IMODE(run.temp_dir.stat().st_mode) == 0o700
+        assert (run.temp_dir / "ray").is_dir() and open_dirs(run.temp_dir) == []
         started = time.monotonic()
         os.kill(run.proc.pid, signal.SIGTERM)  # the driver alone, as Kubernetes does
         assert run.proc.wait(60) == 143
