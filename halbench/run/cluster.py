@@ -159,7 +159,9 @@ def ray_session(options: RunOptions) -> Iterator[str | None]:
         session_dir = _session_dir()
     signals.install_sigterm()  # after ray.init: Ray's driver installs a handler that aborts
     if options.address and started_here:
-        gcs = getattr(ray.get_runtime_context(), "gcs_address", None) or options.address
+        # The address the user gave, when it is host:port; for 'auto', the GCS Ray found.
+        given = options.address.rpartition(":")[2].isdigit() and "://" not in options.address
+        gcs = options.address if given else ray.get_runtime_context().gcs_address
         watch = signals.HeadWatch(gcs).start()
     try:
         yield _dashboard_line(url) if url else None

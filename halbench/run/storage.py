@@ -81,7 +81,7 @@ def check_storage(storage: str | None, timeout: float = CHECK_TIMEOUT_S) -> None
 UPLOAD_TIMEOUT_S = 30.0  # one upload that takes longer: the store is stalled (one warning)
 UPLOAD_ATTEMPTS = 3  # a failed upload is retried this often in all, with a growing pause
 RETRY_PAUSE_S = 1.0
-CLOSE_TIMEOUT_S = 20.0  # the run's end waits this long at most for the uploads still queued
+CLOSE_TIMEOUT_S = 10.0  # the run's end waits this long at most for the uploads still queued
 _MISSING = "<missing>"  # a queue item: the trial files the store lacks, and Tune's state
 T = TypeVar("T")
 
@@ -146,6 +146,8 @@ class _Mirror:
     def close(self, timeout_s: float) -> bool:
         """Wait at most `timeout_s` for the queued uploads; whether they all ended."""
         self.queue.put(None)
+        if self.broken:  # given up: the thread only drains its queue, or hangs in a call
+            timeout_s = min(timeout_s, 0.5)
         try:
             self.thread.join(max(timeout_s, 0.0))
         except KeyboardInterrupt:  # Ctrl-C ends the wait, not the run's last lines
