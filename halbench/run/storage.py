@@ -154,9 +154,6 @@ class _Mirror:
             pass
         if self.thread.is_alive():
             self._give_up(f"uploads still pending after {timeout_s:g} s")
-            # pyarrow's exit hook would wait for the hung upload (110 s against a stopped
-            # server here), and skipping it crashes: the command ends with os._exit.
-            signals.request_hard_exit()
             return False
         return True
 
@@ -178,6 +175,9 @@ def _mirror(storage: str) -> _Mirror:
         mirror = _mirrors.get(storage)
         if mirror is None:
             mirror = _mirrors[storage] = _Mirror(storage)
+            # pyarrow's exit hook (S3 finalization) hung for minutes on a store that stalled
+            # even after every upload had ended; skipping it crashes: the CLI ends with os._exit.
+            signals.request_hard_exit()
         return mirror
 
 

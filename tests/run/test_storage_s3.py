@@ -157,7 +157,14 @@ def test_a_stalled_or_dead_store_lets_the_run_finish(own_s3, ray_temp, tmp_path,
 
 
 def test_ctrl_c_with_a_stalled_store_ends_the_run_quickly(own_s3, ray_temp, tmp_path) -> None:
-    suite = tiny_suite(tmp_path, "s3ctrlc", losses=("hal", "nca"), seeds=(0, 1, 2), epochs=2)
+    suite = tiny_suite(
+        tmp_path,
+        "s3ctrlc",
+        losses=("hal", "nca"),
+        seeds=(0, 1, 2),
+        epochs=3,
+        dataset={"train_size": 2048},
+    )  # fmt: skip  (trials of seconds: the store stops while most still run)
     out, log = tmp_path / "run", tmp_path / "run.log"
     cmd = local_run(ray_temp, suite, out, f"s3://{own_s3.bucket}/ctrlc", "--no-report")
     proc = start_run(cmd, base_env(**own_s3.env), log)
@@ -165,6 +172,7 @@ def test_ctrl_c_with_a_stalled_store_ends_the_run_quickly(own_s3, ray_temp, tmp_
         wait_for_trial(out, proc)
         os.killpg(own_s3.pid, signal.SIGSTOP)
         time.sleep(3)  # a trial finishes meanwhile, or its upload is queued
+        assert proc.poll() is None, "the run ended before the Ctrl-C"
         started = time.monotonic()
         os.kill(proc.pid, signal.SIGINT)
         time.sleep(1)
