@@ -53,6 +53,22 @@ def head_lost() -> str | None:
     return _state["head_lost"]  # type: ignore[return-value]
 
 
+def stop_line() -> str | None:
+    """Why the command was stopped from outside (after 'halbench: '), if it was."""
+    if address := head_lost():
+        return (
+            f"error: the Ray cluster's head at {address} stopped answering; what finished is kept"
+        )
+    if terminated():
+        return "terminated (SIGTERM); what finished is kept"
+    return None
+
+
+def exit_code() -> int:
+    """The command's exit code after a stop: 1 for a lost head (a failure), 143 for SIGTERM."""
+    return 1 if head_lost() else EXIT_TERMINATED
+
+
 def request_hard_exit() -> None:
     """A thread is stuck in a call that blocks interpreter exit: end with os._exit."""
     _state["hard_exit"] = True
