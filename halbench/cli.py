@@ -1,15 +1,14 @@
 """halbench command line: run, profile, validate, report, compare, list.
 
 Exit codes: 0 the command did its job (failed trials are rows, not a crash); 2 bad input, with
-one line on stderr naming the file or field; 1 an internal failure; 3 `compare` found a
-regression; 130 interrupted (what finished is written, and the command says how to resume).
+one line on stderr naming the file or field; 1 an internal failure, or a lost cluster head; 3
+`compare` found a regression; 130 interrupted, 143 SIGTERM (what finished is written; resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import errno
 import os
 import sys
 import traceback
@@ -19,7 +18,8 @@ from typing import Any
 
 from halbench import __version__
 from halbench.errors import UserError
-from halbench.failures import first_line
+from halbench.failures import disk_full_line, first_line
+from halbench.run import signals
 from halbench.run.loggers import LOGGERS, check_log_to
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -214,6 +214,7 @@ def _report(out_dir: Path, args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from halbench.run.options import RunOptions
+    from halbench.run.rundir import default_output
     from halbench.run.runner import run_suite
     from halbench.suite import load_suite
 
@@ -231,8 +232,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if log_to and args.no_ray:
         raise UserError("--log-to attaches Ray Tune's loggers: it needs Ray (drop --no-ray)")
     check_log_to(log_to)
+    out_dir = (args.output or default_output(suite)).resolve()  # named in a stop's line
     options = RunOptions(
-        output=args.output,
+        output=out_dir,
         resume=args.resume,
         max_concurrent=args.max_concurrent,
         address=address,
@@ -245,18 +247,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         storage=args.storage,
         log_to=log_to,
     )
-    summary = run_suite(suite, args.suite, options)
+    try:
+        summary = run_suite(suite, args.suite, options)
+    except Exception as err:  # noqa: BLE001 - a full disk anywhere is one line, resumable
+        if (line := disk_full_line(err, out_dir)) is None:
+            raise
+        raise UserError(f"{line}{_resume(args, out_dir, '; ')}") from None
+    if stopped := signals.stop_line():
+        print(f"halbench: {stopped}{_resume(args, out_dir, '; ')}", file=sys.stderr)
+        return signals.exit_code()
     _report(summary.out_dir, args)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "no trials"
     print(f"[halbench] {summary.out_dir}: {counts}", file=sys.stderr)
     if summary.interrupted:
-        print(
-            f"[halbench] interrupted; finish with: halbench run {args.suite} "
-            f"--output {summary.out_dir} --resume",
-            file=sys.stderr,
-        )
+        print(f"[halbench] interrupted{_resume(args, out_dir, '; ')}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _resume(args: argparse.Namespace, out_dir: Path, sep: str) -> str:
+    """'<sep>finish with: halbench run ... --resume' once the run directory holds its suite."""
+    if not (out_dir / "suite.yaml").is_file():
+        return ""
+    return f"{sep}finish with: halbench run {args.suite} --output {out_dir} --resume"
 
 
 def _dry_run(suite: object, args: argparse.Namespace) -> int:
@@ -342,6 +355,8 @@ _COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signals.reset()
+    signals.install_sigterm()  # SIGTERM (Slurm, Kubernetes) stops a command like Ctrl-C
     try:
         args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
@@ -349,12 +364,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"halbench: error: {err}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
+        if stopped := signals.stop_line():
+            print(f"halbench: {stopped}", file=sys.stderr)
+            return signals.exit_code()
         print("halbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except OSError as err:
-        if (line := _write_failure(err)) is None:
+    except OSError as err:  # a full disk or read-only path hit outside halbench's writers
+        from halbench.results.io import write_error  # polars: only on this path
+
+        if not isinstance(known := write_error(Path(err.filename or "."), err), UserError):
             return _internal_error()
-        print(f"halbench: error: {line}", file=sys.stderr)
+        print(f"halbench: error: {known}", file=sys.stderr)
         return EXIT_USER
     except Exception:  # noqa: BLE001 - an internal failure: show the traceback, exit 1
         return _internal_error()
@@ -366,17 +386,12 @@ def _internal_error() -> int:
     return EXIT_INTERNAL
 
 
-def _write_failure(err: OSError) -> str | None:
-    """A full disk or read-only path hit outside halbench's write helpers (Ray's, pyarrow's)."""
-    if err.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
-        return None
-    where = f"{err.filename}: " if err.filename else ""
-    return f"{where}{os.strerror(err.errno)}; what finished is kept (resume with --resume)"
-
-
 def main_exit() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if signals.hard_exit_requested():  # a hung upload or a dead GCS would hold the exit
+        signals.hard_exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -17,19 +17,24 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import socket
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from halbench.errors import UserError
 from halbench.failures import first_line
+from halbench.run import session, signals
 from halbench.run.options import RunOptions
 from halbench.suite import ResourcesConfig
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # tasks exchange only metrics and rows
+GCS_RECONNECT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"  # read by Ray's C++ RayConfig
+GCS_RECONNECT_S = 120
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -91,8 +96,16 @@ def init_ray(
     # Without those files, Tune's ResultGrid warns at the end of fit() that it "failed to fetch
     # metrics" for every trial; halbench never reads them (trials/*.json are the record).
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Tune saves its experiment state after every event it handles; a save that fails (a full
+    # disk) ends fit() before a finished trial's result that is already on its way is written.
+    # halbench resumes from its trial files, never from Tune's state: Tune saves it once at the
+    # start and once at the end (forced), after every result was handled.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(10**9))
     if address:
         check_reachable(address)
+        # Ray's C++ driver ends the process after this long without its GCS, with one line of
+        # its own; signals.HeadWatch notices first (HEAD_LOST_AFTER_S) and says it halbench's way.
+        os.environ.setdefault(GCS_RECONNECT_ENV, str(GCS_RECONNECT_S))
         ensure_private_token(create=False)  # warns if others can read it
         use_auth_token_if_present()
         try:
@@ -103,6 +116,7 @@ def init_ray(
             ) from None
     else:
         ensure_private_token(create=True)  # before Ray writes one with mode 644
+        ray_temp = session.private_temp_dir(temp_dir) if temp_dir else None
         with loopback_only():  # every service of a local Ray on 127.0.0.1
             ctx = ray.init(
                 num_cpus=num_cpus,
@@ -112,7 +126,7 @@ def init_ray(
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                 log_to_driver=False,
                 configure_logging=False,
-                _temp_dir=str(temp_dir) if temp_dir else None,
+                _temp_dir=str(ray_temp) if ray_temp else None,
             )
     url = getattr(ctx, "dashboard_url", None)
     if not url:
@@ -125,12 +139,15 @@ def ray_session(options: RunOptions) -> Iterator[str | None]:
     """Ray for one command: joined or started here and shut down after, or the one running.
 
     Yields a line naming the dashboard URL when there is one (a local Ray has one only with
-    --dashboard), else None.
+    --dashboard), else None. While it lasts, SIGTERM stops the command like Ctrl-C, and on a
+    cluster a head that stops answering does too (halbench.run.signals); a local Ray's every
+    process is ended after, its agents included.
     """
     import ray
 
     started_here = not ray.is_initialized()
-    url = None
+    url, session_dir, watch = None, None, None
+    sigterm_before = signal.getsignal(signal.SIGTERM)
     if started_here:
         url = init_ray(
             options.address,
@@ -139,11 +156,32 @@ def ray_session(options: RunOptions) -> Iterator[str | None]:
             options.dashboard,
             options.ray_temp_dir,
         )
+        session_dir = _session_dir()
+    signals.install_sigterm()  # after ray.init: Ray's driver installs a handler that aborts
+    if options.address and started_here:
+        # The address the user gave, when it is host:port; for 'auto', the GCS Ray found.
+        given = options.address.rpartition(":")[2].isdigit() and "://" not in options.address
+        gcs = options.address if given else ray.get_runtime_context().gcs_address
+        watch = signals.HeadWatch(gcs).start()
     try:
         yield _dashboard_line(url) if url else None
     finally:
-        if started_here:
+        if watch is not None:
+            watch.stop()
+        if started_here and not signals.head_lost():  # without its GCS, shutdown would hang
             ray.shutdown()
+        if started_here and not options.address and session_dir:
+            session.end_processes(session_dir)
+        if threading.current_thread() is threading.main_thread() and sigterm_before is not None:
+            signal.signal(signal.SIGTERM, sigterm_before)
+
+
+def _session_dir() -> str | None:
+    """The session directory of the local Ray this process started (private API)."""
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    return node.get_session_dir_path() if node is not None else None
 
 
 def _dashboard_line(url: str) -> str:

@@ -175,6 +175,7 @@ def _finish(
     rundir.write_env(
         out_dir, suite, {"finished_at": rundir.now(), "interrupted": summary.interrupted}
     )
+    tune_storage.close()  # the queued uploads: a bounded wait, one warning if the store hangs
     rundir.fault_point("finished")
     return summary
 
