@@ -146,8 +146,8 @@ def _add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 def _cmd_validate(args: argparse.Namespace) -> int:
     """Everything knowable without training, in seconds: the checks `run` makes before Ray."""
     from halbench.run import cluster
+    from halbench.run.executor import preflight
     from halbench.run.options import RunOptions
-    from halbench.run.runner import preflight
     from halbench.suite import load_suite
 
     suite = load_suite(args.suite)
@@ -167,7 +167,7 @@ def _validate_summary(suite: Any, path: Path) -> str:
     """Trials, groups and training epochs, as the run would plan them (tuned suites too)."""
     from halbench.run.dryrun import plan
 
-    planned = plan(suite, suite.trials())
+    planned = plan(suite)
     trials = sum(p.count for p in planned)
     losses, epochs = len(suite.losses), sum(p.count * p.epochs for p in planned)
     return (

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from halbench import data
-from halbench.run import runner, tuning
+from halbench.run import protocol, runner
 from halbench.run.options import RunOptions
 from halbench.suite import Suite
 from tests.plugins import tune_stub
@@ -182,7 +182,7 @@ def test_tuning_never_reads_the_test_split(tmp_path) -> None:
     tun = pl.read_parquet(tmp_path / "run/tuning.parquet")
     assert set(tun["status"]) == {"ok"} and tun.height == 4
     # the guard works: a final trial without the permission fails on the test split
-    spec = tuning.final_specs(suite, tuning.groups(suite), {})[1][0][0]
+    spec = protocol.final_specs(suite, protocol.groups(suite), {})[1][0][0]
     assert "test split was requested" in run_trial(suite, spec).row["error"]
 
 
