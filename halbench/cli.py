@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Sequence
@@ -28,6 +29,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{self.prog}: {message}")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -130,6 +141,13 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--no-ray", action="store_true", help="run in this process, not one Ray task per loss")
     arg("--no-report", action="store_true", help="write profile.parquet only")
     arg("--output", "-o", type=Path, required=True, help="output directory")
+    arg("--resume", action="store_true", help="finish an interrupted profile in --output")
+    arg(
+        "--point-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="seconds of timing per point; a point past it is a row with status 'timeout'",
+    )
 
 
 def _add_validate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -278,11 +296,36 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     loaded = load_profile_suite(args.suite)
     suite = apply_overrides(loaded, overrides)
     _say_default_classes(loaded, args)
-    options = RunOptions(output=args.output, address=_address(args), use_ray=not args.no_ray)
-    path = run_profile(suite, args.suite, options)
+    options = RunOptions(
+        output=args.output,
+        resume=args.resume,
+        address=_address(args),
+        use_ray=not args.no_ray,
+        point_timeout=args.point_timeout,
+    )
+    try:
+        path = run_profile(suite, args.suite, options)
+    except KeyboardInterrupt:
+        print(f"[halbench] interrupted; finish with: {_profile_resume(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     _report(path.parent, args)
     print(path)
     return EXIT_OK
+
+
+def _profile_resume(args: argparse.Namespace) -> str:
+    """The command that finishes this profile: the same sweep, --resume."""
+    words = ["halbench", "profile"] + ([str(args.suite)] if args.suite else [])
+    for flag, value in [
+        ("--losses", args.losses), ("--batch-sizes", args.batch_sizes), ("--dims", args.dims),
+        ("--classes", args.classes), ("--warmup", args.warmup), ("--repeats", args.repeats),
+        ("--device", args.device), ("--address", args.address),
+        ("--point-timeout", args.point_timeout),
+    ]:  # fmt: skip
+        if value is not None:
+            words += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    words += ["--no-ray"] * args.no_ray + ["--no-report"] * args.no_report
+    return shlex.join([*words, "--output", str(args.output), "--resume"])
 
 
 def _say_default_classes(loaded: object, args: argparse.Namespace) -> None:

@@ -40,8 +40,11 @@ def sweep(
     suite: ProfileSuite,
     progress: Callable[[str], None] | None = None,
     timer: Timer | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Every point of every loss: FLOPs and memory once, then probes.rounds timing rounds.
+
+    `on_row(row)` is called once per point when its row is final (the caller stores it).
 
     A round times every point once, the losses of a point one after the other (round-robin),
     so that a change of the machine's load hits every loss and point alike. A point's time is
@@ -93,6 +96,8 @@ def sweep(
                 row["time_fwdbwd_ms"] = statistics.median(fwdbwd)
                 row["time_fwdbwd_iqr_ms"] = iqr(fwdbwd)
             out.append(row)
+            if on_row:
+                on_row(row)
             if progress:
                 ok = row["status"] == "ok"
                 detail = f"{row['time_fwdbwd_ms']:.3g} ms" if ok else row["status"]

@@ -27,3 +27,4 @@ class RunOptions:
     datasets: tuple[str, ...] | None = None
     ray_temp_dir: Path | None = None
     storage: str | None = None
+    point_timeout: float | None = None  # profile: seconds of timing per point (None: no limit)
