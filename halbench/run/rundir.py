@@ -106,11 +106,14 @@ trial_path = task_path  # the name storage.py mirrors trial files by
 
 def check_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bool) -> None:
     """What prepare_run_dir refuses, without writing anything (run before creating the dir)."""
-    stored = out_dir / "suite.yaml"
     if resume:
-        if not stored.is_file():
+        # suite.yaml as given, else suite.json (the same suite, normalized): either identifies
+        # the run, so a deleted suite.yaml does not strand it.
+        stored = next((p for p in _suite_files(out_dir) if p.is_file()), None)
+        if stored is None:
             raise UserError(
-                f"{out_dir}: no suite.yaml here, nothing to resume (run without --resume)"
+                f"{out_dir}: no suite.yaml or suite.json here, nothing to resume "
+                "(run without --resume, or restore the run's suite.json)"
             )
         old = _stored_suite(stored)
         if old.hash() != suite.hash():
@@ -130,12 +133,21 @@ def check_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bool
         )
 
 
+def _suite_files(out_dir: Path) -> tuple[Path, Path]:
+    return out_dir / "suite.yaml", out_dir / "suite.json"
+
+
 def prepare_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bool) -> None:
-    """Create (or, with resume, check) a run's directory and its suite files."""
+    """Create (or, with resume, check) a run's directory and its suite files.
+
+    A resumed run whose suite.yaml was deleted gets it back from the suite file given (its
+    hash equals the run's, checked above).
+    """
     check_run_dir(suite, suite_path, out_dir, resume=resume)
     make_dir(inside(out_dir, "trials"))
-    if not resume or not (out_dir / "suite.json").exists():
-        store_suite(out_dir, suite, None if resume else suite_path)
+    yaml_file, json_file = _suite_files(out_dir)
+    if not resume or not json_file.exists() or not yaml_file.exists():
+        store_suite(out_dir, suite, None if resume and yaml_file.exists() else suite_path)
 
 
 def make_dir(path: Path) -> None:

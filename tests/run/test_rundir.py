@@ -50,6 +50,26 @@ def test_resuming_an_old_run_directory_adds_its_suite_json(tmp_path: Path) -> No
     assert json.loads((out / "suite.json").read_text())["name"] == "stub"
 
 
+def test_resume_without_suite_yaml_uses_suite_json_and_restores_it(tmp_path: Path) -> None:
+    """issue 24: a deleted suite.yaml was a dead end although suite.json was still there."""
+    suite, path = suite_file(tmp_path)
+    out = tmp_path / "run"
+    rundir.prepare_run_dir(suite, path, out, resume=False)
+    (out / "trials" / "t.json").write_text("{}")  # the run holds results
+    (out / "suite.yaml").unlink()
+    rundir.prepare_run_dir(suite, path, out, resume=True)
+    assert (out / "suite.yaml").read_bytes() == path.read_bytes()
+    other = {**SUITE, "grid": {**SUITE["grid"], "seed": [0, 1, 2]}}
+    (tmp_path / "o").mkdir()
+    changed, other_path = suite_file(tmp_path / "o", other)
+    (out / "suite.yaml").unlink()
+    with pytest.raises(UserError, match="differs from the suite of the run"):
+        rundir.prepare_run_dir(changed, other_path, out, resume=True)
+    (out / "suite.json").unlink()
+    with pytest.raises(UserError, match="no suite.yaml or suite.json here.*restore the run's"):
+        rundir.check_run_dir(suite, path, out, resume=True)
+
+
 def test_a_stored_suite_that_cannot_be_read_refuses_resume(tmp_path: Path) -> None:
     suite, path = suite_file(tmp_path)
     out = tmp_path / "run"
