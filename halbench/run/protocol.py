@@ -122,6 +122,27 @@ def tuned_plan(suite: Suite, datasets: tuple[str, ...] | None = None) -> Plan:
     return plan
 
 
+def tuning_seed(suite: Suite) -> int:
+    """The seed every tuning trial trains with, never one of final.seeds (by construction).
+
+    tune.seed when no final trial uses it, else the smallest integer above it that none
+    does: a final trial then never replays the run that won the selection.
+    """
+    assert suite.tune is not None
+    finals = set(suite.final.seeds) if suite.final is not None else set()
+    seed = suite.tune.seed
+    while seed in finals:
+        seed += 1
+    return seed
+
+
+def protocol_seeds(suite: Suite) -> dict[str, list[int]]:
+    """The run's two seed sets, as env.json records them (disjoint)."""
+    assert suite.tune is not None
+    finals = list(suite.final.seeds) if suite.final is not None else []
+    return {"tuning": [tuning_seed(suite)], "final": finals}
+
+
 def tuning_spec(suite: Suite, group: Group, index: int, config: dict[str, Any]) -> TrialSpec:
     assert suite.tune is not None
     return TrialSpec(
@@ -130,7 +151,7 @@ def tuning_spec(suite: Suite, group: Group, index: int, config: dict[str, Any]) 
         loss=group.loss,
         batch_size=group.batch_size,
         embedding_dim=group.embedding_dim,
-        seed=suite.tune.seed,  # one seed for every tuning trial: configurations differ, not luck
+        seed=tuning_seed(suite),  # one seed for every tuning trial: configurations differ
         phase="tune",
         overrides=config,
     )

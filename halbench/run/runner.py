@@ -126,7 +126,8 @@ def _run_locked(
     done = store.finished(out_dir, suite, whole.expected(store.TRIALS))
     skipped = sum(t.task_id in done for t in trials)
     invocation = {"started_at": rundir.now(), "address": options.address, "argv": sys.argv}
-    rundir.write_env(out_dir, suite, {**invocation, "trials_to_run": len(trials) - skipped})
+    invocation["trials_to_run"] = len(trials) - skipped
+    rundir.write_env(out_dir, suite, invocation, **_protocol_record(suite))
     rundir.fault_point("env-written")
     progress = Progress(len(trials), skipped)
     summary = RunSummary(out_dir=out_dir, total=len(trials), skipped=skipped)
@@ -158,6 +159,14 @@ def _run_locked(
     return _finish(suite, out_dir, whole, trials, summary, options.storage)
 
 
+def _protocol_record(suite: Suite) -> dict[str, object]:
+    """What env.json says of a tuned run's protocol: its tuning and final seeds (disjoint),
+    and the metric the tuning selected on (the one its claims judge)."""
+    if suite.tune is None:
+        return {}
+    return {"seeds": protocol.protocol_seeds(suite), "tuning_metric": suite.tune.metric}
+
+
 def _finish(
     suite: Suite, out_dir: Path, whole: Plan, trials: list, summary: RunSummary,
     storage: str | None,
@@ -170,8 +179,7 @@ def _finish(
     # short; the resumed run does not rerun that trial, so its file is uploaded here.
     tune_storage.mirror_missing(storage, out_dir, list(finished))
     summary.interrupted = summary.interrupted or any(t.task_id not in finished for t in trials)
-    rundir.write_env(
-        out_dir, suite, {"finished_at": rundir.now(), "interrupted": summary.interrupted}
-    )
+    finished_at = {"finished_at": rundir.now(), "interrupted": summary.interrupted}
+    rundir.write_env(out_dir, suite, finished_at, **_protocol_record(suite))
     rundir.fault_point("finished")
     return summary
