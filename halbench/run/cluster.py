@@ -82,7 +82,7 @@ def init_ray(
     # Progress lines are the terminal output.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune's default loggers write every reported result again as JSON, CSV and TensorBoard
-    # events per trial; our ResultWriter already keeps what we need. Without them the
+    # events per trial; our task callback already keeps what we need. Without them the
     # per-trial overhead of benchmarks/ray_overhead.py fell from 0.72 s to 0.43 s here.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # Without those files, Tune's ResultGrid warns at the end of fit() that it "failed to fetch

@@ -26,7 +26,7 @@ from halbench.run.progress import Progress
 from halbench.suite import Suite, TrialSpec
 
 FINAL_KEY = "halbench_final"  # the metric that carries a finished trial's rows, as JSON
-VAL_KEY = "val_score"  # a tuning trial's validation score per epoch (halbench.run.tuning)
+VAL_KEY = "val_score"  # a tuning trial's validation score per epoch (ASHA, the searcher)
 # Ray retries a trial whose worker or node was lost; run_trial itself never raises for an
 # OOM, NaN or exception, so only infrastructure failures reach this limit.
 MAX_RAY_RETRIES = 2
