@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from halbench.run import cluster, ray_search, ray_tune, store, tables
+from halbench.run import cluster, ray_search, ray_tune, rundir, store, tables
 from halbench.run import storage as tune_storage
 from halbench.run.options import RunOptions
 from halbench.run.progress import Progress
 from halbench.run.ray_tune import TaskSink, TrialFn
-from halbench.run.rundir import fault_point
 from halbench.suite import Suite, TrialSpec
 from halbench.suite.profile import ProfileSuite
 from halbench.trial.spec import phase_epochs
@@ -81,7 +80,7 @@ def session(
     with cluster.ray_session(options) as dashboard:
         if dashboard:
             progress.say(dashboard)
-        fault_point("ray-started")
+        rundir.fault_point("ray-started")
         cluster.check_fits(resources, where)  # before any task is queued
         yield
 
@@ -159,7 +158,7 @@ class Executor:
 
         for spec in todo:
             sink.progress.started(spec.trial_id)
-            fault_point("trial-started")
+            rundir.fault_point("trial-started")
 
             def report(epoch_row: dict[str, Any], task_id: str = spec.trial_id) -> None:
                 sink.epoch(task_id, epoch_row)

@@ -26,7 +26,8 @@ import polars as pl
 from halbench import results
 from halbench.errors import UserError
 from halbench.failures import first_line
-from halbench.run.rundir import fault_point, inside, make_dir, task_file_name, task_path
+from halbench.run import rundir
+from halbench.run.rundir import inside, make_dir, task_file_name, task_path
 
 TRIALS, TUNING, PROFILE = "trials", "tuning", "profile"  # the kinds, and their directories
 REJECTED = "rejected"  # <kind>/rejected/: files resume moved aside
@@ -60,7 +61,7 @@ def save(
     make_dir(path.parent)
     results.write_json_atomic(path, record)
     if kind == TRIALS:
-        fault_point("trial-saved")
+        rundir.fault_point("trial-saved")
 
 
 def has(out_dir: Path, task_id: str, kind: str = TRIALS) -> bool:

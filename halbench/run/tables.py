@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from halbench import results
-from halbench.run.rundir import fault_point, inside
+from halbench.run import rundir
+from halbench.run.rundir import inside
 from halbench.suite import Suite, TrialSpec
 from halbench.trial.spec import base_row
 
@@ -37,7 +38,7 @@ def write_trials(
     epochs = [e for t in ids for e in done[t]["epochs"]]
     trials_df = results.frame(rows, results.TRIAL_SCHEMA)
     results.write_parquet_atomic(trials_df, inside(out_dir, "trials.parquet"))
-    fault_point("trials-parquet")
+    rundir.fault_point("trials-parquet")
     epochs_df = results.frame(epochs, results.EPOCH_SCHEMA)
     results.write_parquet_atomic(epochs_df, inside(out_dir, "epochs.parquet"))
     return status_counts(rows)
