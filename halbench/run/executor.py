@@ -149,6 +149,7 @@ class Executor:
             "max_concurrent": max_concurrent,
             "storage": self.options.storage,
             "trial_fn": self.trial_fn,
+            "log_to": self.options.log_to,  # --log-to: Tune's logger callbacks (loggers.py)
         }
 
     def _in_process(self, todo: list[TrialSpec], sink: TaskSink) -> None:

@@ -77,12 +77,13 @@ def fit_tuning(
     max_concurrent: int | None,
     storage: str | None,
     trial_fn: TrialFn | None,
+    log_to: tuple[str, ...] = (),
 ) -> None:
     """Every group's missing tuning trials (`todo`: group key -> specs) on Ray Tune."""
     assert suite.tune is not None
     asha = suite.tune.scheduler == "asha"
     kw = {"resources": resources, "max_concurrent": max_concurrent, "storage": storage,
-          "trial_fn": trial_fn}  # fmt: skip
+          "trial_fn": trial_fn, "log_to": log_to}  # fmt: skip
     if suite.tune.search == "optuna":
         for specs in todo.values():
             _one_tuner(suite, specs, out_dir, recorder, make_asha(suite) if asha else None,
@@ -100,13 +101,13 @@ def fit_tuning(
 def _one_tuner(
     suite: Suite, todo: list[TrialSpec], out_dir: Path, recorder: Any, scheduler: Any, *,
     optuna: bool, resources: dict[str, float], max_concurrent: int | None, storage: str | None,
-    trial_fn: TrialFn | None,
+    trial_fn: TrialFn | None, log_to: tuple[str, ...] = (),
 ) -> None:  # fmt: skip
     names: dict[str, str] = {}
     search = optuna_search(suite, todo, recorder, names) if optuna else None
     fit(suite, todo, out_dir, recorder, resources=resources, max_concurrent=max_concurrent,
         storage=storage, trial_fn=trial_fn, scheduler=scheduler, search=search,
-        names=names)  # fmt: skip
+        names=names, log_to=log_to)  # fmt: skip
 
 
 def optuna_search(

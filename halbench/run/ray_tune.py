@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from halbench import failures
 from halbench.probes import placement
 from halbench.run import storage as tune_storage
+from halbench.run.loggers import tune_callbacks
 from halbench.run.progress import Progress
 from halbench.suite import Suite, TrialSpec
 
@@ -255,6 +256,7 @@ def fit(
     scheduler: Any = None,
     search: Search | None = None,
     names: dict[str, str] | None = None,
+    log_to: tuple[str, ...] = (),
 ) -> None:
     """One Tuner over `todo` on the Ray this process is connected to: a grid search over the
     specs (deterministic order, no sampling), or a searcher's `search`.
@@ -296,7 +298,7 @@ def fit(
         run_config=tune.RunConfig(
             name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
             storage_path=tune_storage.storage_path(storage, out_dir),
-            callbacks=[task_callback(sink, interrupt, names)],
+            callbacks=[task_callback(sink, interrupt, names), *tune_callbacks(log_to, out_dir)],
             stop=stop_on_interrupt(interrupt),
             failure_config=tune.FailureConfig(max_failures=MAX_RAY_RETRIES),
             verbose=0,
