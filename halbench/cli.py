@@ -11,7 +11,6 @@ import argparse
 import difflib
 import errno
 import os
-import shlex
 import sys
 import traceback
 from collections.abc import Sequence
@@ -293,22 +292,11 @@ def _dry_run(suite: object, args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
+    from halbench.commands.profile import load_sweep, resume_command
     from halbench.run.options import RunOptions
-    from halbench.run.profile import SweepOverrides, apply_overrides, run_profile
-    from halbench.suite.profile import load_profile_suite
+    from halbench.run.profile import run_profile
 
-    overrides = SweepOverrides(
-        losses=args.losses,
-        batch_sizes=args.batch_sizes,
-        dims=args.dims,
-        classes=args.classes,
-        device=args.device,
-        warmup=args.warmup,
-        repeats=args.repeats,
-    )
-    loaded = load_profile_suite(args.suite)
-    suite = apply_overrides(loaded, overrides)
-    _say_default_classes(loaded, args)
+    suite = load_sweep(args)
     options = RunOptions(
         output=args.output,
         resume=args.resume,
@@ -318,40 +306,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     )
     try:
         path = run_profile(suite, args.suite, options)
-    except KeyboardInterrupt:
-        print(f"[halbench] interrupted; finish with: {_profile_resume(args)}", file=sys.stderr)
+    except KeyboardInterrupt:  # every finished point is kept: say how to finish
+        print(f"[halbench] interrupted; finish with: {resume_command(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     _report(path.parent, args)
     print(path)
     return EXIT_OK
-
-
-def _profile_resume(args: argparse.Namespace) -> str:
-    """The command that finishes this profile: the same sweep, --resume."""
-    words = ["halbench", "profile"] + ([str(args.suite)] if args.suite else [])
-    for flag, value in [
-        ("--losses", args.losses), ("--batch-sizes", args.batch_sizes), ("--dims", args.dims),
-        ("--classes", args.classes), ("--warmup", args.warmup), ("--repeats", args.repeats),
-        ("--device", args.device), ("--address", args.address),
-        ("--point-timeout", args.point_timeout),
-    ]:  # fmt: skip
-        if value is not None:
-            words += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
-    words += ["--no-ray"] * args.no_ray + ["--no-report"] * args.no_report
-    return shlex.join([*words, "--output", str(args.output), "--resume"])
-
-
-def _say_default_classes(loaded: object, args: argparse.Namespace) -> None:
-    """Say so when the sweep's class counts C are the defaults, not the user's choice."""
-    grid = loaded.grid  # type: ignore[attr-defined]
-    if args.classes is None and "num_classes" not in grid.model_fields_set:
-        counts = ", ".join(map(str, grid.num_classes))
-        where = f"{args.suite} has no grid.num_classes" if args.suite else "no suite file"
-        print(
-            f"[halbench] profile: {where} and no --classes: adding the default class counts "
-            f"C = {counts}",
-            file=sys.stderr,
-        )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
