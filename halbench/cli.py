@@ -57,6 +57,16 @@ def _hint(extras: list[str], parser: argparse.ArgumentParser) -> str:
     return ""
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -165,6 +175,13 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--no-ray", action="store_true", help="run in this process, not one Ray task per loss")
     arg("--no-report", action="store_true", help="write profile.parquet only")
     arg("--output", "-o", type=Path, required=True, help="output directory")
+    arg("--resume", action="store_true", help="finish an interrupted profile in --output")
+    arg(
+        "--point-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="seconds of timing per point; a point past it is a row with status 'timeout'",
+    )
 
 
 def _add_validate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -288,40 +305,26 @@ def _dry_run(suite: object, args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
+    from halbench.commands.profile import load_sweep, resume_command
     from halbench.run.options import RunOptions
-    from halbench.run.profile import SweepOverrides, apply_overrides, run_profile
-    from halbench.suite.profile import load_profile_suite
+    from halbench.run.profile import run_profile
 
-    overrides = SweepOverrides(
-        losses=args.losses,
-        batch_sizes=args.batch_sizes,
-        dims=args.dims,
-        classes=args.classes,
-        device=args.device,
-        warmup=args.warmup,
-        repeats=args.repeats,
+    suite = load_sweep(args)
+    options = RunOptions(
+        output=args.output,
+        resume=args.resume,
+        address=_address(args),
+        use_ray=not args.no_ray,
+        point_timeout=args.point_timeout,
     )
-    loaded = load_profile_suite(args.suite)
-    suite = apply_overrides(loaded, overrides)
-    _say_default_classes(loaded, args)
-    options = RunOptions(output=args.output, address=_address(args), use_ray=not args.no_ray)
-    path = run_profile(suite, args.suite, options)
+    try:
+        path = run_profile(suite, args.suite, options)
+    except KeyboardInterrupt:  # every finished point is kept: say how to finish
+        print(f"[halbench] interrupted; finish with: {resume_command(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     _report(path.parent, args)
     print(path)
     return EXIT_OK
-
-
-def _say_default_classes(loaded: object, args: argparse.Namespace) -> None:
-    """Say so when the sweep's class counts C are the defaults, not the user's choice."""
-    grid = loaded.grid  # type: ignore[attr-defined]
-    if args.classes is None and "num_classes" not in grid.model_fields_set:
-        counts = ", ".join(map(str, grid.num_classes))
-        where = f"{args.suite} has no grid.num_classes" if args.suite else "no suite file"
-        print(
-            f"[halbench] profile: {where} and no --classes: adding the default class counts "
-            f"C = {counts}",
-            file=sys.stderr,
-        )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 A failure is a row with a status, never a lost suite. The statuses are results.STATUSES:
 'oom' (out of memory on the GPU or the host, or a worker the memory monitor or the kernel
-killed), 'diverged' (NaN/inf), 'error' (anything else, "ExceptionType: first line").
+killed), 'diverged' (NaN/inf), 'timeout' (a profile point over its time limit), 'error'
+(anything else, "ExceptionType: first line").
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ _MAX_LINE = 240  # Ray's messages run to a paragraph on one line; a row needs th
 
 class Diverged(Exception):
     """The training loss (or an embedding) became NaN or infinite."""
+
+
+class TimedOut(Exception):
+    """A task ran past its time limit (a profile point past --point-timeout)."""
 
 
 def first_line(exc: BaseException) -> str:
@@ -58,6 +63,8 @@ def classify(exc: BaseException | None) -> tuple[str, str]:
         return "error", LOST_WORKER
     if isinstance(exc, Diverged):
         return "diverged", str(exc)
+    if isinstance(exc, TimedOut):
+        return "timeout", str(exc)
     status = "oom" if is_oom(exc) else "error"
     if _is_ray_error(exc):
         # Ray wraps the cause in a paragraph of context; its last line says what happened.

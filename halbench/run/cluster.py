@@ -28,7 +28,11 @@ from pathlib import Path
 
 from halbench.errors import UserError
 from halbench.failures import first_line
+<<<<<<< HEAD
 from halbench.run import session, signals
+=======
+from halbench.run import ray_compat
+>>>>>>> spine
 from halbench.run.options import RunOptions
 from halbench.suite import ResourcesConfig
 
@@ -67,11 +71,7 @@ def use_auth_token_if_present() -> bool:
     if not os.environ.get("RAY_AUTH_TOKEN") and not token_file.is_file():
         return False
     os.environ["RAY_AUTH_MODE"] = "token"
-    try:  # Ray caches its config at import; this is how ray.init itself turns token mode on
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
-    except ImportError:  # a Ray without token authentication: nothing to switch on
-        return True
-    _enable_token_auth()
+    ray_compat.enable_token_auth()  # Ray caches its config at import; as ray.init does it
     return True
 
 
@@ -90,7 +90,7 @@ def init_ray(
     # Progress lines are the terminal output.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune's default loggers write every reported result again as JSON, CSV and TensorBoard
-    # events per trial; our ResultWriter already keeps what we need. Without them the
+    # events per trial; our task callback already keeps what we need. Without them the
     # per-trial overhead of benchmarks/ray_overhead.py fell from 0.72 s to 0.43 s here.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # Without those files, Tune's ResultGrid warns at the end of fit() that it "failed to fetch
@@ -310,16 +310,12 @@ _warned: set[Path] = set()
 @contextmanager
 def loopback_only() -> Iterator[None]:
     """Within this block, a local ray.init chooses 127.0.0.1 as its node IP (all services)."""
-    from ray._private import ray_constants
-
     before_env = os.environ.get(LOCAL_ONLY_ENV)
-    before = ray_constants.ENABLE_RAY_CLUSTER
     os.environ[LOCAL_ONLY_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False  # read by services.get_node_ip_address
     try:
-        yield
+        with ray_compat.cluster_mode(False):  # read by services.get_node_ip_address
+            yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
         if before_env is None:
             os.environ.pop(LOCAL_ONLY_ENV, None)
         else:
