@@ -28,11 +28,7 @@ from pathlib import Path
 
 from halbench.errors import UserError
 from halbench.failures import first_line
-<<<<<<< HEAD
-from halbench.run import session, signals
-=======
-from halbench.run import ray_compat
->>>>>>> spine
+from halbench.run import ray_compat, session, signals
 from halbench.run.options import RunOptions
 from halbench.suite import ResourcesConfig
 
@@ -156,7 +152,7 @@ def ray_session(options: RunOptions) -> Iterator[str | None]:
             options.dashboard,
             options.ray_temp_dir,
         )
-        session_dir = _session_dir()
+        session_dir = ray_compat.session_dir()
     signals.install_sigterm()  # after ray.init: Ray's driver installs a handler that aborts
     if options.address and started_here:
         # The address the user gave, when it is host:port; for 'auto', the GCS Ray found.
@@ -174,14 +170,6 @@ def ray_session(options: RunOptions) -> Iterator[str | None]:
             session.end_processes(session_dir)
         if threading.current_thread() is threading.main_thread() and sigterm_before is not None:
             signal.signal(signal.SIGTERM, sigterm_before)
-
-
-def _session_dir() -> str | None:
-    """The session directory of the local Ray this process started (private API)."""
-    from ray._private import worker
-
-    node = getattr(worker, "_global_node", None)
-    return node.get_session_dir_path() if node is not None else None
 
 
 def _dashboard_line(url: str) -> str:

@@ -5,6 +5,8 @@ Ray is upgraded; tests/run/test_ray_compat.py fails when one of them moves).
   through `ray._private.authentication.authentication_token_setup._enable_token_auth`.
 - `cluster_mode(enabled)`: `ray._private.ray_constants.ENABLE_RAY_CLUSTER`, read by
   services.get_node_ip_address: False makes a local ray.init choose 127.0.0.1.
+- `session_dir()`: the session directory of the local Ray this process started
+  (`ray._private.worker._global_node`), whose processes are ended after the run.
 """
 
 from __future__ import annotations
@@ -34,3 +36,11 @@ def cluster_mode(enabled: bool) -> Iterator[None]:
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def session_dir() -> str | None:
+    """The session directory of the local Ray this process started, or None."""
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    return node.get_session_dir_path() if node is not None else None

@@ -56,7 +56,7 @@ def private_temp_dir(temp_dir: Path) -> Path:
     created 0700 when missing.
 
     Ray makes its temp, session, sockets/ and logs/ directories 0777 without the sticky bit,
-    and every worker it starts does so again (ray._private.node), so a chmod after ray.init
+    and every worker it starts does so again (Ray's node set-up), so a chmod after ray.init
     does not hold; one level up, Ray never touches the mode, and none of its files can be
     reached by another user through a 0700 directory. An existing `temp_dir` keeps its mode.
     """

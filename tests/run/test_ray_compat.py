@@ -47,3 +47,12 @@ def test_only_cluster_py_starts_or_joins_ray() -> None:
         if re.search(r"\bray\.init\(", p.read_text())
     ]
     assert users == ["run/cluster.py"]
+
+
+def test_session_dir_is_none_without_a_local_ray_and_the_node_attribute_exists() -> None:
+    """session_dir reads worker._global_node: the attribute must still exist (None here)."""
+    from ray._private import worker
+
+    assert hasattr(worker, "_global_node")
+    if getattr(worker, "_global_node", None) is None:
+        assert ray_compat.session_dir() is None
