@@ -13,7 +13,7 @@
     cancels is printed too: a run on a running head pays it before its first trial. And per
     epoch, from a third run of 2 trials of 1 + LONG_EPOCHS epochs:
         ((serial_2x41 - serial_2) - (direct_2x41 - direct_2)) / (2 * 40)
-    (halbench.run.tune.REPORT_EVERY_S keeps an epoch's report to the driver off that bill);
+    (halbench.run.ray_tune.REPORT_EVERY_S keeps an epoch's report to the driver off that bill);
 (c) wall-time ratio halbench / direct loop for 8 trials of about --trial-seconds each: the
     runner on a local Ray with --cpus CPUs (trials side by side), end to end, against
     run_trial in a loop in this process with --cpus torch threads (the same CPU budget).

@@ -1,15 +1,14 @@
 """halbench command line: run, profile, validate, report, compare, list.
 
 Exit codes: 0 the command did its job (failed trials are rows, not a crash); 2 bad input, with
-one line on stderr naming the file or field; 1 an internal failure; 3 `compare` found a
-regression; 130 interrupted (what finished is written, and the command says how to resume).
+one line on stderr naming the file or field; 1 an internal failure, or a lost cluster head; 3
+`compare` found a regression; 130 interrupted, 143 SIGTERM (what finished is written; resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import errno
 import os
 import sys
 import traceback
@@ -19,7 +18,8 @@ from typing import Any
 
 from halbench import __version__
 from halbench.errors import UserError
-from halbench.failures import first_line
+from halbench.failures import disk_full_line, first_line
+from halbench.run import signals
 from halbench.run.loggers import LOGGERS, check_log_to
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -55,6 +55,16 @@ def _hint(extras: list[str], parser: argparse.ArgumentParser) -> str:
             if close:
                 return f" (did you mean {close[0]}?)"
     return ""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -165,6 +175,13 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--no-ray", action="store_true", help="run in this process, not one Ray task per loss")
     arg("--no-report", action="store_true", help="write profile.parquet only")
     arg("--output", "-o", type=Path, required=True, help="output directory")
+    arg("--resume", action="store_true", help="finish an interrupted profile in --output")
+    arg(
+        "--point-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="seconds of timing per point; a point past it is a row with status 'timeout'",
+    )
 
 
 def _add_validate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -214,6 +231,7 @@ def _report(out_dir: Path, args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from halbench.run.options import RunOptions
+    from halbench.run.rundir import default_output
     from halbench.run.runner import run_suite
     from halbench.suite import load_suite
 
@@ -231,8 +249,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if log_to and args.no_ray:
         raise UserError("--log-to attaches Ray Tune's loggers: it needs Ray (drop --no-ray)")
     check_log_to(log_to)
+    out_dir = (args.output or default_output(suite)).resolve()  # named in a stop's line
     options = RunOptions(
-        output=args.output,
+        output=out_dir,
         resume=args.resume,
         max_concurrent=args.max_concurrent,
         address=address,
@@ -245,18 +264,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         storage=args.storage,
         log_to=log_to,
     )
-    summary = run_suite(suite, args.suite, options)
+    try:
+        summary = run_suite(suite, args.suite, options)
+    except Exception as err:  # noqa: BLE001 - a full disk anywhere is one line, resumable
+        if (line := disk_full_line(err, out_dir)) is None:
+            raise
+        raise UserError(f"{line}{_resume(args, out_dir, '; ')}") from None
+    if stopped := signals.stop_line():
+        print(f"halbench: {stopped}{_resume(args, out_dir, '; ')}", file=sys.stderr)
+        return signals.exit_code()
     _report(summary.out_dir, args)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "no trials"
     print(f"[halbench] {summary.out_dir}: {counts}", file=sys.stderr)
     if summary.interrupted:
-        print(
-            f"[halbench] interrupted; finish with: halbench run {args.suite} "
-            f"--output {summary.out_dir} --resume",
-            file=sys.stderr,
-        )
+        print(f"[halbench] interrupted{_resume(args, out_dir, '; ')}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _resume(args: argparse.Namespace, out_dir: Path, sep: str) -> str:
+    """'<sep>finish with: halbench run ... --resume' once the run directory holds its suite."""
+    if not (out_dir / "suite.yaml").is_file():
+        return ""
+    return f"{sep}finish with: halbench run {args.suite} --output {out_dir} --resume"
 
 
 def _dry_run(suite: object, args: argparse.Namespace) -> int:
@@ -275,40 +305,26 @@ def _dry_run(suite: object, args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
+    from halbench.commands.profile import load_sweep, resume_command
     from halbench.run.options import RunOptions
-    from halbench.run.profile import SweepOverrides, apply_overrides, run_profile
-    from halbench.suite.profile import load_profile_suite
+    from halbench.run.profile import run_profile
 
-    overrides = SweepOverrides(
-        losses=args.losses,
-        batch_sizes=args.batch_sizes,
-        dims=args.dims,
-        classes=args.classes,
-        device=args.device,
-        warmup=args.warmup,
-        repeats=args.repeats,
+    suite = load_sweep(args)
+    options = RunOptions(
+        output=args.output,
+        resume=args.resume,
+        address=_address(args),
+        use_ray=not args.no_ray,
+        point_timeout=args.point_timeout,
     )
-    loaded = load_profile_suite(args.suite)
-    suite = apply_overrides(loaded, overrides)
-    _say_default_classes(loaded, args)
-    options = RunOptions(output=args.output, address=_address(args), use_ray=not args.no_ray)
-    path = run_profile(suite, args.suite, options)
+    try:
+        path = run_profile(suite, args.suite, options)
+    except KeyboardInterrupt:  # every finished point is kept: say how to finish
+        print(f"[halbench] interrupted; finish with: {resume_command(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     _report(path.parent, args)
     print(path)
     return EXIT_OK
-
-
-def _say_default_classes(loaded: object, args: argparse.Namespace) -> None:
-    """Say so when the sweep's class counts C are the defaults, not the user's choice."""
-    grid = loaded.grid  # type: ignore[attr-defined]
-    if args.classes is None and "num_classes" not in grid.model_fields_set:
-        counts = ", ".join(map(str, grid.num_classes))
-        where = f"{args.suite} has no grid.num_classes" if args.suite else "no suite file"
-        print(
-            f"[halbench] profile: {where} and no --classes: adding the default class counts "
-            f"C = {counts}",
-            file=sys.stderr,
-        )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -342,6 +358,8 @@ _COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signals.reset()
+    signals.install_sigterm()  # SIGTERM (Slurm, Kubernetes) stops a command like Ctrl-C
     try:
         args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
@@ -349,12 +367,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"halbench: error: {err}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
+        if stopped := signals.stop_line():
+            print(f"halbench: {stopped}", file=sys.stderr)
+            return signals.exit_code()
         print("halbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except OSError as err:
-        if (line := _write_failure(err)) is None:
+    except OSError as err:  # a full disk or read-only path hit outside halbench's writers
+        from halbench.results.io import write_error  # polars: only on this path
+
+        if not isinstance(known := write_error(Path(err.filename or "."), err), UserError):
             return _internal_error()
-        print(f"halbench: error: {line}", file=sys.stderr)
+        print(f"halbench: error: {known}", file=sys.stderr)
         return EXIT_USER
     except Exception:  # noqa: BLE001 - an internal failure: show the traceback, exit 1
         return _internal_error()
@@ -366,17 +389,12 @@ def _internal_error() -> int:
     return EXIT_INTERNAL
 
 
-def _write_failure(err: OSError) -> str | None:
-    """A full disk or read-only path hit outside halbench's write helpers (Ray's, pyarrow's)."""
-    if err.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
-        return None
-    where = f"{err.filename}: " if err.filename else ""
-    return f"{where}{os.strerror(err.errno)}; what finished is kept (resume with --resume)"
-
-
 def main_exit() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if signals.hard_exit_requested():  # a hung upload or a dead GCS would hold the exit
+        signals.hard_exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

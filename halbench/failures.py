@@ -2,13 +2,18 @@
 
 A failure is a row with a status, never a lost suite. The statuses are results.STATUSES:
 'oom' (out of memory on the GPU or the host, or a worker the memory monitor or the kernel
-killed), 'diverged' (NaN/inf), 'error' (anything else, "ExceptionType: first line").
+killed), 'diverged' (NaN/inf), 'timeout' (a profile point over its time limit), 'error'
+(anything else, "ExceptionType: first line").
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import shutil
 import textwrap
+from pathlib import Path
 
 # Substrings of allocator messages that mean "out of memory" (CUDA, the CPU allocator, glibc).
 OOM_MESSAGES = ("out of memory", "not enough memory", "can't allocate memory")
@@ -22,6 +27,10 @@ _MAX_LINE = 240  # Ray's messages run to a paragraph on one line; a row needs th
 
 class Diverged(Exception):
     """The training loss (or an embedding) became NaN or infinite."""
+
+
+class TimedOut(Exception):
+    """A task ran past its time limit (a profile point past --point-timeout)."""
 
 
 def first_line(exc: BaseException) -> str:
@@ -54,6 +63,8 @@ def classify(exc: BaseException | None) -> tuple[str, str]:
         return "error", LOST_WORKER
     if isinstance(exc, Diverged):
         return "diverged", str(exc)
+    if isinstance(exc, TimedOut):
+        return "timeout", str(exc)
     status = "oom" if is_oom(exc) else "error"
     if _is_ray_error(exc):
         # Ray wraps the cause in a paragraph of context; its last line says what happened.
@@ -65,3 +76,58 @@ def classify(exc: BaseException | None) -> tuple[str, str]:
 
 def _is_ray_error(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] == "ray"
+
+
+# ----- a full disk, wherever it was hit (halbench's writes, pyarrow's, Tune's, Ray's) ----------
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NO_SPACE_TEXT = ("No space left on device", "Disk quota exceeded")
+_PATH = re.compile(r"(/[^\s:'\"(),]+)")
+
+
+def no_space(exc: BaseException) -> tuple[str | None, str] | None:
+    """(path or None, errno text) when a full disk is somewhere in `exc`: itself, its causes,
+    its context, or the exceptions in its args (Tune's TuneError wraps the cause there)."""
+    stack: list[object] = [exc]
+    seen: set[int] = set()
+    while stack:
+        err = stack.pop()
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _NO_SPACE:
+            return (str(err.filename) if err.filename else None), os.strerror(err.errno)
+        text = str(err)
+        for phrase in _NO_SPACE_TEXT:
+            if phrase in text:
+                found = _PATH.search(text)
+                return (found.group(1) if found else None), phrase
+        stack += [err.__cause__, err.__context__, *err.args]
+    return None
+
+
+def free_space(path: Path | str) -> str:
+    """The free space of the filesystem holding `path` (or its nearest existing parent)."""
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return "free space unknown"
+    for unit in ("B", "kB", "MB", "GB"):
+        if free < 1024 or unit == "GB":
+            return f"{free:.0f} {unit} free" if unit == "B" else f"{free:.1f} {unit} free"
+        free /= 1024
+    return ""  # not reached
+
+
+def disk_full_line(exc: BaseException, default_path: Path | str) -> str | None:
+    """One line for a full disk hit anywhere in `exc` (None when it was not one): the path,
+    what is free there, and that what finished is kept."""
+    found = no_space(exc)
+    if found is None:
+        return None
+    path, text = found
+    path = path or str(default_path)
+    return f"{path}: {text} ({free_space(path)}); what finished is kept"

@@ -79,3 +79,41 @@ def test_a_crashed_worker_is_an_error_and_its_line_is_short() -> None:
     # the common "killed by the OOM killer, or SIGSEGV, or ..." hint is not evidence of an OOM
     hint = "Some common causes include: (1) the process was killed by the OOM killer"
     assert failures.classify(RayActorError(error_msg=hint))[0] == "error"
+
+
+# --- a full disk, wherever it was hit -------------------------------------------------------
+
+
+def test_no_space_is_found_in_causes_contexts_and_args(tmp_path) -> None:
+    import errno
+
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.json"))
+    assert failures.no_space(full) == (str(tmp_path / "x.json"), "No space left on device")
+    try:
+        try:
+            raise full
+        except OSError as err:
+            raise RuntimeError("Tune failed") from err
+    except RuntimeError as wrapped:
+        assert failures.no_space(wrapped) == (str(tmp_path / "x.json"), "No space left on device")
+    tune_error = Exception("The Ray Tune run failed", full)  # TuneError keeps it in its args
+    assert failures.no_space(tune_error) is not None
+    pyarrow_like = OSError("error writing '/mnt/run/trials.parquet': No space left on device")
+    assert failures.no_space(pyarrow_like) == ("/mnt/run/trials.parquet", "No space left on device")
+    assert failures.no_space(RuntimeError("shape mismatch")) is None
+    assert failures.no_space(OSError(errno.EACCES, "Permission denied")) is None
+
+
+def test_disk_full_line_names_path_and_free_space(tmp_path) -> None:
+    import errno
+    import shutil
+
+    line = failures.disk_full_line(OSError(errno.ENOSPC, "full"), tmp_path / "missing" / "f")
+    assert line is not None and line.startswith(f"{tmp_path / 'missing' / 'f'}: ")
+    assert "No space left on device" in line and "free)" in line and "what finished is kept" in line
+    free = shutil.disk_usage(tmp_path).free
+    assert failures.free_space(tmp_path / "a" / "b") == failures.free_space(tmp_path)
+    shown, unit = failures.free_space(tmp_path).split()[:2]
+    scale = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3}[unit]
+    assert abs(float(shown) * scale - free) <= 0.1 * scale + 0.01 * free
+    assert failures.disk_full_line(ValueError("no"), tmp_path) is None

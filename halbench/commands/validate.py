@@ -7,9 +7,10 @@ from pathlib import Path
 from halbench.errors import UserError
 from halbench.run import cluster
 from halbench.run.dryrun import plan
+from halbench.run.executor import preflight
 from halbench.run.options import RunOptions
 from halbench.run.packing import packing_line
-from halbench.run.runner import check_data, preflight
+from halbench.run.runner import check_data
 from halbench.suite import Suite, load_suite
 
 
@@ -38,7 +39,7 @@ def validate(path: Path, address: str | None, num_cpus: int | None, num_gpus: in
 
 def summary(suite: Suite, path: Path) -> str:
     """Trials, groups and training epochs, as the run would plan them (tuned suites too)."""
-    planned = plan(suite, suite.trials())
+    planned = plan(suite)
     trials = sum(p.count for p in planned)
     losses, epochs = len(suite.losses), sum(p.count * p.epochs for p in planned)
     return (

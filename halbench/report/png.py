@@ -4,6 +4,11 @@ kaleido renders plotly figures; kaleido >= 1 drives a Chromium-based browser, fo
 documented `BROWSER_PATH` setting: when unset, the system's Chromium (or Chrome) on PATH is
 used. Without kaleido or a browser no PNG is written and the Markdown links each figure to the
 HTML report instead. A PNG is linked only when it exists after writing.
+
+Chromium writes a profile under $HOME (~/.config/chromium, ~/.cache/dconf) even with the
+throwaway --user-data-dir that kaleido's launcher (choreographer) gives it: the browser is
+started with HOME and XDG_* pointing into a temporary directory that is deleted afterwards
+(choreographer copies os.environ when it starts the browser).
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from halbench.report.model import Figure
@@ -33,6 +41,29 @@ def _use_system_browser() -> None:
     found = next((p for name in BROWSERS if (p := shutil.which(name))), None)
     if found:
         os.environ["BROWSER_PATH"] = found
+
+
+_BROWSER_HOME_VARS = (
+    "HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
+)  # fmt: skip
+
+
+@contextmanager
+def _throwaway_home() -> Iterator[None]:
+    """HOME and XDG_* in a temporary directory while the browser runs; restored after."""
+    before = {name: os.environ.get(name) for name in _BROWSER_HOME_VARS}
+    with tempfile.TemporaryDirectory(prefix="halbench-browser-") as home:
+        os.environ["HOME"] = home
+        for name in _BROWSER_HOME_VARS[1:]:
+            os.environ[name] = os.path.join(home, name.lower())
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def png_path(out_dir: Path, fig: Figure) -> Path:
@@ -62,9 +93,10 @@ def export_one(fig: Figure, out_dir: Path) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     _use_system_browser()
     try:
-        fig.figure.write_image(
-            _tmp(path), format="png", width=WIDTH, height=fig.figure.layout.height or 450
-        )
+        with _throwaway_home():
+            fig.figure.write_image(
+                _tmp(path), format="png", width=WIDTH, height=fig.figure.layout.height or 450
+            )
     except Exception:  # noqa: BLE001 - kaleido without a browser: fall back to the link
         _tmp(path).unlink(missing_ok=True)
         return False
@@ -84,13 +116,14 @@ def export_all(figures: list[Figure], out_dir: Path) -> set[str]:
     batch = getattr(pio, "write_images", None)
     if batch is not None:
         try:
-            batch(
-                [f.figure for f, _ in pairs],
-                [_tmp(p) for _, p in pairs],
-                format="png",
-                width=WIDTH,
-                height=[f.figure.layout.height or 450 for f, _ in pairs],
-            )
+            with _throwaway_home():
+                batch(
+                    [f.figure for f, _ in pairs],
+                    [_tmp(p) for _, p in pairs],
+                    format="png",
+                    width=WIDTH,
+                    height=[f.figure.layout.height or 450 for f, _ in pairs],
+                )
         except Exception:  # noqa: BLE001 - fall back to one figure at a time
             pass
         else:

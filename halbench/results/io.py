@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from halbench.errors import UserError
+from halbench.failures import free_space
 
 
 def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
@@ -38,13 +39,19 @@ def write_text_atomic(path: Path, text: str) -> None:
 # A full disk, a read-only filesystem or missing permissions is the user's to fix: one line
 # naming the path (what finished is on disk and resumable), not a traceback.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
 def write_error(path: Path, err: OSError) -> UserError | OSError:
     """The UserError for a failed write of `path` (or `err` itself when it is not the user's)."""
     if err.errno not in _WRITE_ERRNOS:
         return err
-    return UserError(f"{path}: cannot write ({os.strerror(err.errno)}); what finished is kept")
+    return _cannot_write(path, os.strerror(err.errno), full=err.errno in _FULL_ERRNOS)
+
+
+def _cannot_write(path: Path, why: str, *, full: bool) -> UserError:
+    free = f", {free_space(path)}" if full else ""  # how far from enough space it was
+    return UserError(f"{path}: cannot write ({why}{free}); what finished is kept")
 
 
 def write_bytes_atomic(path: Path, writer: Callable[[BinaryIO], object]) -> None:
@@ -56,9 +63,7 @@ def write_bytes_atomic(path: Path, writer: Callable[[BinaryIO], object]) -> None
         raise write_error(path, err) from None
     except Exception as err:  # noqa: BLE001 - pyarrow wraps ENOSPC in its own error types
         if "No space left" in str(err):
-            raise UserError(
-                f"{path}: cannot write ({os.strerror(errno.ENOSPC)}); what finished is kept"
-            ) from None
+            raise _cannot_write(path, os.strerror(errno.ENOSPC), full=True) from None
         raise
 
 

@@ -17,19 +17,24 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import socket
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from halbench.errors import UserError
 from halbench.failures import first_line
+from halbench.run import ray_compat, session, signals
 from halbench.run.options import RunOptions
 from halbench.suite import ResourcesConfig
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # tasks exchange only metrics and rows
+GCS_RECONNECT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"  # read by Ray's C++ RayConfig
+GCS_RECONNECT_S = 120
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -62,11 +67,7 @@ def use_auth_token_if_present() -> bool:
     if not os.environ.get("RAY_AUTH_TOKEN") and not token_file.is_file():
         return False
     os.environ["RAY_AUTH_MODE"] = "token"
-    try:  # Ray caches its config at import; this is how ray.init itself turns token mode on
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
-    except ImportError:  # a Ray without token authentication: nothing to switch on
-        return True
-    _enable_token_auth()
+    ray_compat.enable_token_auth()  # Ray caches its config at import; as ray.init does it
     return True
 
 
@@ -85,14 +86,22 @@ def init_ray(
     # Progress lines are the terminal output.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune's default loggers write every reported result again as JSON, CSV and TensorBoard
-    # events per trial; our ResultWriter already keeps what we need. Without them the
+    # events per trial; our task callback already keeps what we need. Without them the
     # per-trial overhead of benchmarks/ray_overhead.py fell from 0.72 s to 0.43 s here.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # Without those files, Tune's ResultGrid warns at the end of fit() that it "failed to fetch
     # metrics" for every trial; halbench never reads them (trials/*.json are the record).
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Tune saves its experiment state after every event it handles; a save that fails (a full
+    # disk) ends fit() before a finished trial's result that is already on its way is written.
+    # halbench resumes from its trial files, never from Tune's state: Tune saves it once at the
+    # start and once at the end (forced), after every result was handled.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(10**9))
     if address:
         check_reachable(address)
+        # Ray's C++ driver ends the process after this long without its GCS, with one line of
+        # its own; signals.HeadWatch notices first (HEAD_LOST_AFTER_S) and says it halbench's way.
+        os.environ.setdefault(GCS_RECONNECT_ENV, str(GCS_RECONNECT_S))
         ensure_private_token(create=False)  # warns if others can read it
         use_auth_token_if_present()
         try:
@@ -103,6 +112,7 @@ def init_ray(
             ) from None
     else:
         ensure_private_token(create=True)  # before Ray writes one with mode 644
+        ray_temp = session.private_temp_dir(temp_dir) if temp_dir else None
         with loopback_only():  # every service of a local Ray on 127.0.0.1
             ctx = ray.init(
                 num_cpus=num_cpus,
@@ -112,7 +122,7 @@ def init_ray(
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                 log_to_driver=False,
                 configure_logging=False,
-                _temp_dir=str(temp_dir) if temp_dir else None,
+                _temp_dir=str(ray_temp) if ray_temp else None,
             )
     url = getattr(ctx, "dashboard_url", None)
     if not url:
@@ -125,12 +135,15 @@ def ray_session(options: RunOptions) -> Iterator[str | None]:
     """Ray for one command: joined or started here and shut down after, or the one running.
 
     Yields a line naming the dashboard URL when there is one (a local Ray has one only with
-    --dashboard), else None.
+    --dashboard), else None. While it lasts, SIGTERM stops the command like Ctrl-C, and on a
+    cluster a head that stops answering does too (halbench.run.signals); a local Ray's every
+    process is ended after, its agents included.
     """
     import ray
 
     started_here = not ray.is_initialized()
-    url = None
+    url, session_dir, watch = None, None, None
+    sigterm_before = signal.getsignal(signal.SIGTERM)
     if started_here:
         url = init_ray(
             options.address,
@@ -139,11 +152,24 @@ def ray_session(options: RunOptions) -> Iterator[str | None]:
             options.dashboard,
             options.ray_temp_dir,
         )
+        session_dir = ray_compat.session_dir()
+    signals.install_sigterm()  # after ray.init: Ray's driver installs a handler that aborts
+    if options.address and started_here:
+        # The address the user gave, when it is host:port; for 'auto', the GCS Ray found.
+        given = options.address.rpartition(":")[2].isdigit() and "://" not in options.address
+        gcs = options.address if given else ray.get_runtime_context().gcs_address
+        watch = signals.HeadWatch(gcs).start()
     try:
         yield _dashboard_line(url) if url else None
     finally:
-        if started_here:
+        if watch is not None:
+            watch.stop()
+        if started_here and not signals.head_lost():  # without its GCS, shutdown would hang
             ray.shutdown()
+        if started_here and not options.address and session_dir:
+            session.end_processes(session_dir)
+        if threading.current_thread() is threading.main_thread() and sigterm_before is not None:
+            signal.signal(signal.SIGTERM, sigterm_before)
 
 
 def _dashboard_line(url: str) -> str:
@@ -207,15 +233,9 @@ def ray_detected_cpus() -> int:
 
     Ray reads the container's CPU quota (cgroups), truncated to a whole number, where
     os.cpu_count() counts the host's CPUs: on a 16-core node with a quota of 15.5 CPUs Ray
-    registers 15, and 4-CPU trials then fit 3 at once. Ray's function is private; without it
-    (or without Ray) os.cpu_count() is the guess.
+    registers 15, and 4-CPU trials then fit 3 at once. Without Ray, os.cpu_count().
     """
-    try:
-        from ray._private.utils import get_num_cpus
-
-        return max(1, int(get_num_cpus(override_docker_cpu_warning=True)))
-    except (ImportError, TypeError, OSError, ValueError):
-        return os.cpu_count() or 1
+    return ray_compat.detected_cpus() or os.cpu_count() or 1
 
 
 def _machine_memory() -> int:
@@ -288,16 +308,12 @@ _warned: set[Path] = set()
 @contextmanager
 def loopback_only() -> Iterator[None]:
     """Within this block, a local ray.init chooses 127.0.0.1 as its node IP (all services)."""
-    from ray._private import ray_constants
-
     before_env = os.environ.get(LOCAL_ONLY_ENV)
-    before = ray_constants.ENABLE_RAY_CLUSTER
     os.environ[LOCAL_ONLY_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False  # read by services.get_node_ip_address
     try:
-        yield
+        with ray_compat.cluster_mode(False):  # read by services.get_node_ip_address
+            yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
         if before_env is None:
             os.environ.pop(LOCAL_ONLY_ENV, None)
         else:

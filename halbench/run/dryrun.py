@@ -4,8 +4,9 @@ The suite is validated and its datasets loaded (as a run does); the trials are l
 real training steps (after a warm-up) and one k-NN evaluation of each dataset's first
 configuration are timed here, and the total is extrapolated: training from the images per
 second, evaluation from the seconds per embedded image. Nothing is written (no run directory).
-A tuned suite (`tune:` / `final:`) counts budget x groups tuning trials at tune.epochs (an upper
-bound: the scheduler may stop some early) and groups x final.seeds final trials.
+The trials are the run's own plan (runner.run_plan): a tuned suite (`tune:` / `final:`) counts
+budget x groups tuning trials at tune.epochs (an upper bound: the scheduler may stop some
+early) and groups x final.seeds final trials.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from halbench.errors import UserError
 from halbench.run.options import RunOptions
 from halbench.run.packing import packing_line
-from halbench.suite import DatasetConfig, Suite, TrialSpec
+from halbench.run.plan import TUNE
+from halbench.run.runner import check_data, load_dataset, run_plan
+from halbench.suite import Suite, TrialSpec
 
 WARMUP_STEPS, TIMED_STEPS = 2, 5
 # The evaluation is timed on a stratified subset of at most this many images (then scaled):
@@ -60,28 +62,22 @@ class Timing:
     max_steps: int | None
 
 
-def plan(suite: Suite, specs: list[TrialSpec]) -> list[Planned]:
-    """The trials a run would start (`specs`: the grid, filtered by --datasets)."""
-    tune, final = getattr(suite, "tune", None), getattr(suite, "final", None)
-    if tune is None:
-        return [
-            Planned("grid", s.dataset.name, s.loss.display, s.batch_size, suite.train.epochs, 1)
-            for s in specs
-        ]
-    tuned = set(getattr(tune, "space", {}) or {})
-    # A group: dataset x loss x each grid axis the search does not tune (tuning.parquet's group).
-    groups = {
-        (s.dataset.name, s.loss.display, None if "batch_size" in tuned else s.batch_size)
-        + (None if "embedding_dim" in tuned else s.embedding_dim,)
-        for s in specs
-    }
-    out = []
-    for ds, loss, b, _ in sorted(groups, key=str):
-        batch = b or suite.grid.batch_size[0]
-        out.append(Planned("tune", ds, loss, batch, tune.epochs, tune.budget, tune.validation))
-        if final is not None:
-            out.append(Planned("final", ds, loss, batch, final.epochs, len(final.seeds)))
-    return out
+def plan(suite: Suite, datasets: tuple[str, ...] | None = None) -> list[Planned]:
+    """The run's plan (runner.run_plan), priced by kind: one entry per grid trial, and per
+    group one for its tuning trials and one for its final trials."""
+    tune = suite.tune
+    out: dict[tuple[str, str], Planned] = {}
+    for task in run_plan(suite, datasets).tasks:
+        spec = task.spec
+        assert spec is not None and task.epochs is not None
+        key = (task.kind, task.group or task.task_id)
+        if key in out:
+            out[key] = dataclasses.replace(out[key], count=out[key].count + 1)
+            continue
+        validation = tune.validation if task.kind == TUNE and tune is not None else None
+        out[key] = Planned(task.kind, spec.dataset.name, spec.loss.display, spec.batch_size,
+                           task.epochs, 1, validation)  # fmt: skip
+    return list(out.values())
 
 
 def measure(suite: Suite, spec: TrialSpec, n_train: int, n_test: int) -> Timing:
@@ -179,8 +175,6 @@ def dry_run(
     Writes nothing. Raises UserError for a suite that a run would refuse before any trial
     (unknown --datasets, missing data).
     """
-    from halbench.run.runner import check_data
-
     options = options or RunOptions()
     wanted = options.datasets
     specs = [s for s in suite.trials() if not wanted or s.dataset.name in wanted]
@@ -188,7 +182,7 @@ def dry_run(
         known = ", ".join(d.name for d in suite.datasets)
         raise UserError(f"--datasets {','.join(wanted or ())}: none of the suite's ({known})")
     check_data(specs)
-    planned = plan(suite, specs)
+    planned = plan(suite, wanted)
     total = sum(p.count for p in planned)
     out(f"{suite.name}: {total} trials (dry run: nothing is written)")
     for phase in dict.fromkeys(p.phase for p in planned):
@@ -218,7 +212,7 @@ def _time_datasets(
     timings = {}
     for ds in dict.fromkeys(s.dataset.name for s in specs):
         spec = next(s for s in specs if s.dataset.name == ds)
-        full = _load(spec.dataset)
+        full = load_dataset(spec.dataset)
         sizes = full.train_x.shape[0], full.test_x.shape[0]
         del full
         if suite.train.device == "cuda" and not _has_cuda():
@@ -258,19 +252,6 @@ def _print_total(
             f"  this suite is {cpu_h + gpu_h:,.0f} hours of compute on this machine: "
             "run it on a GPU machine or cluster, or shrink it (train_size, epochs, grid)"
         )
-
-
-def _load(ds: DatasetConfig) -> Any:
-    from halbench import data
-
-    return data.load(
-        ds.name,
-        root=ds.root,
-        train_size=ds.train_size,
-        test_size=ds.test_size,
-        download=ds.download,
-        **ds.params,
-    )
 
 
 def _has_cuda() -> bool:

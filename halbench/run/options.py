@@ -29,3 +29,4 @@ class RunOptions:
     ray_temp_dir: Path | None = None
     storage: str | None = None
     log_to: tuple[str, ...] = ()  # Tune logger callbacks (run/loggers.py): tensorboard, ...
+    point_timeout: float | None = None  # profile: seconds of timing per point (None: no limit)

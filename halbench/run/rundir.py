@@ -2,13 +2,12 @@
 
     <run>/suite.yaml   the suite file as given          <run>/suite.json  the normalized suite
     <run>/env.json     environment, suite hash, one record per invocation
-    <run>/trials/<trial file>.json  one finished trial (atomic; the unit of resume)
-    <run>/trials/rejected/          trial files resume could not trust, moved aside
-    <run>/trials.parquet, <run>/epochs.parquet  rebuilt from all trial files, in grid order
+    <run>/<kind>/<task file>.json  one finished task (store.py: writing, trusting, rejecting)
+    <run>/trials.parquet, epochs.parquet, tuning.parquet, profile.parquet  (tables.py)
 
 `halbench run` and `halbench profile` write the suite files and env.json through the same
-functions here. Every path written under a run directory goes through `inside`, so that no
-name taken from a suite can place a file elsewhere.
+functions here; env.json is written by no other file. Every path written under a run
+directory goes through `inside`, so that no name taken from a suite can place a file elsewhere.
 """
 
 from __future__ import annotations
@@ -18,22 +17,19 @@ import json
 import os
 import re
 import signal
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import polars as pl
 import yaml
 from pydantic import ValidationError
 
 from halbench import results
 from halbench.errors import UserError
 from halbench.failures import first_line
-from halbench.probes import placement
 from halbench.suite import Suite, suite_diff
 
-REJECTED = "rejected"  # trials/rejected/: files resume moved aside
 # A trial id that is already a portable file name is its own file name (old run directories
 # keep resuming); anything else becomes a sanitized prefix plus a hash of the id.
 _SAFE_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_:=,+-][A-Za-z0-9._:=,+-]{0,149}")
@@ -88,29 +84,36 @@ def inside(out_dir: Path, *parts: str) -> Path:
     return path
 
 
-def trial_file_name(trial_id: str) -> str:
-    """The file name of a trial: the id itself when portable, else a safe prefix + hash.
+def task_file_name(task_id: str) -> str:
+    """The file name of a finished task: the id itself when portable, else a prefix + hash.
 
     The id is always kept inside the file (row.trial_id), which is what resume reads.
     """
-    if _SAFE_NAME.fullmatch(trial_id):
-        return f"{trial_id}.json"
-    digest = hashlib.sha256(trial_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    prefix = re.sub(r"[^A-Za-z0-9_-]+", "_", trial_id)[:80].strip("_") or "trial"
+    if _SAFE_NAME.fullmatch(task_id):
+        return f"{task_id}.json"
+    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    prefix = re.sub(r"[^A-Za-z0-9_-]+", "_", task_id)[:80].strip("_") or "trial"
     return f"{prefix}-{digest}.json"
 
 
-def trial_path(out_dir: Path, trial_id: str) -> Path:
-    return inside(out_dir, "trials", trial_file_name(trial_id))
+def task_path(out_dir: Path, task_id: str, kind: str = "trials") -> Path:
+    """<run>/<kind>/<task file>.json (kind: trials, tuning or profile; see store.py)."""
+    return inside(out_dir, kind, task_file_name(task_id))
+
+
+trial_path = task_path  # the name storage.py mirrors trial files by
 
 
 def check_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bool) -> None:
     """What prepare_run_dir refuses, without writing anything (run before creating the dir)."""
-    stored = out_dir / "suite.yaml"
     if resume:
-        if not stored.is_file():
+        # suite.yaml as given, else suite.json (the same suite, normalized): either identifies
+        # the run, so a deleted suite.yaml does not strand it.
+        stored = next((p for p in _suite_files(out_dir) if p.is_file()), None)
+        if stored is None:
             raise UserError(
-                f"{out_dir}: no suite.yaml here, nothing to resume (run without --resume)"
+                f"{out_dir}: no suite.yaml or suite.json here, nothing to resume "
+                "(run without --resume, or restore the run's suite.json)"
             )
         old = _stored_suite(stored)
         if old.hash() != suite.hash():
@@ -130,12 +133,21 @@ def check_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bool
         )
 
 
+def _suite_files(out_dir: Path) -> tuple[Path, Path]:
+    return out_dir / "suite.yaml", out_dir / "suite.json"
+
+
 def prepare_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bool) -> None:
-    """Create (or, with resume, check) a run's directory and its suite files."""
+    """Create (or, with resume, check) a run's directory and its suite files.
+
+    A resumed run whose suite.yaml was deleted gets it back from the suite file given (its
+    hash equals the run's, checked above).
+    """
     check_run_dir(suite, suite_path, out_dir, resume=resume)
     make_dir(inside(out_dir, "trials"))
-    if not resume or not (out_dir / "suite.json").exists():
-        store_suite(out_dir, suite, None if resume else suite_path)
+    yaml_file, json_file = _suite_files(out_dir)
+    if not resume or not json_file.exists() or not yaml_file.exists():
+        store_suite(out_dir, suite, None if resume and yaml_file.exists() else suite_path)
 
 
 def make_dir(path: Path) -> None:
@@ -244,127 +256,3 @@ def _stderr(message: str) -> None:
     import sys
 
     print(f"[halbench] {message}", file=sys.stderr, flush=True)
-
-
-def _trial_problem(
-    path: Path, blob: Any, suite_hash: str | None, expected: Collection[str] | None
-) -> str | None:
-    """Why a trial file cannot be trusted as a result of this suite (None: it can)."""
-    if not isinstance(blob, dict):
-        return f"a JSON {type(blob).__name__}, not a trial record"
-    row, epochs = blob.get("row"), blob.get("epochs")
-    if not isinstance(row, dict):
-        return "no 'row' record"
-    trial_id = row.get("trial_id")
-    if not isinstance(trial_id, str) or not trial_id:
-        return "no trial_id in its row"
-    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
-        return "no 'epochs' list"
-    if trial_file_name(trial_id) != path.name:
-        return f"holds trial {trial_id[:100]!r}, which is not this file's trial"
-    if expected is not None and trial_id not in expected:
-        return f"trial {trial_id[:100]!r} is not a trial of this suite"
-    if suite_hash is not None and row.get("suite_hash", suite_hash) != suite_hash:
-        return f"written by another suite (hash {str(row.get('suite_hash'))[:20]})"
-    if not isinstance(row.get("status"), str) or not row["status"]:
-        return "no status in its row"
-    if any(e.get("trial_id", trial_id) != trial_id for e in epochs):
-        return "its epochs belong to another trial"
-    for key, dtype in results.TRIAL_SCHEMA.items():
-        if not _fits(row.get(key), dtype):
-            return f"column {key}: expected {dtype}, got {type(row.get(key)).__name__}"
-    return None
-
-
-def _fits(value: Any, dtype: Any) -> bool:
-    """Whether a JSON value can stand in a column of this polars type without guessing."""
-    if value is None:
-        return True
-    if dtype.is_integer():
-        return isinstance(value, int) and not isinstance(value, bool)
-    if dtype.is_float():
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if dtype == pl.Utf8:
-        return isinstance(value, str)
-    return True
-
-
-def finished_trials(
-    out_dir: Path,
-    suite: AnySuite | None = None,
-    expected: Collection[str] | None = None,
-    say: Callable[[str], None] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """trial_id -> {"row": ..., "epochs": [...]} for every trusted trial file.
-
-    A file that is not a trial record (truncated, garbled, binary, `{}`, `null`, no row or
-    trial id), whose name is not its trial's, whose trial is not in `expected`, or whose suite
-    hash is not `suite`'s, is moved into trials/rejected/ with one line through `say`, so
-    that the trial reruns instead of being read as a result.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    suite_hash = suite.hash() if suite is not None else None
-    trials = Path(out_dir) / "trials"
-    for path in sorted(trials.glob("*.json")):
-        if not path.is_file():
-            problem: str | None = "not a regular file"
-            blob: Any = None
-        else:
-            try:
-                blob = json.loads(path.read_bytes())
-                problem = _trial_problem(path, blob, suite_hash, expected)
-            except OSError as err:
-                raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
-            except (ValueError, RecursionError) as err:  # bad JSON or bad UTF-8
-                problem = f"not JSON ({first_line(err)[:120]})"
-        if problem is None:
-            out[blob["row"]["trial_id"]] = blob
-        else:
-            _reject(out_dir, path, problem, say or _stderr)
-    return out
-
-
-def _reject(out_dir: Path, path: Path, problem: str, say: Callable[[str], None]) -> None:
-    target_dir = inside(out_dir, "trials", REJECTED)
-    make_dir(target_dir)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = inside(out_dir, "trials", REJECTED, f"{path.name}.{stamp}")
-    try:
-        os.replace(path, target)
-    except OSError as err:
-        raise results.write_error(target, err) from None
-    say(f"{path}: {problem}; moved to trials/{REJECTED}/{target.name}, the trial reruns")
-
-
-def save_trial(out_dir: Path, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
-    results.write_json_atomic(trial_path(out_dir, row["trial_id"]), {"row": row, "epochs": epochs})
-    fault_point("trial-saved")
-
-
-def has_trial(out_dir: Path, trial_id: str) -> bool:
-    return trial_path(out_dir, trial_id).exists()
-
-
-def collect(out_dir: Path, suite: Suite, done: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Finished trials -> trials.parquet + epochs.parquet, in grid order. Returns status counts.
-
-    `done` is finished_trials(out_dir): every trial file, also those of earlier invocations.
-    """
-    order = {spec.trial_id: i for i, spec in enumerate(suite.trials())}
-    ids = sorted(done, key=lambda t: (order.get(t, len(order)), t))
-    rows = [done[t]["row"] for t in ids]
-    placement.add_neighbours(rows)  # max_neighbours, from the rows' node, GPU ids and times
-    epochs = [e for t in ids for e in done[t]["epochs"]]
-    trials_df = results.frame(rows, results.TRIAL_SCHEMA)
-    results.write_parquet_atomic(trials_df, inside(out_dir, "trials.parquet"))
-    fault_point("trials-parquet")
-    epochs_df = results.frame(epochs, results.EPOCH_SCHEMA)
-    results.write_parquet_atomic(epochs_df, inside(out_dir, "epochs.parquet"))
-    return status_counts(rows)
-
-
-def status_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return counts

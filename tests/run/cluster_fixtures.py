@@ -201,6 +201,7 @@ class S3:
     endpoint: str
     bucket: str
     env: dict[str, str]  # the standard AWS variables that point boto3 and pyarrow here
+    pid: int = 0  # the server's process group (SIGSTOP/SIGKILL it to stall or end the store)
 
     def keys(self, prefix: str = "") -> list[str]:
         import boto3
@@ -254,8 +255,12 @@ def s3_server(bucket: str = "halbench-test") -> Iterator[S3]:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-        yield S3(endpoint=endpoint, bucket=bucket, env=env)
+        yield S3(endpoint=endpoint, bucket=bucket, env=env, pid=server.pid)
     finally:
+        try:
+            os.killpg(server.pid, signal.SIGCONT)  # a stopped server would ignore SIGTERM
+        except ProcessLookupError:
+            pass
         end_group(server, grace=5.0)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch
 from halbench.cli import main
 from halbench.run import dryrun
 from halbench.run.options import RunOptions
-from halbench.suite import load_suite
+from halbench.suite import Suite, load_suite
 
 SMOKE = Path(__file__).resolve().parents[2] / "suites" / "smoke.yaml"
 
@@ -73,17 +72,19 @@ def test_trial_seconds_counts_steps_epochs_and_evaluations() -> None:
 
 def test_tuned_suite_counts_budget_per_group_and_final_seeds() -> None:
     suite = load_suite(SMOKE)  # 2 losses x B 64 x d 16 x seeds 0, 1
-    tuned = SimpleNamespace(
-        grid=suite.grid,
-        train=suite.train,
-        tune=SimpleNamespace(budget=5, epochs=3, validation=0.2, space={"lr": {}}),
-        final=SimpleNamespace(seeds=[0, 1, 2], epochs=7),
-    )
-    planned = dryrun.plan(tuned, suite.trials())  # type: ignore[arg-type]
+    tune = {"budget": 5, "epochs": 3, "validation": 0.2,
+            "space": {"lr": {"loguniform": [1e-4, 1e-1]}}}  # fmt: skip
+    doc = {
+        **suite.model_dump(mode="json"),
+        "tune": tune,
+        "final": {"seeds": [0, 1, 2], "epochs": 7},
+    }
+    tuned = Suite.model_validate(doc)
+    planned = dryrun.plan(tuned)
     assert sorted((p.phase, p.loss, p.count, p.epochs) for p in planned) == [
         ("final", "hal", 3, 7), ("final", "nca", 3, 7), ("tune", "hal", 5, 3), ("tune", "nca", 5, 3)
     ]  # fmt: skip
-    grid = dryrun.plan(suite, suite.trials())
+    grid = dryrun.plan(suite)
     assert sum(p.count for p in grid) == 4 and {p.phase for p in grid} == {"grid"}
 
 

@@ -324,3 +324,34 @@ def test_a_read_only_run_directory_is_one_line(small_disk: Path, reference, caps
     assert len(list((out / "trials").glob("*.json"))) == 2
     assert main(argv) == 0
     assert_equal_runs(out, full)
+
+
+@pytest.mark.ray
+def test_a_disk_that_fills_during_a_ray_run_is_one_line(small_disk: Path, reference) -> None:
+    """ENOSPC inside Tune (its state, a trial file): one line with the path, the free space and
+    the resume command; every trial file written before is kept; --resume finishes the run."""
+    suite, full = reference
+    out = small_disk / "run"
+    temp = tempfile.mkdtemp(prefix="hbfull-")
+    cmd = cli(suite, out, "--no-report", "--num-cpus", "1", "--ray-temp-dir", temp)
+    proc = run_killed(cmd, None)
+    try:
+        deadline = time.monotonic() + 300
+        while not any((out / "trials").glob("*.json")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        kept = {p.name for p in (out / "trials").glob("*.json")}
+        fill(small_disk)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        end_group(proc, grace=2)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert proc.returncode == 2, err[-3000:]
+    assert "Traceback" not in err and "internal error" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("halbench: error: ") and "No space left on device" in last, err[-3000:]
+    assert " free" in last and f"--output {out} --resume" in last, last
+    assert kept <= {p.name for p in (out / "trials").glob("*.json")}  # what finished is kept
+    (small_disk / "filler").unlink()
+    assert main(["run", str(suite), "--output", str(out), "--resume", "--no-ray", NO_REPORT]) == 0
+    assert_equal_runs(out, full, rtol=1e-4)

@@ -64,7 +64,7 @@ def test_packing_line_uses_the_local_rays_size() -> None:
 
 
 def test_ray_detected_cpus_is_rays_count() -> None:
-    from ray._private.utils import get_num_cpus
+    from ray._private.utils import get_num_cpus  # what ray.init itself calls
 
     assert cluster.ray_detected_cpus() == int(get_num_cpus())
     assert cluster.local_capacity(None, 0)["cpu"] == cluster.ray_detected_cpus()

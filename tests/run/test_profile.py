@@ -164,6 +164,8 @@ def test_command_line_arguments_reach_the_sweep(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_ray_mode_runs_one_task_per_loss(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     local = sweep(tmp_path / "local")
@@ -210,7 +212,8 @@ def test_profile_and_run_share_env_json_and_the_failure_map(tmp_path: Path, monk
     assert calls == ["env", "classify", "env"]
     env = json.loads((tmp_path / "out" / "env.json").read_text())
     assert env["suite"] == "profile" and len(env["suite_hash"]) == 12
-    assert [sorted(inv) for inv in env["invocations"]] == [["address", "finished_at", "started_at"]]
+    keys = ["address", "finished_at", "interrupted", "started_at"]
+    assert [sorted(inv) for inv in env["invocations"]] == [keys]
 
 
 def test_timing_rounds_interleave_losses_and_points(tmp_path: Path) -> None:
@@ -252,3 +255,85 @@ def test_cli_says_when_it_adds_default_class_counts(tmp_path: Path, capsys) -> N
     assert "adding the default class counts C = 10, 100" in capsys.readouterr().err
     assert main([*args[:-1], str(tmp_path / "b"), "--classes", "4"]) == 0
     assert "default class counts" not in capsys.readouterr().err
+
+
+# --- each finished point is kept: resume, time limit ---------------------------------------
+
+
+CLI_TINY = ["--batch-sizes", "8,16", "--dims", "8", "--classes", "4", "--warmup", "0",
+            "--repeats", "1", "--no-ray", "--no-report", "--device", "cpu"]  # fmt: skip
+
+
+def test_an_interrupted_profile_keeps_its_points_and_resume_finishes_it(
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    measured: list[str] = []
+    real = profile.measure_loss
+
+    def measure(spec, suite, point_timeout, on_row=None):  # noqa: ANN001, ANN202
+        measured.append(spec.display)
+        if spec.display == "nca" and len(measured) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second loss runs
+        return real(spec, suite, point_timeout, on_row)
+
+    monkeypatch.setattr(profile, "measure_loss", measure)
+    out = tmp_path / "out"
+    argv = ["profile", "--losses", "hal,nca", *CLI_TINY, "--output", str(out)]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    again = ["halbench", "profile", "--losses", "hal,nca", "--batch-sizes", "8,16", "--dims", "8",
+             "--classes", "4", "--warmup", "0", "--repeats", "1", "--device", "cpu", "--no-ray",
+             "--no-report", "--output", str(out), "--resume"]  # fmt: skip
+    assert f"finish with: {' '.join(again)}\n" in err
+    kept = pl.read_parquet(out / "profile.parquet")  # the first loss's rows, not lost
+    assert kept["loss"].to_list() == ["hal", "hal"] and set(kept["status"]) == {"ok"}
+    assert len(list((out / "profile").glob("*.json"))) == 2
+    env = json.loads((out / "env.json").read_text())
+    assert env["invocations"][-1]["interrupted"] is True
+    # without --resume the directory is not overwritten; with it, only nca is measured
+    assert main(argv) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    other = ["profile", "--losses", "hal,al", *CLI_TINY, "--output", str(out), "--resume"]
+    assert main(other) == 2
+    assert "holds another sweep" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 0
+    assert measured == ["hal", "nca", "nca"]
+    done = pl.read_parquet(out / "profile.parquet")
+    assert done["loss"].to_list() == ["hal", "hal", "nca", "nca"]
+    assert done.select(["loss", "batch_size"]).head(2).equals(kept.select(["loss", "batch_size"]))
+    assert len(json.loads((out / "env.json").read_text())["invocations"]) == 2
+
+
+def test_resume_without_a_profile_there_is_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    argv = ["profile", "--losses", "hal", *CLI_TINY, "--output", str(tmp_path / "o"), "--resume"]
+    assert main(argv) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_a_point_past_its_time_limit_is_a_timeout_row(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import time
+
+    real = profile.time_point
+
+    def slow_for_b16(spec, suite, b, *args):  # noqa: ANN001, ANN002, ANN202
+        if b == 16:
+            time.sleep(30)  # the SIGALRM of the time limit interrupts this
+        return real(spec, suite, b, *args)
+
+    monkeypatch.setattr(profile, "time_point", slow_for_b16)
+    out = tmp_path / "out"
+    start = time.monotonic()
+    argv = ["profile", "--losses", "hal", *CLI_TINY, "--output", str(out), "--point-timeout", "0.5"]
+    assert main(argv) == 0
+    assert time.monotonic() - start < 25
+    df = pl.read_parquet(out / "profile.parquet")
+    assert df["status"].to_list() == ["ok", "timeout"]
+    assert "--point-timeout" in df["error"][1]
+    assert df["time_fwdbwd_ms"][0] is not None and df["time_fwdbwd_ms"][1] is None
+
+
+def test_point_timeout_must_be_positive(capsys) -> None:  # noqa: ANN001
+    assert main(["profile", "--point-timeout", "0", "--output", "x"]) == 2
+    assert "--point-timeout" in capsys.readouterr().err

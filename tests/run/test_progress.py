@@ -116,13 +116,17 @@ def test_epoch_summary_uses_the_primary_k_and_skips_unevaluated_epochs() -> None
 
 def _trial(trial_id: str, status: str) -> SimpleNamespace:
     return SimpleNamespace(
-        config={"spec": {"trial_id": trial_id}}, status=status, pickled_error_file="/nonexistent"
+        config={"spec": {"trial_id": trial_id}},
+        status=status,
+        pickled_error_file="/nonexistent",
+        trial_id=f"tune-{trial_id}",
     )
 
 
 def test_tune_callback_counts_running_trials_from_their_states(tmp_path: Path) -> None:
     pytest.importorskip("ray.tune")
-    from halbench.run.tune import Interrupt, tune_hooks
+    from halbench.run.executor import TrialWriter
+    from halbench.run.ray_tune import Interrupt, task_callback
 
     doc = {
         "name": "t",
@@ -135,7 +139,8 @@ def test_tune_callback_counts_running_trials_from_their_states(tmp_path: Path) -
     (tmp_path / "trials").mkdir()
     stream = io.StringIO()
     progress = Progress(len(specs), 0, stream=stream)
-    writer, _ = tune_hooks(tmp_path, suite, specs, progress, Interrupt(progress))
+    sink = TrialWriter(suite, tmp_path, specs, progress, None)
+    writer = task_callback(sink, Interrupt(progress))
     trials = [_trial(s.trial_id, "RUNNING") for s in specs]
     for t in trials:
         writer.on_trial_start(0, trials, t)

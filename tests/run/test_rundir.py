@@ -1,4 +1,4 @@
-"""run/rundir.py: the suite files, env.json (one recipe for run and profile), trial files."""
+"""run/rundir.py: the suite files, env.json (one recipe for run and profile), paths."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import json
 import re
 from pathlib import Path
 
-import polars as pl
 import pytest
 import yaml
 
 from halbench.errors import UserError
-from halbench.run import rundir
+from halbench.run import rundir, store
 from halbench.suite import Suite
 from halbench.suite.profile import ProfileSuite
 
@@ -51,6 +50,26 @@ def test_resuming_an_old_run_directory_adds_its_suite_json(tmp_path: Path) -> No
     assert json.loads((out / "suite.json").read_text())["name"] == "stub"
 
 
+def test_resume_without_suite_yaml_uses_suite_json_and_restores_it(tmp_path: Path) -> None:
+    """issue 24: a deleted suite.yaml was a dead end although suite.json was still there."""
+    suite, path = suite_file(tmp_path)
+    out = tmp_path / "run"
+    rundir.prepare_run_dir(suite, path, out, resume=False)
+    (out / "trials" / "t.json").write_text("{}")  # the run holds results
+    (out / "suite.yaml").unlink()
+    rundir.prepare_run_dir(suite, path, out, resume=True)
+    assert (out / "suite.yaml").read_bytes() == path.read_bytes()
+    other = {**SUITE, "grid": {**SUITE["grid"], "seed": [0, 1, 2]}}
+    (tmp_path / "o").mkdir()
+    changed, other_path = suite_file(tmp_path / "o", other)
+    (out / "suite.yaml").unlink()
+    with pytest.raises(UserError, match="differs from the suite of the run"):
+        rundir.prepare_run_dir(changed, other_path, out, resume=True)
+    (out / "suite.json").unlink()
+    with pytest.raises(UserError, match="no suite.yaml or suite.json here.*restore the run's"):
+        rundir.check_run_dir(suite, path, out, resume=True)
+
+
 def test_a_stored_suite_that_cannot_be_read_refuses_resume(tmp_path: Path) -> None:
     suite, path = suite_file(tmp_path)
     out = tmp_path / "run"
@@ -85,20 +104,6 @@ def test_a_profile_suite_goes_through_the_same_recipe(tmp_path: Path) -> None:
     assert env["suite"] == "profile" and env["suite_hash"] == suite.hash()
 
 
-def test_collect_writes_grid_order_and_counts_statuses(tmp_path: Path) -> None:
-    suite, _ = suite_file(tmp_path)
-    specs = suite.trials()
-    for spec, status in zip(reversed(specs), ["ok", "oom", "ok", "error"], strict=True):
-        row = {"trial_id": spec.trial_id, "status": status}
-        rundir.save_trial(tmp_path, row, [{"trial_id": spec.trial_id, "epoch": 1}])
-    assert rundir.has_trial(tmp_path, specs[0].trial_id)
-    done = rundir.finished_trials(tmp_path)
-    assert rundir.collect(tmp_path, suite, done) == {"ok": 2, "oom": 1, "error": 1}
-    trials = pl.read_parquet(tmp_path / "trials.parquet")
-    assert trials["trial_id"].to_list() == [s.trial_id for s in specs]
-    assert pl.read_parquet(tmp_path / "epochs.parquet").height == 4
-
-
 def test_default_output_is_the_suite_name_and_a_utc_stamp(tmp_path: Path) -> None:
     suite, _ = suite_file(tmp_path)
     out = rundir.default_output(suite, tmp_path)
@@ -108,28 +113,10 @@ def test_default_output_is_the_suite_name_and_a_utc_stamp(tmp_path: Path) -> Non
 # --- names from a suite never become paths unchecked -----------------------------------------
 
 
-@pytest.mark.parametrize(
-    "trial_id",
-    ["/../../../../tmp/ESCAPED-b64", "a/b", "..", ".hidden", "a\x00b", "x" * 300, "ü", "a b"],
-)
-def test_any_trial_id_becomes_a_file_name_inside_trials(tmp_path: Path, trial_id: str) -> None:
-    name = rundir.trial_file_name(trial_id)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{1,80}-[0-9a-f]{16}\.json", name), name
-    assert len(name.encode()) < 255
-    rundir.save_trial(tmp_path, {"trial_id": trial_id, "status": "ok"}, [])
-    (written,) = (tmp_path / "trials").iterdir()
-    assert written.name == name
-    # the id is kept inside the file, and resume finds it by that id
-    assert rundir.finished_trials(tmp_path) == {
-        trial_id: {"row": {"trial_id": trial_id, "status": "ok"}, "epochs": []}
-    }
-    assert rundir.has_trial(tmp_path, trial_id)
-
-
 def test_portable_trial_ids_keep_their_names(tmp_path: Path) -> None:
     for trial_id in ["synthetic-hal-b64-d16-s0", "cifar10-pml:TripletMarginLoss:margin=0.1-b8"]:
-        assert rundir.trial_file_name(trial_id) == f"{trial_id}.json"
-    assert rundir.trial_file_name("a-b") != rundir.trial_file_name("a/b")
+        assert rundir.task_file_name(trial_id) == f"{trial_id}.json"
+    assert rundir.task_file_name("a-b") != rundir.task_file_name("a/b")
 
 
 def test_no_write_lands_outside_the_run_directory(tmp_path: Path) -> None:
@@ -142,62 +129,8 @@ def test_no_write_lands_outside_the_run_directory(tmp_path: Path) -> None:
     out.mkdir()
     (out / "trials").symlink_to(tmp_path / "elsewhere")  # a link planted in the run dir
     with pytest.raises(UserError, match="outside the run directory"):
-        rundir.save_trial(out, {"trial_id": "t", "status": "ok"}, [])
+        store.save(out, {"trial_id": "t", "status": "ok"}, [])
     assert not any((tmp_path / "elsewhere").iterdir())
-
-
-# --- resume trusts only trial files of this suite ----------------------------------------------
-
-
-def _damaged(suite: Suite) -> dict[str, bytes]:
-    """File name -> content of trial files that resume must not read as results."""
-    s0, s1, other = suite.trials()[0].trial_id, suite.trials()[1].trial_id, "stub-a-b8-d4-s7"
-
-    def blob(row: object, epochs: object = ()) -> bytes:
-        return json.dumps({"row": row, "epochs": list(epochs)}).encode()
-
-    good = {"trial_id": s0, "status": "ok", "suite_hash": suite.hash()}
-    return {
-        f"{s0}.json": blob(good)[:20],  # truncated
-        f"{s1}.json": b"\x00\xff\xfe binary \x89PNG",
-        "empty-object.json": b"{}",
-        "a-list.json": b"[]",
-        "null.json": b"null",
-        "no-row.json": b'{"epochs": []}',
-        "empty-row.json": b'{"row": {}, "epochs": []}',
-        "no-epochs.json": json.dumps({"row": {**good, "trial_id": "no-epochs"}}).encode(),
-        f"{other}.json": blob({**good, "trial_id": other}),  # a seed the suite does not have
-        "renamed.json": blob(good),  # another trial's record under this name
-        "bad-type.json": blob({**good, "trial_id": "bad-type", "batch_size": "64"}),
-        "garbled.json": b'{"row": {"trial_id": "x", "status": "ok"}, "epochs": [',
-    }
-
-
-def test_resume_moves_aside_every_trial_file_it_cannot_trust(tmp_path: Path) -> None:
-    suite, _ = suite_file(tmp_path)
-    specs = suite.trials()
-    out = tmp_path / "run"
-    (out / "trials").mkdir(parents=True)
-    for name, content in _damaged(suite).items():
-        (out / "trials" / name).write_bytes(content)
-    foreign_hash = {"trial_id": specs[2].trial_id, "status": "ok", "suite_hash": "feedbeef0000"}
-    rundir.save_trial(out, foreign_hash, [])
-    kept = {"trial_id": specs[3].trial_id, "status": "ok", "suite_hash": suite.hash()}
-    rundir.save_trial(out, kept, [{"trial_id": specs[3].trial_id, "epoch": 1}])
-    lines: list[str] = []
-    done = rundir.finished_trials(out, suite, {s.trial_id for s in specs}, say=lines.append)
-    assert list(done) == [specs[3].trial_id]  # only the sound file of this suite
-    assert len(lines) == len(_damaged(suite)) + 1
-    assert all("\n" not in line and "moved to trials/rejected/" in line for line in lines)
-    assert any("not a trial of this suite" in line for line in lines)
-    assert any("another suite" in line for line in lines)
-    rejected = sorted(p.name.split(".json")[0] for p in (out / "trials" / "rejected").iterdir())
-    assert len(rejected) == len(lines)
-    assert sorted(p.name for p in (out / "trials").glob("*.json")) == [f"{specs[3].trial_id}.json"]
-    # a second look finds nothing more to move, and collect counts each trial once
-    assert rundir.finished_trials(out, suite, say=lines.append) == done
-    assert rundir.collect(out, suite, done) == {"ok": 1}
-    assert pl.read_parquet(out / "epochs.parquet").height == 1
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,46 @@ def test_keyboard_interrupt_keeps_finished_trials(tmp_path) -> None:
     assert not summary.interrupted and sum(summary.statuses.values()) == 8
 
 
+def test_a_hashless_trial_file_of_another_suite_is_rejected(tmp_path, capsys) -> None:  # noqa: ANN001
+    """issue 24: another suite's trial file with its hash removed went into trials.parquet."""
+    suite, path = write_suite(tmp_path, SUITE)
+    other_doc = {**SUITE, "name": "longsmoke", "train": {"epochs": 5}}
+    other, other_path = write_suite(tmp_path, other_doc)
+    run(other, other_path, tmp_path / "other", CountingTrial())
+    trial_id = suite.trials()[0].trial_id
+    foreign = json.loads((tmp_path / "other/trials" / f"{trial_id}.json").read_text())
+    del foreign["row"]["suite_hash"]
+    first = CountingTrial()
+    run(suite, path, tmp_path / "run", first)
+    (tmp_path / "run/trials" / f"{trial_id}.json").write_text(json.dumps(foreign))
+    capsys.readouterr()
+    again = CountingTrial()
+    summary = run(suite, path, tmp_path / "run", again, resume=True)
+    err = capsys.readouterr().err
+    assert again.ran == [trial_id] and sum(summary.statuses.values()) == 8
+    assert "no suite_hash in its row" in err and "moved to trials/rejected/" in err
+    trials = pl.read_parquet(tmp_path / "run/trials.parquet")
+    assert set(trials["suite"]) == {"stub"} and set(trials["epochs"]) == {2}
+    assert pl.read_parquet(tmp_path / "run/epochs.parquet").height == 8 * 2
+    assert len(list((tmp_path / "run/trials/rejected").iterdir())) == 1
+
+
+def test_resume_after_suite_yaml_was_deleted_uses_suite_json(tmp_path) -> None:  # noqa: ANN001
+    suite, path = write_suite(tmp_path, SUITE)
+
+    def dies_on_third(suite, spec, *, report=None):  # noqa: ANN001
+        if spec.trial_id == suite.trials()[2].trial_id:
+            raise KeyboardInterrupt
+        return stub_trial.run_trial(suite, spec, report=report)
+
+    assert run(suite, path, tmp_path / "run", dies_on_third).interrupted
+    (tmp_path / "run/suite.yaml").unlink()
+    counting = CountingTrial()
+    summary = run(suite, path, tmp_path / "run", counting, resume=True)
+    assert not summary.interrupted and len(counting.ran) == 6
+    assert (tmp_path / "run/suite.yaml").read_text() == path.read_text()
+
+
 def test_env_json_keeps_first_start_and_every_invocation(tmp_path) -> None:
     suite, path = write_suite(tmp_path, SUITE)
     run(suite, path, tmp_path / "run", CountingTrial())

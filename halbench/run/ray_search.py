@@ -1,4 +1,4 @@
-"""Phase 1 of a tuned run on Ray Tune: schedulers and searchers that keep the groups apart.
+"""Tuning trials on Ray Tune: schedulers and searchers that keep the protocol's groups apart.
 
 Random search runs every group's trials in one Tuner (full concurrency across losses) under
 GroupedASHA, one ASHA per group, so that a trial is only ever compared with trials of its own
@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from halbench.run.tune import VAL_KEY, Interrupt, TrialFn, _fit, tune_hooks, tuning_hooks
+from halbench.run import protocol
+from halbench.run.ray_tune import VAL_KEY, Search, TrialFn, fit
 from halbench.suite import Suite, TrialSpec
 
 
@@ -102,18 +103,16 @@ def _one_tuner(
     optuna: bool, resources: dict[str, float], max_concurrent: int | None, storage: str | None,
     trial_fn: TrialFn | None, log_to: tuple[str, ...] = (),
 ) -> None:  # fmt: skip
-    interrupt = Interrupt(recorder.progress)
-    _, stopper = tune_hooks(out_dir, suite, todo, recorder.progress, interrupt)
     names: dict[str, str] = {}
     search = optuna_search(suite, todo, recorder, names) if optuna else None
-    hooks = [tuning_hooks(recorder, interrupt, names)]
-    _fit(suite, todo, out_dir, interrupt, hooks, stopper, resources, max_concurrent, storage,
-         trial_fn, scheduler, search, log_to=log_to)  # fmt: skip
+    fit(suite, todo, out_dir, recorder, resources=resources, max_concurrent=max_concurrent,
+        storage=storage, trial_fn=trial_fn, scheduler=scheduler, search=search,
+        names=names, log_to=log_to)  # fmt: skip
 
 
 def optuna_search(
     suite: Suite, todo: list[TrialSpec], recorder: Any, names: dict[str, str]
-) -> tuple[Any, dict[str, Any], int, Callable[[Any], str]]:
+) -> Search:
     """OptunaSearch over one group's domains, seeded per group, told the finished trials.
 
     The hand-set configuration is its first point when it has not run yet; every tuning
@@ -121,8 +120,6 @@ def optuna_search(
     it creates take the group's free trial indices in order.
     """
     from ray.tune.search.optuna import OptunaSearch
-
-    from halbench.run import tuning
 
     assert suite.tune is not None
     group, _ = recorder.planned[todo[0].trial_id]
@@ -151,7 +148,7 @@ def optuna_search(
         if trial.trial_id not in names:
             index = free[len(names)]
             config = {k: v for k, v in trial.config.items() if k != "spec"}
-            spec = tuning.tuning_spec(suite, group, index, config)
+            spec = protocol.tuning_spec(suite, group, index, config)
             recorder.planned[spec.trial_id] = (group, spec)
             names[trial.trial_id] = spec.trial_id
         return names[trial.trial_id]

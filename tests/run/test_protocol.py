@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from halbench import data
-from halbench.run import runner, tuning
+from halbench.run import protocol, runner
 from halbench.run.options import RunOptions
 from halbench.suite import Suite
 from tests.plugins import tune_stub
@@ -84,6 +84,21 @@ def test_the_best_validation_configuration_is_retrained(tmp_path) -> None:
         assert picked["cfg_lr"].to_list() == [best["cfg_lr"]] * 2
         assert picked["val_score"].to_list() == [best["last_val"]] * 2
         assert picked["epochs"].to_list() == [2, 2]
+    # tuning and final seeds are disjoint (final.seeds [0, 1], tune.seed 0 -> 2), and recorded
+    assert set(tun["seed"]) == {2}
+    env = json.loads((tmp_path / "run/env.json").read_text())
+    assert env["seeds"] == {"tuning": [2], "final": [0, 1]}
+    assert env["tuning_metric"] == suite.tune.metric
+
+
+def test_the_tuning_seed_is_never_a_final_seed() -> None:
+    for tune_seed, finals, expected in [(0, [0, 1, 2], 3), (5, [0, 1, 2], 5), (1, [0, 1, 3], 2)]:
+        doc = {**SUITE, "tune": {**SUITE["tune"], "seed": tune_seed},
+               "final": {"seeds": finals, "epochs": 1}}  # fmt: skip
+        suite = Suite.model_validate(doc)
+        assert protocol.tuning_seed(suite) == expected
+        specs = [protocol.tuning_spec(suite, g, 0, {}) for g in protocol.groups(suite)]
+        assert {s.seed for s in specs} == {expected}
 
 
 def test_resume_mid_tuning_reruns_only_missing_and_picks_the_same(tmp_path) -> None:
@@ -182,7 +197,7 @@ def test_tuning_never_reads_the_test_split(tmp_path) -> None:
     tun = pl.read_parquet(tmp_path / "run/tuning.parquet")
     assert set(tun["status"]) == {"ok"} and tun.height == 4
     # the guard works: a final trial without the permission fails on the test split
-    spec = tuning.final_specs(suite, tuning.groups(suite), {})[1][0][0]
+    spec = protocol.final_specs(suite, protocol.groups(suite), {})[1][0][0]
     assert "test split was requested" in run_trial(suite, spec).row["error"]
 
 

@@ -1,7 +1,10 @@
-"""Ray Tune for grid runs: the trainable, the callback that writes trials, Ctrl-C handling.
+"""The Ray Tune adapter: the trainable, ONE callback for every kind of trial, Ctrl-C handling.
 
 Trials send their rows back through Tune's reporting (so they work on any node of a cluster,
-shared filesystem or not); a callback on the driver writes each finished trial atomically.
+shared filesystem or not); the callback on the driver hands each event to the task kind's
+sink (executor.TrialWriter for grid and final trials, protocol.TuningRecorder for tuning
+trials), which writes the finished task's file atomically. ray_search.py adds the tuning
+schedulers and searchers.
 """
 
 from __future__ import annotations
@@ -14,18 +17,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from halbench import failures
 from halbench.probes import placement
-from halbench.run import rundir
 from halbench.run import storage as tune_storage
 from halbench.run.loggers import tune_callbacks
 from halbench.run.progress import Progress
 from halbench.suite import Suite, TrialSpec
 
 FINAL_KEY = "halbench_final"  # the metric that carries a finished trial's rows, as JSON
-VAL_KEY = "val_score"  # a tuning trial's validation score per epoch (halbench.run.tuning)
+VAL_KEY = "val_score"  # a tuning trial's validation score per epoch (ASHA, the searcher)
 # Ray retries a trial whose worker or node was lost; run_trial itself never raises for an
 # OOM, NaN or exception, so only infrastructure failures reach this limit.
 MAX_RAY_RETRIES = 2
@@ -58,13 +60,6 @@ def named_trainable(fn: Any) -> type:
 
     NamedTrial.__name__ = NamedTrial.__qualname__ = getattr(fn, "__name__", "trial")
     return NamedTrial
-
-
-def failed_row(suite: Suite, spec: TrialSpec, status: str, error: str) -> dict[str, Any]:
-    """A row for a trial that died outside run_trial (a lost worker, a crashed actor)."""
-    from halbench.trial.spec import base_row
-
-    return {**base_row(suite, spec), "status": status, "error": error, "node": None}
 
 
 def _recorded_error(trial: Any) -> BaseException | None:
@@ -163,48 +158,66 @@ class Interrupt:
                 os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = before
 
 
-def tune_hooks(
-    out_dir: Path,
-    suite: Suite,
-    todo: list[TrialSpec],
-    progress: Progress,
-    interrupt: Interrupt,
-    storage_uri: str | None = None,
-) -> tuple[Any, Any]:
-    """The Tune callback that writes finished trials, and the stopper that obeys Ctrl-C."""
-    from ray.tune import Callback, Stopper
+class TaskSink(Protocol):
+    """Where the callback hands a trial's events; one implementation per kind of task."""
 
-    specs = {s.trial_id: s for s in todo}
+    progress: Progress
 
-    class ResultWriter(Callback):
-        """Writes each finished trial on the driver, the moment Tune hands us its rows."""
+    def epoch(self, task_id: str, result: dict[str, Any]) -> None: ...
 
+    def final(
+        self, task_id: str, row: dict[str, Any], epochs: list[Any], running: int | None
+    ) -> None: ...
+
+    def complete(self, task_id: str, last: dict[str, Any], interrupted: bool) -> None: ...
+
+    def failed(self, task_id: str, status: str, error: str, running: int | None) -> None: ...
+
+
+def task_callback(sink: TaskSink, interrupt: Interrupt, names: dict[str, str] | None = None) -> Any:
+    """The one Tune callback: every trial event of one Tuner to `sink`.
+
+    on_trial_complete fires for a trial that ran to the end and for one ASHA stopped (with its
+    last result); on_trial_error for one whose worker died (after MAX_RAY_RETRIES), or that
+    the Ctrl-C killed: not a result, it reruns on --resume. `names`: Tune's trial id -> ours,
+    for the trials a searcher created.
+    """
+    from ray.tune import Callback
+
+    names = names if names is not None else {}
+
+    def task_id(trial: Any) -> str:
+        return names.get(trial.trial_id) or _trial_id(trial)
+
+    class TaskCallback(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
-            progress.started(_trial_id(trial), running=_running(trials, trial) + 1)
+            sink.progress.started(task_id(trial), running=_running(trials, trial) + 1)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if FINAL_KEY in result:
                 blob = json.loads(result[FINAL_KEY])
-                row = blob["row"]
-                rundir.save_trial(out_dir, row, blob["epochs"])
-                tune_storage.mirror_trial(storage_uri, out_dir, row["trial_id"])
-                progress.finished(
-                    row["trial_id"], row["status"], row.get("error"), _running(trials, trial)
-                )
+                sink.final(task_id(trial), blob["row"], blob["epochs"], _running(trials, trial))
             elif "epoch" in result:
-                progress.epoch(_trial_id(trial), result, suite.train.epochs)
+                sink.epoch(task_id(trial), result)
 
         def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
-            progress.say(f"{trial.config['spec']['trial_id']}: worker lost, retrying")
+            sink.progress.say(f"{task_id(trial)}: worker lost, retrying")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+            sink.complete(task_id(trial), trial.last_result or {}, interrupt.requested)
 
         def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-            spec = specs[trial.config["spec"]["trial_id"]]
-            if interrupt.requested or rundir.has_trial(out_dir, spec.trial_id):
+            if interrupt.requested:
                 return  # killed by the Ctrl-C: not a result, it reruns on --resume
             status, error = failures.classify(_recorded_error(trial))
-            rundir.save_trial(out_dir, failed_row(suite, spec, status, error), [])
-            tune_storage.mirror_trial(storage_uri, out_dir, spec.trial_id)
-            progress.finished(spec.trial_id, status, error, _running(trials, trial))
+            sink.failed(task_id(trial), status, error, _running(trials, trial))
+
+    return TaskCallback()
+
+
+def stop_on_interrupt(interrupt: Interrupt) -> Any:
+    """The Tune stopper that ends the whole run after a Ctrl-C."""
+    from ray.tune import Stopper
 
     class StopOnInterrupt(Stopper):
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
@@ -213,7 +226,7 @@ def tune_hooks(
         def stop_all(self) -> bool:
             return interrupt.requested
 
-    return ResultWriter(), StopOnInterrupt()
+    return StopOnInterrupt()
 
 
 def _trial_id(trial: Any) -> str:
@@ -225,55 +238,38 @@ def _running(trials: list[Any], trial: Any) -> int:
     return sum(t.status == "RUNNING" for t in trials if t is not trial)
 
 
+# (searcher, param_space, num_samples, trial namer) of a searcher's Tuner (ray_search.py)
+Search = tuple[Any, dict[str, Any], int, Callable[[Any], str]]
+
+
 def fit(
     suite: Suite,
     todo: list[TrialSpec],
     out_dir: Path,
-    progress: Progress,
+    sink: TaskSink,
     *,
     resources: dict[str, float],
     max_concurrent: int | None,
     storage: str | None,
     trial_fn: TrialFn | None,
     reuse_actors: bool = True,
+    scheduler: Any = None,
+    search: Search | None = None,
+    names: dict[str, str] | None = None,
     log_to: tuple[str, ...] = (),
 ) -> None:
-    """Run `todo` as Tune trials on the Ray this process is connected to.
+    """One Tuner over `todo` on the Ray this process is connected to: a grid search over the
+    specs (deterministic order, no sampling), or a searcher's `search`.
 
     Raises KeyboardInterrupt after a Ctrl-C stopped the run (the finished trials are written).
     """
-    interrupt = Interrupt(progress)
-    writer, stopper = tune_hooks(out_dir, suite, todo, progress, interrupt, storage)
-    _fit(suite, todo, out_dir, interrupt, [writer], stopper, resources, max_concurrent, storage,
-         trial_fn, reuse_actors=reuse_actors, log_to=log_to)  # fmt: skip
-
-
-def _fit(
-    suite: Suite,
-    todo: list[TrialSpec],
-    out_dir: Path,
-    interrupt: Interrupt,
-    callbacks: list[Any],
-    stopper: Any,
-    resources: dict[str, float],
-    max_concurrent: int | None,
-    storage: str | None,
-    trial_fn: TrialFn | None,
-    scheduler: Any = None,
-    search: tuple[Any, dict[str, Any], int, Callable[[Any], str]] | None = None,
-    *,
-    reuse_actors: bool = True,
-    log_to: tuple[str, ...] = (),
-) -> None:
-    """One Tuner over `todo`: a grid search over the specs (deterministic order, no sampling),
-    or `search` = (searcher, param_space, num_samples, trial namer)."""
     from ray import tune
 
+    interrupt = Interrupt(sink.progress)
     param_space: dict[str, Any] = {
         "spec": tune.grid_search([s.model_dump(mode="json") for s in todo])
     }
-    search_alg, num_samples = None, 1
-    name = lambda t: t.config["spec"]["trial_id"]  # noqa: E731
+    search_alg, num_samples, name = None, 1, _trial_id
     if search is not None:
         search_alg, param_space, num_samples, name = search
 
@@ -302,8 +298,8 @@ def _fit(
         run_config=tune.RunConfig(
             name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
             storage_path=tune_storage.storage_path(storage, out_dir),
-            callbacks=[*callbacks, *tune_callbacks(log_to, out_dir)],  # --log-to
-            stop=stopper,
+            callbacks=[task_callback(sink, interrupt, names), *tune_callbacks(log_to, out_dir)],
+            stop=stop_on_interrupt(interrupt),
             failure_config=tune.FailureConfig(max_failures=MAX_RAY_RETRIES),
             verbose=0,
         ),
@@ -312,44 +308,3 @@ def _fit(
         tuner.fit()
     if interrupt.requested:
         raise KeyboardInterrupt
-
-
-def tuning_hooks(recorder: Any, interrupt: Interrupt, names: dict[str, str]) -> Any:
-    """The Tune callback of a tuning Tuner: per-epoch scores in, one tuning file per trial out.
-
-    on_trial_complete fires for a trial that ran to the end and for one ASHA stopped (with
-    its last result); on_trial_error for one whose worker died. `names`: Tune's trial id ->
-    ours, for the trials a searcher created.
-    """
-    from ray.tune import Callback
-
-    def trial_id(trial: Any) -> str:
-        return names.get(trial.trial_id) or trial.config["spec"]["trial_id"]
-
-    class TuningWriter(Callback):
-        def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
-            recorder.progress.started(trial_id(trial), running=_running(trials, trial) + 1)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
-            if FINAL_KEY not in result and VAL_KEY in result:
-                recorder.epoch(trial_id(trial), result.get("epoch"), result[VAL_KEY])
-                recorder.progress.epoch(trial_id(trial), result, recorder.suite.tune.epochs)
-            if FINAL_KEY in result:
-                recorder.trial_row(json.loads(result[FINAL_KEY])["row"])
-
-        def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
-            last = trial.last_result or {}
-            recorder.complete(
-                trial_id(trial),
-                time_s=last.get("time_total_s"),
-                node=last.get("hostname"),
-                interrupted=interrupt.requested,
-            )
-
-        def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-            if interrupt.requested:
-                return  # killed by the Ctrl-C: not a result, it reruns on --resume
-            status, error = failures.classify(_recorded_error(trial))
-            recorder.complete(trial_id(trial), status=status, error=error)
-
-    return TuningWriter()

@@ -10,11 +10,11 @@ import pytest
 from ray import tune
 
 from halbench.probes import placement
-from halbench.run import tune as hb_tune
+from halbench.run import ray_tune as hb_tune
 from halbench.suite import Suite
 
 EPOCHS = 50
-# A tuned suite (its trials may be grid, tune or final ones); not imported from test_tuning.py,
+# A tuned suite (its trials may be grid, tune or final ones); not imported from test_protocol.py,
 # which pytest imports under its own module name (a second import would register twice).
 TUNED = {
     "name": "treport",

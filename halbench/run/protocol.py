@@ -1,12 +1,14 @@
-"""Tuned runs: phase 1 tunes every group on the validation split, phase 2 retrains the best.
+"""The tuning protocol: a planner that emits tuning tasks, reads their results, emits finals.
+
+Phase 1 tunes every group on the validation split, phase 2 retrains the best.
 
 A group is dataset x loss x the grid point left as an axis (a tuned batch size or embedding
 dim is no axis). Phase 1 gives each group `tune.budget` tuning trials, one Ray Tune Tuner per
 group (so ASHA and the searcher compare the trials of one loss only); trial 0 is the suite's
 hand-set configuration. Each finished tuning trial (also one ASHA stopped, and a failed one:
-it counts against the budget) is written to <run>/tuning/<trial_id>.json, the unit of resume;
-tuning.parquet is rebuilt from those files. Phase 2 runs `final.seeds` trials of each group's
-best_trial() configuration like grid trials (trials/, trials.parquet, epochs.parquet).
+it counts against the budget) is a file of the store (kind `tuning`), the unit of resume;
+tuning.parquet is rebuilt from those files (tables.py). Phase 2 runs `final.seeds` trials of
+each group's best_trial() configuration like grid trials (trials/, trials.parquet, epochs.parquet).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from halbench import results
-from halbench.run import rundir
+from halbench.run import store, tables
+from halbench.run.plan import FINAL, TUNE, Plan, Task
 from halbench.run.progress import Progress
 from halbench.suite import DatasetConfig, LossSpec, Suite, TrialSpec
 from halbench.suite.tune import (
@@ -30,8 +33,6 @@ from halbench.suite.tune import (
     sample_configs,
 )
 from halbench.suite.tune_checks import suite_space
-
-VAL_KEY = "val_score"  # the metric each tuning epoch reports to Tune (tune.metric, validation)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,50 @@ def tuning_id(group: Group, index: int) -> str:
     return f"tune-{group.slug}-t{index:03d}"
 
 
+def final_id(group: Group, seed: int) -> str:
+    return f"final-{group.slug}-s{seed}"
+
+
+def tuned_plan(suite: Suite, datasets: tuple[str, ...] | None = None) -> Plan:
+    """Every tuning trial id (budget per group) and every final trial of a tuned suite.
+
+    The ids are known before anything runs (a searcher's trials take the group's free
+    indices); a final task's spec is the group's, its configuration chosen after phase 1.
+    """
+    assert suite.tune is not None
+    plan = Plan()
+    groups_ = groups(suite, datasets)
+    for group in groups_:
+        for i in range(suite.tune.budget):
+            spec = tuning_spec(suite, group, i, {})
+            plan.tasks.append(Task(TUNE, spec.trial_id, suite.tune.epochs, spec, group.key))
+    for group in groups_ if suite.final is not None else []:
+        for spec, _ in final_specs(suite, [group], {})[1]:  # no choice yet: every seed
+            plan.tasks.append(Task(FINAL, spec.trial_id, suite.final.epochs, spec, group.key))
+    return plan
+
+
+def tuning_seed(suite: Suite) -> int:
+    """The seed every tuning trial trains with, never one of final.seeds (by construction).
+
+    tune.seed when no final trial uses it, else the smallest integer above it that none
+    does: a final trial then never replays the run that won the selection.
+    """
+    assert suite.tune is not None
+    finals = set(suite.final.seeds) if suite.final is not None else set()
+    seed = suite.tune.seed
+    while seed in finals:
+        seed += 1
+    return seed
+
+
+def protocol_seeds(suite: Suite) -> dict[str, list[int]]:
+    """The run's two seed sets, as env.json records them (disjoint)."""
+    assert suite.tune is not None
+    finals = list(suite.final.seeds) if suite.final is not None else []
+    return {"tuning": [tuning_seed(suite)], "final": finals}
+
+
 def tuning_spec(suite: Suite, group: Group, index: int, config: dict[str, Any]) -> TrialSpec:
     assert suite.tune is not None
     return TrialSpec(
@@ -106,7 +151,7 @@ def tuning_spec(suite: Suite, group: Group, index: int, config: dict[str, Any]) 
         loss=group.loss,
         batch_size=group.batch_size,
         embedding_dim=group.embedding_dim,
-        seed=suite.tune.seed,  # one seed for every tuning trial: configurations differ, not luck
+        seed=tuning_seed(suite),  # one seed for every tuning trial: configurations differ
         phase="tune",
         overrides=config,
     )
@@ -168,20 +213,10 @@ def tuning_row(
     }
 
 
-def finished_tuning(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """trial_id -> row of every tuning trial with a file."""
-    out: dict[str, dict[str, Any]] = {}
-    for path in sorted((out_dir / "tuning").glob("*.json")):
-        try:
-            row = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # an atomic write never leaves this; a hand-edited file is rerun
-        out[row["trial_id"]] = row
-    return out
-
-
-def save_tuning(out_dir: Path, row: dict[str, Any]) -> None:
-    results.write_json_atomic(out_dir / "tuning" / f"{row['trial_id']}.json", row)
+def finished_tuning(out_dir: Path, suite: Suite) -> dict[str, dict[str, Any]]:
+    """trial_id -> row of every trusted tuning file (the store moves others aside)."""
+    done = store.finished(out_dir, suite, tuned_plan(suite).expected(store.TUNING), store.TUNING)
+    return {task_id: record["row"] for task_id, record in done.items()}
 
 
 def chosen(rows: list[dict[str, Any]], groups_: list[Group]) -> dict[str, dict[str, Any] | None]:
@@ -189,18 +224,14 @@ def chosen(rows: list[dict[str, Any]], groups_: list[Group]) -> dict[str, dict[s
     return {g.key: best_trial([r for r in rows if r["group"] == g.key]) for g in groups_}
 
 
-def collect_tuning(out_dir: Path, groups_: list[Group]) -> list[dict[str, Any]]:
-    """tuning/*.json -> tuning.parquet, in group and trial order, `chosen` marked."""
-    rows = list(finished_tuning(out_dir).values())
-    order = {g.key: i for i, g in enumerate(groups_)}
-    rows.sort(key=lambda r: (order.get(r["group"], len(order)), r["trial_index"]))
-    picks = {id(r) for r in chosen(rows, groups_).values() if r is not None}
-    for row in rows:
-        row["chosen"] = id(row) in picks
-    results.write_parquet_atomic(
-        results.frame(rows, results.TUNING_SCHEMA), out_dir / "tuning.parquet"
-    )
-    return rows
+def collect_tuning(out_dir: Path, suite: Suite, groups_: list[Group]) -> list[dict[str, Any]]:
+    """The trusted tuning files -> tuning.parquet, in group and trial order, `chosen` marked."""
+    done = store.finished(out_dir, suite, tuned_plan(suite).expected(store.TUNING), store.TUNING)
+
+    def picks(rows: list[dict[str, Any]]) -> set[str]:
+        return {r["trial_id"] for r in chosen(rows, groups_).values() if r is not None}
+
+    return tables.write_tuning(out_dir, done, [g.key for g in groups_], picks)
 
 
 class TuningRecorder:
@@ -217,17 +248,31 @@ class TuningRecorder:
         self.out_dir, self.suite, self.planned, self.progress = out_dir, suite, planned, progress
         self.curves: dict[str, dict[int, float]] = {}  # trial -> epoch -> score
         self.rows: dict[str, dict[str, Any]] = {}  # the trial's own row, when it sent one
-        self.done = finished_tuning(out_dir)
+        self.done = finished_tuning(out_dir, suite)
 
-    def epoch(self, trial_id: str, epoch: Any, score: Any) -> None:
+    # The executor's sink (ray_tune.TaskSink): the events of a running tuning trial.
+
+    def epoch(self, task_id: str, result: dict[str, Any]) -> None:
         """A trial's score after an epoch (by number: a retried trial reports them again)."""
+        assert self.suite.tune is not None
+        score, epoch = result.get(self.suite.tune.metric), result.get("epoch")
         if isinstance(score, int | float) and isinstance(epoch, int | float):
-            self.curves.setdefault(trial_id, {})[int(epoch)] = float(score)
+            self.curves.setdefault(task_id, {})[int(epoch)] = float(score)
+        self.progress.epoch(task_id, result, self.suite.tune.epochs)
 
-    def trial_row(self, row: dict[str, Any]) -> None:
-        self.rows[row["trial_id"]] = row
+    def final(
+        self, task_id: str, row: dict[str, Any], epochs: list[Any], running: int | None
+    ) -> None:
+        self.rows[task_id] = row
 
-    def complete(
+    def complete(self, task_id: str, last: dict[str, Any], interrupted: bool) -> None:
+        self.write(task_id, time_s=last.get("time_total_s"), node=last.get("hostname"),
+                   interrupted=interrupted)  # fmt: skip
+
+    def failed(self, task_id: str, status: str, error: str, running: int | None) -> None:
+        self.write(task_id, status=status, error=error)
+
+    def write(
         self, trial_id: str, *, time_s: float | None = None, node: str | None = None,
         status: str | None = None, error: str | None = None, interrupted: bool = False,
     ) -> None:  # fmt: skip
@@ -244,7 +289,7 @@ class TuningRecorder:
             self.suite, group, spec, [v for _, v in sorted(self.curves.get(trial_id, {}).items())],
             status=status, error=error, time_s=time_s, node=node,
         )  # fmt: skip
-        save_tuning(self.out_dir, row)
+        store.save(self.out_dir, row, kind=store.TUNING)
         self.done[trial_id] = row
         self.progress.finished(trial_id, status, error)  # a trial ASHA stopped is ok
         early = f"; {trial_id} stopped early after {row['epochs_run']} epochs"
@@ -277,7 +322,7 @@ def final_specs(
         pick = picks.get(group.key)
         for seed in suite.final.seeds:
             spec = TrialSpec(
-                trial_id=f"final-{group.slug}-s{seed}",
+                trial_id=final_id(group, seed),
                 dataset=group.dataset,
                 loss=group.loss,
                 batch_size=group.batch_size,
@@ -295,22 +340,23 @@ def final_specs(
     return specs, missing
 
 
-RunPhase = Callable[[list[TrialSpec]], None]
+class Runs(Protocol):
+    """What the protocol needs of the executor: run tuning trials, run final trials."""
+
+    def tuning(self, todo: dict[str, list[TrialSpec]], recorder: TuningRecorder) -> None: ...
+
+    def trials(self, todo: list[TrialSpec], progress: Progress) -> None: ...
 
 
 def run_tuned(
-    suite: Suite,
-    out_dir: Path,
-    groups_: list[Group],
-    *,
-    tune_groups: Callable[[dict[str, list[TrialSpec]], TuningRecorder], None],
-    run_finals: RunPhase,
-    say: Callable[[str], None],
-    progress_for: Callable[[int, int, str], Progress],
+    suite: Suite, out_dir: Path, groups_: list[Group], runs: Runs, say: Callable[[str], None]
 ) -> None:
-    """Both phases; what is already on disk is not rerun (resume)."""
+    """Both phases: emit the tuning tasks, read their results, emit the final tasks.
+
+    What is already in the store is not rerun (resume).
+    """
     assert suite.tune is not None
-    done = finished_tuning(out_dir)
+    done = finished_tuning(out_dir, suite)
     planned: dict[str, tuple[Group, TrialSpec]] = {}
     todo: dict[str, list[TrialSpec]] = {}
     for group in groups_:
@@ -319,48 +365,25 @@ def run_tuned(
             planned[spec.trial_id] = (group, spec)
             if spec.trial_id not in done:
                 todo.setdefault(group.key, []).append(spec)
-    total = len(planned)
+    total, left = len(planned), sum(map(len, todo.values()))
     say(
         f"phase 1 (tune): {len(groups_)} groups x {suite.tune.budget} trials on the validation "
-        f"split, {total - sum(map(len, todo.values()))} already done"
+        f"split, {total - left} already done"
     )
-    progress = progress_for(total, total - sum(map(len, todo.values())), "tuning trials")
-    recorder = TuningRecorder(out_dir, suite, planned, progress)
+    recorder = TuningRecorder(
+        out_dir, suite, planned, Progress(total, total - left, unit="tuning trials")
+    )
     if todo:
-        tune_groups(todo, recorder)
-    rows = collect_tuning(out_dir, groups_)
+        runs.tuning(todo, recorder)
+    rows = collect_tuning(out_dir, suite, groups_)
     picks = chosen(rows, groups_)
     specs, missing = final_specs(suite, groups_, picks)
-    from halbench.run.tune import failed_row
-
     for spec, error in missing:
-        if not rundir.has_trial(out_dir, spec.trial_id):
-            rundir.save_trial(out_dir, failed_row(suite, spec, "error", error), [])
-    finished = rundir.finished_trials(out_dir)
+        if not store.has(out_dir, spec.trial_id):
+            store.save(out_dir, tables.failed_row(suite, spec, "error", error), [])
+    finished = store.finished(out_dir, suite, tuned_plan(suite).expected(store.TRIALS))
     final_todo = [s for s in specs if s.trial_id not in finished]
-    say(
-        f"phase 2 (final): {len(specs) + len(missing)} trials on the test split, "
-        f"{len(specs) + len(missing) - len(final_todo)} already done"
-    )
+    n = len(specs) + len(missing)
+    say(f"phase 2 (final): {n} trials on the test split, {n - len(final_todo)} already done")
     if final_todo:
-        run_finals(final_todo)
-
-
-def tune_in_process(
-    suite: Suite, todo: dict[str, list[TrialSpec]], recorder: TuningRecorder, trial_fn: Any
-) -> None:
-    """The groups' tuning trials one by one in this process (no early stopping: FIFO)."""
-    assert suite.tune is not None
-    metric = suite.tune.metric
-    if trial_fn is None:
-        from halbench.trial import run_trial as trial_fn
-
-    for spec in (s for group in todo.values() for s in group):
-        recorder.progress.started(spec.trial_id)
-
-        def report(epoch_row: dict[str, Any], trial_id: str = spec.trial_id) -> None:
-            recorder.epoch(trial_id, epoch_row.get("epoch"), epoch_row.get(metric))
-
-        result = trial_fn(suite, spec, report=report)
-        recorder.trial_row(result.row)
-        recorder.complete(spec.trial_id, time_s=result.row.get("train_time_s"))
+        runs.trials(final_todo, Progress(n, n - len(final_todo)))
