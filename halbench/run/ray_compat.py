@@ -49,7 +49,7 @@ def session_dir() -> str | None:
 
 
 def detected_cpus() -> int | None:
-    """The CPUs a local `ray.init()` registers without num_cpus; None without Ray."""
+    """The CPUs a local Ray registers without num_cpus; None without Ray."""
     try:
         from ray._private.utils import get_num_cpus
     except ImportError:
