@@ -22,7 +22,7 @@ from halbench.report.claims import (
 from halbench.report.format import norm_name
 from halbench.report.rows import Row, finite, group_by
 from halbench.report.stats import Estimate, mean_ci
-from halbench.report.verdict_stats import MAX_UNITS, Tested, test_all
+from halbench.report.verdict_stats import MAX_UNITS, Tested, assess_all
 from halbench.report.views import ReportView
 
 UNTESTED = "untested"
@@ -148,8 +148,8 @@ def tested_all(
     margin: float,
     claim: AccuracyMarginClaim | ConvergenceClaim,
 ) -> list[Tested]:
-    """test_all with the claim's alpha, power and correction."""
-    return test_all(pairs, margin, claim.alpha, claim.power, claim.correction)
+    """assess_all with the claim's alpha, power and correction."""
+    return assess_all(pairs, margin, claim.alpha, claim.power, claim.correction)
 
 
 def rollup(per_condition: list[tuple[str, str]]) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from halbench.report.claim_convergence import ConvergenceEvaluation, evaluate_convergence
 from halbench.report.claim_cost import CostPart, evaluate_cost_parts
 from halbench.report.claim_cost import summary as cost_summary
-from halbench.report.claim_eval import MarginEvaluation, Pick, evaluate_accuracy_margin
+from halbench.report.claim_eval import UNTESTED, MarginEvaluation, Pick, evaluate_accuracy_margin
 from halbench.report.claims import (
     SUPPORTED,
     AccuracyMarginClaim,
@@ -98,6 +98,8 @@ def margin_result(ev: MarginEvaluation, prefix: str) -> ClaimResult:
         )
         if c.tested is not None:
             parts.append(f"{c.dataset}: {_ci(c.diff)} points")
+        elif c.verdict != UNTESTED:
+            parts.append(f"{c.dataset or c.wanted}: {c.why or 'no data'}")
     parts.insert(0, ev.summary)
     table = Table(
         id=f"{prefix}-{claim.id.lower()}",

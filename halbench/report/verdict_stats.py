@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from scipy import special
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
@@ -111,22 +113,29 @@ def hedges_g(u: Units) -> float | None:
     return j * mean / sd
 
 
+def _solve(solver: TTestPower | TTestIndPower, **kwargs: float | None) -> float:
+    """statsmodels' solve_power as a float; nan when its root finder finds none (it warns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: returned as nan, handled by callers
+        try:
+            value = solver.solve_power(**kwargs)
+        except (ValueError, RuntimeError):
+            return math.nan
+    return float(np.ravel(value)[0]) if value is not None else math.nan
+
+
 def min_detectable(u: Units, alpha: float, power: float) -> float | None:
     """The smallest |difference − margin| a two-sided t test at alpha detects with this power,
     for these units and their spread (statsmodels.stats.power)."""
     sd = _sd(u)
     if not sd or u.n < 2:
         return None
-    try:
-        if u.kind == "welch":
-            d = TTestIndPower().solve_power(
-                nobs1=len(u.values), ratio=len(u.other) / len(u.values), alpha=alpha, power=power
-            )
-        else:
-            d = TTestPower().solve_power(nobs=len(u.values), alpha=alpha, power=power)
-    except (ValueError, RuntimeError):  # no root: power unreachable with these units
-        return None
-    return float(d) * sd if d is not None and math.isfinite(d) else None
+    if u.kind == "welch":
+        ratio = len(u.other) / len(u.values)
+        d = _solve(TTestIndPower(), nobs1=len(u.values), ratio=ratio, alpha=alpha, power=power)
+    else:
+        d = _solve(TTestPower(), nobs=len(u.values), alpha=alpha, power=power)
+    return d * sd if math.isfinite(d) else None
 
 
 def units_needed(u: Units, distance: float, alpha: float, power: float) -> int | None:
@@ -136,14 +145,10 @@ def units_needed(u: Units, distance: float, alpha: float, power: float) -> int |
     if not sd or distance == 0:
         return None
     d = abs(distance) / sd
-    try:
-        if u.kind == "welch":
-            n = TTestIndPower().solve_power(effect_size=d, ratio=1.0, alpha=alpha, power=power)
-        else:
-            n = TTestPower().solve_power(effect_size=d, alpha=alpha, power=power)
-    except (ValueError, RuntimeError):
-        return MAX_UNITS + 1
-    n = float(n) if n is not None else math.inf
+    if u.kind == "welch":
+        n = _solve(TTestIndPower(), effect_size=d, ratio=1.0, alpha=alpha, power=power)
+    else:
+        n = _solve(TTestPower(), effect_size=d, alpha=alpha, power=power)
     return MAX_UNITS + 1 if not math.isfinite(n) or n > MAX_UNITS else max(2, math.ceil(n))
 
 
@@ -177,7 +182,7 @@ class Tested:
     power: float = 0.8  # of mde and needed
 
 
-def test_all(
+def assess_all(
     pairs: Sequence[tuple[Mapping[Any, float], Mapping[Any, float]]],
     margin: float,
     alpha: float,
