@@ -1,8 +1,8 @@
-"""halbench command line: run, profile, validate, report, compare, list.
+"""halbench command line: run, profile, validate, report, compare, reproduce, list.
 
-Exit codes: 0 the command did its job (failed trials are rows, not a crash); 2 bad input, with
-one line on stderr naming the file or field; 1 an internal failure; 3 `compare` found a
-regression; 130 interrupted (what finished is written, and the command says how to resume).
+Exit codes: 0 done (failed trials are rows, not a crash); 2 bad input, one line on stderr naming
+the file or field; 1 an internal failure; 3 `compare` found a regression, `reproduce` a moved
+number; 130 interrupted (what finished is written, and the command says how to resume).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_commands.add_compare_arguments(
         sub.add_parser("compare", help="what changed between two runs; exit 3 on a regression")
     )
+    report_commands.add_reproduce_parser(sub)  # its handler: rerun and check; exit 0 or 3
 
     _add_validate_arguments(
         sub.add_parser("validate", help="check a suite without training: exit 0 valid, 2 not")
@@ -359,7 +360,7 @@ _COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return _COMMANDS[args.command](args)
+        return (getattr(args, "handler", None) or _COMMANDS[args.command])(args)
     except UserError as err:
         print(f"halbench: error: {err}", file=sys.stderr)
         return EXIT_USER

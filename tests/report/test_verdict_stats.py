@@ -10,12 +10,12 @@ from statsmodels.stats.power import TTestIndPower, TTestPower
 
 from halbench.report.verdict_stats import (
     MAX_UNITS,
+    assess_all,
     hedges_g,
     holm,
     interval,
     min_detectable,
     p_value,
-    assess_all,
     units_needed,
     units_of,
 )
