@@ -203,9 +203,11 @@ def cost_part_result(part: CostPart, prefix: str) -> ClaimResult:
             ]
         )
     summary = cost_summary(part)
+    several_keys = len({str(k) for _, k, _ in part.b_star}) > 1
     stars = [
-        f"d={d} vs {comp}: B* ≈ {b:,.0f}" if b is not None else f"d={d} vs {comp}: no B*"
-        for (d, _key, comp), b in sorted(part.b_star.items(), key=lambda kv: str(kv[0]))
+        f"d={d}{' ' + point_text(key, part.source) if several_keys else ''} vs {comp}: "
+        + (f"B* ≈ {b:,.0f}" if b is not None else "no B* (needs ≥ 2 batch sizes, falling)")
+        for (d, key, comp), b in sorted(part.b_star.items(), key=lambda kv: str(kv[0]))
     ]
     if stars and part.part == "flops":
         summary += "; " + "; ".join(stars)

@@ -384,3 +384,57 @@ def test_c1_interval_covers_replicates_when_rows_carry_them(make_run):
     assert "replicates would resolve it" in result.tables[0].rows[1][5].text or any(
         "replicates" in r[5].text for r in result.tables[0].rows
     )
+
+
+@pytest.mark.parametrize(
+    "extra,field",
+    [
+        ("alpha: 0.7", "alpha"),
+        ("power: 0.3", "power"),
+        ("correction: bonferroni", "correction"),
+        ("equivalence_margin: -1", "equivalence_margin"),
+        ("target_margin: -2", "target_margin"),
+    ],
+)
+def test_load_claims_validates_the_verdict_settings(tmp_path, extra, field):
+    bad = tmp_path / "claims.yaml"
+    bad.write_text(
+        "claims:\n  - {id: C3, title: t, statement: s, kind: convergence, subject: hal}\n".replace(
+            "}", f", {extra}}}"
+        )
+    )
+    with pytest.raises(UserError, match=rf"^{bad}: claims\[0\]\.{field}: "):
+        load_claims(bad)
+
+
+def test_bundled_claims_carry_their_verdict_settings():
+    c1, c3 = CLAIMS["C1"], CLAIMS["C3"]
+    assert (c1.alpha, c1.power, c1.correction) == (0.05, 0.8, "holm")
+    assert c3.target_margin == 2.0
+
+
+def test_the_metric_is_the_tunings_unless_the_claims_file_names_another(tmp_path):
+    from halbench.report import build_model
+    from halbench.report.model import Paragraph
+
+    from .fixtures import write_tuned_run
+
+    run = write_tuned_run(tmp_path / "tuned")  # tune.metric: knn_acc_1
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        "claims:\n  - {id: C1, title: t, statement: s, kind: accuracy_margin, subject: hal,\n"
+        "     competitors: [nca], k: 5}\n"
+    )
+    texts = [
+        b.text
+        for s in build_model([run], claims).sections
+        for b in s.blocks
+        if isinstance(b, Paragraph)
+    ]
+    assert any(
+        "C1 judges k-NN@5" in t and "selected configurations on knn_acc_1" in t for t in texts
+    )
+    default = build_model([run]).sections
+    assert not any(
+        isinstance(b, Paragraph) and "judges k-NN@" in b.text for s in default for b in s.blocks
+    )
