@@ -17,11 +17,13 @@ Contenders per (B, d), C classes, fp32:
   "reference", the readable formulas of their loss files)
   pml_nca    pytorch-metric-learning NCALoss with the same distance (LpDistance(power=2,
              normalize_embeddings=False)), so both compute the same value
-Each sample is the mean of enough back-to-back calls to fill --min-time seconds, after
---warmup calls; contenders are interleaved within each of --repeats rounds so that load from
-other processes hits all of them alike. Times are per-call medians over the rounds; ratios are
-medians of the per-round ratios. On CUDA the device is synchronized around each sample. On a
-shared CPU, `--clock cpu --threads 1` times the work without the waits for other processes.
+Each contender is a benchmark (benchmarks/harness.py: params, setup, function) timed by
+halbench's one harness (probes/timing.py): each sample is the mean of enough back-to-back calls
+to fill --min-time seconds, after --warmup calls; contenders are interleaved within each of
+--repeats rounds so that load from other processes hits all of them alike. Times are per-call
+medians over the rounds; ratios are medians of the per-round ratios. On CUDA each sample is
+bracketed by CUDA events after a device synchronize. On a shared CPU, `--clock cpu --threads 1`
+times the work without the waits for other processes.
 Goals: nca / pml_nca <= 1.0; hal / floor <= 1.3 at B >= 256 (HAL / floor_cm is printed
 beside it).
 """
@@ -29,90 +31,81 @@ beside it).
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
-import time
 from collections.abc import Callable
+from typing import Any
 
+import harness  # benchmarks/harness.py, beside this script
 import torch
 import torch.nn.functional as F
+from pytorch_metric_learning import distances
+from pytorch_metric_learning import losses as pml_losses
 
 from halbench import losses
+from halbench.probes import device_name
 
-Call = Callable[[], None]
-
-
-def fwd_bwd(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x, y) -> Call:
-    """One forward and backward call; the input's gradient is reset so it never accumulates."""
-
-    def call() -> None:
-        x.grad = None
-        loss_fn(x, y).backward()
-
-    return call
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def seconds_per_call(call: Call, number: int, device: torch.device, clock: str) -> float:
-    now = CLOCKS[clock]
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = now()
-    for _ in range(number):
-        call()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (now() - start) / number
-
-
-def measure(
-    calls: dict[str, Call], args: argparse.Namespace, device: torch.device
-) -> dict[str, list[float]]:
-    """Seconds per call of each contender, one sample per repeat, interleaved."""
-    numbers = {}
-    for name, call in calls.items():
-        for _ in range(args.warmup):
-            call()
-        once = seconds_per_call(call, 1, device, args.clock)
-        numbers[name] = max(1, math.ceil(args.min_time / max(once, 1e-7)))
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(args.repeats):
-        for name, call in calls.items():
-            samples[name].append(seconds_per_call(call, numbers[name], device, args.clock))
-    return samples
-
-
-def ratio(samples: dict[str, list[float]], top: str, bottom: str) -> float:
-    """Median of the per-repeat ratios: paired samples cancel slow drifts in machine load."""
-    return statistics.median(a / b for a, b in zip(samples[top], samples[bottom], strict=True))
-
-
-def contenders(
-    batch: int, dim: int, classes: int, device: torch.device, impl: str = "fast"
-) -> dict[str, Call]:
-    from pytorch_metric_learning import distances
-    from pytorch_metric_learning import losses as pml_losses
-
+def inputs(batch: int, dim: int, classes: int, device: str) -> tuple[torch.Tensor, ...]:
+    """Embeddings x (a leaf that requires grad), labels y and a weight W [C, d]: the same values
+    for every contender at a point (seeded)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, dim, generator=g).to(device).requires_grad_(True)
     y = torch.randint(0, classes, (batch,), generator=g).to(device)
-    hal = losses.build("hal", num_classes=classes, embedding_dim=dim, impl=impl).to(device)
-    nca = losses.build("nca", num_classes=classes, embedding_dim=dim, impl=impl).to(device)
-    pml_nca = pml_losses.NCALoss(
-        distance=distances.LpDistance(power=2, normalize_embeddings=False)
-    ).to(device)
     weight = torch.randn(classes, dim, generator=g).to(device).requires_grad_(True)
-    return {
-        "hal": fwd_bwd(hal, x, y),
-        "floor": fwd_bwd(lambda x, y: F.cross_entropy(x @ weight.T, y), x, y),
-        "floor_cm": fwd_bwd(
-            lambda x, y: F.cross_entropy((weight @ x.T).unsqueeze(0), y.unsqueeze(0)), x, y
-        ),
-        "nca": fwd_bwd(nca, x, y),
-        "pml_nca": fwd_bwd(pml_nca, x, y),
+    return x, y, weight
+
+
+def fwd_bwd(state: tuple[LossFn, torch.Tensor, torch.Tensor]) -> None:
+    """The timed call: one forward and backward; the input's gradient is reset so it never
+    accumulates."""
+    loss_fn, x, y = state
+    x.grad = None
+    loss_fn(x, y).backward()
+
+
+def contender(
+    name: str, build: Callable[..., LossFn], params: dict[str, list]
+) -> harness.Benchmark:
+    """A benchmark whose setup builds the loss ``build(weight, **point)`` on the point's inputs."""
+
+    def setup(batch: int, dim: int, classes: int, device: str, impl: str) -> Any:
+        x, y, weight = inputs(batch, dim, classes, device)
+        loss_fn = build(weight=weight, classes=classes, dim=dim, device=device, impl=impl)
+        return loss_fn, x, y
+
+    return harness.Benchmark(name, setup, fwd_bwd, params)
+
+
+def halbench_loss(name: str) -> Callable[..., LossFn]:
+    def build(*, classes: int, dim: int, device: str, impl: str, **_: Any) -> LossFn:
+        return losses.build(name, num_classes=classes, embedding_dim=dim, impl=impl).to(device)
+
+    return build
+
+
+def floor(*, weight: torch.Tensor, **_: Any) -> LossFn:
+    return lambda x, y: F.cross_entropy(x @ weight.T, y)
+
+
+def floor_cm(*, weight: torch.Tensor, **_: Any) -> LossFn:
+    return lambda x, y: F.cross_entropy((weight @ x.T).unsqueeze(0), y.unsqueeze(0))
+
+
+def pml_nca(*, device: str, **_: Any) -> LossFn:
+    distance = distances.LpDistance(power=2, normalize_embeddings=False)
+    return pml_losses.NCALoss(distance=distance).to(device)
+
+
+def benchmarks(params: dict[str, list]) -> list[harness.Benchmark]:
+    builders = {
+        "hal": halbench_loss("hal"),
+        "floor": floor,
+        "floor_cm": floor_cm,
+        "nca": halbench_loss("nca"),
+        "pml_nca": pml_nca,
     }
+    return [contender(name, build, params) for name, build in builders.items()]
 
 
 def main() -> None:
@@ -120,30 +113,21 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024, 4096])
     parser.add_argument("--dims", type=int, nargs="+", default=[64, 128, 512])
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--impl", choices=["fast", "reference"], default="fast")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--min-time", type=float, default=0.02, help="seconds per measurement")
-    parser.add_argument(
-        "--clock",
-        choices=sorted(CLOCKS),
-        default="wall",
-        help="cpu: process CPU time, which leaves out time other processes take on a shared "
-        "machine (CPU device only; with --threads 1 it equals the call's latency)",
-    )
+    harness.timing_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    if args.clock == "cpu" and device.type != "cpu":
-        parser.error("--clock cpu measures host CPU time; use it with --device cpu")
+    options = harness.timing_options(args)
+    params = {
+        "batch": args.batch_sizes,
+        "dim": args.dims,
+        "classes": [args.classes],
+        "device": [args.device],
+        "impl": [args.impl],
+    }
     print(
-        f"# torch {torch.__version__}, device {name}, threads {torch.get_num_threads()}, "
-        f"C={args.classes}, impl {args.impl}, fp32, forward+backward, {args.clock} clock, "
-        f"median of {args.repeats}"
+        f"# torch {torch.__version__}, device {device_name(options['device'])}, "
+        f"threads {torch.get_num_threads()}, C={args.classes}, impl {args.impl}, fp32, "
+        f"forward+backward, {args.clock} clock, median of {args.repeats}"
     )
     header = (
         f"{'B':>5} {'d':>4} {'hal ms':>9} {'floor ms':>9} {'nca ms':>9} {'pml_nca ms':>10}"
@@ -151,22 +135,20 @@ def main() -> None:
     )
     print(header)
     worst_nca, worst_hal, worst_cm = 0.0, 0.0, 0.0
-    for batch in args.batch_sizes:
-        for dim in args.dims:
-            samples = measure(contenders(batch, dim, args.classes, device, args.impl), args, device)
-            t = {name: statistics.median(values) for name, values in samples.items()}
-            nca_ratio, hal_ratio = ratio(samples, "nca", "pml_nca"), ratio(samples, "hal", "floor")
-            worst_nca = max(worst_nca, nca_ratio)
-            cm_ratio = ratio(samples, "hal", "floor_cm")
-            if batch >= 256:
-                worst_hal, worst_cm = max(worst_hal, hal_ratio), max(worst_cm, cm_ratio)
-            print(
-                f"{batch:>5} {dim:>4} {t['hal'] * 1e3:>9.3f} {t['floor'] * 1e3:>9.3f}"
-                f" {t['nca'] * 1e3:>9.3f} {t['pml_nca'] * 1e3:>10.3f}"
-                f" {ratio(samples, 'hal', 'nca'):>8.3f} {nca_ratio:>8.3f} {hal_ratio:>9.3f}"
-                f" {cm_ratio:>12.3f}",
-                flush=True,
-            )
+    for case in harness.run(benchmarks(params), **options):
+        batch, dim = case.point["batch"], case.point["dim"]
+        nca_ratio, hal_ratio = case.ratio("nca", "pml_nca"), case.ratio("hal", "floor")
+        cm_ratio = case.ratio("hal", "floor_cm")
+        worst_nca = max(worst_nca, nca_ratio)
+        if batch >= 256:
+            worst_hal, worst_cm = max(worst_hal, hal_ratio), max(worst_cm, cm_ratio)
+        print(
+            f"{batch:>5} {dim:>4} {case.ms('hal'):>9.3f} {case.ms('floor'):>9.3f}"
+            f" {case.ms('nca'):>9.3f} {case.ms('pml_nca'):>10.3f}"
+            f" {case.ratio('hal', 'nca'):>8.3f} {nca_ratio:>8.3f} {hal_ratio:>9.3f}"
+            f" {cm_ratio:>12.3f}",
+            flush=True,
+        )
     print(f"# worst NCA/pml {worst_nca:.3f} (goal <= 1.0)")
     print(f"# worst HAL/floor at B >= 256 {worst_hal:.3f} (goal <= 1.3)")
     print(f"# worst HAL/floor_cm at B >= 256 {worst_cm:.3f} (no goal; the stricter floor)")

@@ -8,6 +8,7 @@ number; 130 interrupted (what finished is written, and the command says how to r
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import sys
@@ -19,15 +20,41 @@ from typing import Any
 from halbench import __version__
 from halbench.errors import UserError
 from halbench.failures import first_line
+from halbench.run.loggers import LOGGERS, check_log_to
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage mistakes are one line and exit 2 like every other user error."""
+    """argparse, but usage mistakes are one line and exit 2 like every other user error; no
+    abbreviated options (`--num-cpu` is a mistake, not --num-cpus), and a misspelled option
+    gets the nearest real one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("halbench").strip()  # main prints "halbench: error:"
+        raise UserError(f"{command}: {message}" if command else message)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self.commands.get(getattr(parsed, "command", None) or "", self)
+            self.error(f"unrecognized arguments: {' '.join(extras)}{_hint(extras, command)}")
+        return parsed
+
+
+def _hint(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    """' (did you mean --num-gpus?)' for the first unknown option close to a real one."""
+    known = [o for action in parser._actions for o in action.option_strings]
+    for word in extras:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
 
 
 def _positive_int(text: str) -> int:
@@ -80,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list registered losses, datasets or models")
     lst.add_argument("kind", choices=["losses", "datasets", "models"])
     lst.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'nca*'")
+    parser.commands = dict(sub.choices)  # type: ignore[attr-defined]
     return parser
 
 
@@ -115,6 +143,13 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         action="store_true",
         help="list the trials and estimate the run's cost on this machine; write nothing",
     )
+    arg(
+        "--log-to",
+        action="append",
+        choices=list(LOGGERS),
+        help="also log every trial's results with Ray Tune's logger for this tracker, under "
+        "the run directory, offline (repeatable)",
+    )
 
 
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,37 +180,10 @@ def _add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    """Everything knowable without training, in seconds: the checks `run` makes before Ray."""
-    from halbench.run import cluster
-    from halbench.run.options import RunOptions
-    from halbench.run.runner import preflight
-    from halbench.suite import load_suite
+    from halbench.commands.validate import validate
 
-    suite = load_suite(args.suite)
-    if args.num_gpus is not None and args.num_gpus < 0:
-        raise UserError(f"--num-gpus: expected a non-negative integer, got {args.num_gpus}")
-    options = RunOptions(address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
-    preflight(suite, args.suite, options)
-    if args.address:
-        capacity = cluster.cluster_capacity(args.address)
-        resources = cluster.trial_resources(suite.resources)
-        cluster.check_capacity(resources, capacity, args.suite, f"the cluster at {args.address}")
-    print(_validate_summary(suite, args.suite))
+    print(validate(args.suite, args.address, args.num_cpus, args.num_gpus))
     return EXIT_OK
-
-
-def _validate_summary(suite: Any, path: Path) -> str:
-    """Trials, groups and training epochs, as the run would plan them (tuned suites too)."""
-    from halbench.run.dryrun import plan
-
-    planned = plan(suite, suite.trials())
-    trials = sum(p.count for p in planned)
-    losses, epochs = len(suite.losses), sum(p.count * p.epochs for p in planned)
-    return (
-        f"{path}: valid: suite {suite.name!r}, {trials} trial{'s' * (trials != 1)} of "
-        f"{losses} loss{'es' * (losses != 1)}, at most {epochs} training epochs in all; "
-        "`halbench run --dry-run` estimates the time"
-    )
 
 
 def _address(args: argparse.Namespace) -> str | None:
@@ -220,6 +228,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"--num-gpus: expected a non-negative integer, got {args.num_gpus}")
     if args.dry_run:
         return _dry_run(suite, args)
+    log_to = tuple(dict.fromkeys(args.log_to or ()))
+    if log_to and args.no_ray:
+        raise UserError("--log-to attaches Ray Tune's loggers: it needs Ray (drop --no-ray)")
+    check_log_to(log_to)
     options = RunOptions(
         output=args.output,
         resume=args.resume,
@@ -232,6 +244,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         datasets=tuple(args.datasets) if args.datasets else None,
         ray_temp_dir=args.ray_temp_dir.resolve() if args.ray_temp_dir else None,
         storage=args.storage,
+        log_to=log_to,
     )
     summary = run_suite(suite, args.suite, options)
     _report(summary.out_dir, args)
@@ -313,38 +326,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from halbench import data, losses, models
+    from halbench.commands.listing import listing
 
-    module = {"losses": losses, "datasets": data, "models": models}[args.kind]
-    names = module.available(args.pattern)
-    if not names:
-        raise UserError(f"list {args.kind}: nothing matches {args.pattern!r}")
-    if args.kind == "losses":
-        print(_loss_listing(names))
-        print("pml:<ClassName>[:key=value,...]  (any pytorch-metric-learning loss)")
-    else:
-        print("\n".join(names))
+    print(listing(args.kind, args.pattern))
     return EXIT_OK
-
-
-def _loss_listing(names: list[str]) -> str:
-    """Each loss's name on a line of its own, then its parameters with their defaults."""
-    import inspect
-
-    from halbench import losses
-
-    lines = []
-    for name in names:
-        params = []
-        for key, default in losses.parameters(name).items():
-            if key == "memory_size" and losses.LOSSES.get(name).needs_memory_size:
-                params.append("memory_size=<training set size>")
-            elif default is inspect.Parameter.empty:
-                params.append(f"{key}=<required>")
-            else:
-                params.append(f"{key}={default!r}")
-        lines += [name, f"    {', '.join(params) or '(no parameters)'}"]
-    return "\n".join(lines)
 
 
 _COMMANDS = {

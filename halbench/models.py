@@ -12,7 +12,6 @@ A plugin adds a backbone by registering a factory; `build` rejects params it doe
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -31,31 +30,24 @@ def available(pattern: str = "*") -> list[str]:
     return MODELS.names(pattern)
 
 
+def parameters(name: str) -> dict[str, Any]:
+    """The parameters backbone `name` accepts (sizes aside), with their defaults."""
+    return {k: v for k, v in MODELS.parameters(name).items() if k not in _SIZES}
+
+
+# Set by build() from the data and the grid, never by the suite's model params.
+_SIZES = ("in_channels", "image_size", "embedding_dim")
+
+
 def build(
     name: str, *, in_channels: int, image_size: int, embedding_dim: int, **params: Any
 ) -> nn.Module:
-    """Build backbone `name` with an embedding head; bad params raise ValueError."""
-    factory = MODELS.get(name)
-    for key, value in (
-        ("in_channels", in_channels),
-        ("image_size", image_size),
-        ("embedding_dim", embedding_dim),
-    ):
+    """Build backbone `name` with an embedding head. The registry checks the parameters: an
+    unknown one, or one of a wrong type or range, raises one ValueError naming it."""
+    sizes = {"in_channels": in_channels, "image_size": image_size, "embedding_dim": embedding_dim}
+    for key, value in sizes.items():
         check_int(key, value, minimum=1)
-    accepted = set(inspect.signature(factory).parameters) - {
-        "in_channels",
-        "image_size",
-        "embedding_dim",
-    }
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise ValueError(
-            f"model {name!r}: unknown params {', '.join(unknown)}; "
-            f"expected some of {', '.join(sorted(accepted))}"
-        )
-    return factory(
-        in_channels=in_channels, image_size=image_size, embedding_dim=embedding_dim, **params
-    )
+    return MODELS.build(name, sizes, params)
 
 
 class EmbeddingHead(nn.Sequential):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +82,35 @@ def test_documented_commands_and_flags_exist(doc: Path) -> None:
             continue
         wrong.extend(f"halbench {command} {f}" for f in flags if f not in cli[command])
     assert not wrong, f"{doc.name} shows what the CLI does not have: {sorted(set(wrong))}"
+
+
+def _suite_reference_tool() -> Any:
+    """tools/suite_reference.py as a module (tools/ is a folder of scripts)."""
+    path = REPO / "tools" / "suite_reference.py"
+    spec = importlib.util.spec_from_file_location("suite_reference", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_suite_reference_is_the_models() -> None:
+    # Rendered from the suite models as they are now: a new, renamed or re-typed key fails
+    # here until `python tools/suite_reference.py --write` is rerun.
+    tool = _suite_reference_tool()
+    assert (REPO / "docs" / "suite-reference.md").read_text(encoding="utf-8") == tool.render(), (
+        "docs/suite-reference.md is stale: run python tools/suite_reference.py --write"
+    )
+    assert tool.stale_descriptions() == [], "descriptions of keys the models no longer have"
+
+
+def test_suite_reference_lists_every_key_with_its_default() -> None:
+    from halbench.suite.models import Suite, TrainConfig
+
+    text = _suite_reference_tool().render()
+    for name in Suite.model_fields:
+        assert f"| `{name}` |" in text
+    assert "| `epochs` | int > 0 | `2` |" in text  # TrainConfig.epochs: BoundedInt = 2
+    assert TrainConfig().epochs == 2
+    assert "| `optimizer` | `sgd` or `adamw` | `adamw` |" in text
+    assert "| `batch_size` | non-empty list of int > 0 | `required` |" in text  # the grid's

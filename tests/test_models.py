@@ -58,8 +58,12 @@ def test_bad_parameters_raise_value_errors() -> None:
     kw = {"in_channels": 3, "image_size": 32, "embedding_dim": 8}
     with pytest.raises(ValueError, match="unknown model 'small_cn'"):
         models.build("small_cn", **kw)
-    with pytest.raises(ValueError, match="unknown params depth"):
+    unknown = "model 'small_cnn': unknown parameter 'depth'; expected one of: width, head_bn"
+    with pytest.raises(ValueError, match=unknown):
         models.build("small_cnn", depth=3, **kw)
+    with pytest.raises(ValueError, match="unknown parameter 'widht'.*did you mean 'width'"):
+        models.build("small_cnn", widht=3, **kw)
+
     with pytest.raises(ValueError, match="width"):
         models.build("small_cnn", width=0, **kw)
     with pytest.raises(ValueError, match="head_bn"):
@@ -75,6 +79,11 @@ def test_bad_parameters_raise_value_errors() -> None:
         models.build("small_cnn", in_channels=3, image_size=10**400, embedding_dim=8)
     with pytest.raises(ValueError, match="head_bn must be true or false, got 1"):
         models.build("resnet18_cifar", head_bn=1, **kw)
+
+
+def test_parameters_lists_defaults_without_the_sizes() -> None:
+    assert models.parameters("small_cnn") == {"width": 32, "head_bn": False}
+    assert models.parameters("torchvision") == {"arch": "resnet18", "head_bn": False}
 
 
 def test_available_filters_with_wildcards() -> None:

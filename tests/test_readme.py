@@ -95,3 +95,12 @@ def test_quickstart_needs_no_sudo() -> None:
     line = first.group(1)
     assert not re.search(r"(^|[;&|] *)sudo ", line)
     assert "command -v sudo" in line
+
+
+def test_the_documentation_list_names_every_doc() -> None:
+    listed = set(
+        re.findall(r"^- (docs/[\w.-]+\.md):", _section(README.read_text(), "Documentation"), re.M)
+    )
+    on_disk = {f"docs/{p.name}" for p in (REPO / "docs").glob("*.md")}
+    assert on_disk - listed == set(), "docs missing from README's Documentation list"
+    assert listed - on_disk == set(), "README's Documentation list names docs that do not exist"

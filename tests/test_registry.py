@@ -1,5 +1,7 @@
 """Tests for the generic name registry."""
 
+import inspect
+
 import pytest
 
 from halbench.registry import Registry
@@ -60,3 +62,50 @@ def test_names_are_sorted_and_filtered_by_wildcard(reg: Registry) -> None:
 def test_bad_names_are_rejected(bad: str) -> None:
     with pytest.raises(ValueError, match="widget name"):
         Registry("widget").register(bad)
+
+
+class Widget:
+    def __init__(self, size: int, *, colour: str = "red", weight: float = 1.0) -> None:
+        self.size, self.colour, self.weight = size, colour, weight
+
+
+class SmallWidget(Widget):
+    def __init__(self, size: int, *, shrink: int = 2, **rest: object) -> None:
+        super().__init__(size // shrink, **rest)  # type: ignore[arg-type]
+
+
+def make_gadget(*, size: int, sharp: bool = False) -> tuple[int, bool]:
+    return size, sharp
+
+
+@pytest.fixture
+def factories() -> Registry:
+    r: Registry = Registry("widget")
+    r.register("widget")(Widget)
+    r.register("small")(SmallWidget)
+    r.register("gadget")(make_gadget)
+    return r
+
+
+def test_parameters_walk_constructors_that_forward_kwargs(factories: Registry) -> None:
+    assert factories.parameters("small") == {
+        "size": inspect.Parameter.empty, "shrink": 2, "colour": "red", "weight": 1.0
+    }  # fmt: skip
+    assert factories.parameters("gadget") == {"size": inspect.Parameter.empty, "sharp": False}
+
+
+def test_build_passes_sizes_and_params(factories: Registry) -> None:
+    small = factories.build("small", {"size": 8}, {"colour": "blue", "shrink": 4})
+    assert (small.size, small.colour) == (2, "blue")
+    assert factories.build("gadget", {"size": 3}, {"sharp": True}) == (3, True)
+
+
+def test_build_names_an_unknown_parameter_with_a_suggestion(factories: Registry) -> None:
+    with pytest.raises(ValueError) as err:
+        factories.build("small", {"size": 8}, {"color": "blue"})
+    message = str(err.value)
+    assert message.startswith("widget 'small': unknown parameter 'color'; expected one of: ")
+    assert "did you mean 'colour'?" in message and "\n" not in message
+    # a size the caller sets is not a parameter the user may give
+    with pytest.raises(ValueError, match="unknown parameter 'size'; expected one of: sharp$"):
+        factories.build("gadget", {"size": 3}, {"size": 4})

@@ -146,3 +146,37 @@ def test_a_tuned_suite_is_summarized_by_its_plan(capsys) -> None:
     assert main(["validate", str(ROOT / "suites" / "fair-fashion-mnist-cpu.yaml")]) == 0
     out = capsys.readouterr().out
     assert "33 trials of 3 losses, at most 132 training epochs" in out
+
+
+def test_data_missing_from_disk_fails_validate(tmp_path: Path, monkeypatch, capsys) -> None:
+    # The check `run` makes before any trial (runner.check_data), made by validate too.
+    monkeypatch.setenv("HALBENCH_DATA", str(tmp_path / "empty"))
+    path = write_suite(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["dataset"] = {"name": "cifar10", "train_size": 200, "test_size": 100}
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["validate", str(path)]) == 2
+    err = one_error_line(capsys)
+    assert "dataset 'cifar10' not found" in err and "download: true" in err
+
+
+def test_the_plugin_example_validates() -> None:
+    # docs/plugins.md's example, as the guide runs it; a subprocess keeps its registrations
+    # out of this test process.
+    import subprocess
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "examples"), str(ROOT)]),
+        "HALBENCH_PLUGINS": "my_loss_plugin",
+    }
+    suite = ROOT / "examples" / "plugin-suite.yaml"
+    out = subprocess.run(
+        [sys.executable, "-m", "halbench.cli", "validate", str(suite)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "valid: suite 'plugin-example', 2 trials of 2 losses" in out.stdout

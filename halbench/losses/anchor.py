@@ -1,10 +1,12 @@
 """One anchor per class, NCA softmax over the anchors: AL (R^n), HAL (sphere) and relatives.
 
-AL:  logits_c = -scale * ||x - a_c||^2           (Euclidean anchor loss)
-HAL: logits_c = scale * cos(x, a_c)              (Hypersphere Anchor Loss)
-ProxyNCA and NormFace are HAL under another parameterization (see docs/losses.md); CosFace
-and ArcFace (margin.py) add a margin to the target logit. The two formulas are the functions
-below; impl="fast" runs their kernels (kernels.py, kernels_cosine.py) with the same signatures.
+AL:       logits_c = -scale * ||x - a_c||^2          (Euclidean anchor loss)
+HAL:      logits_c = scale * cos(x, a_c)             (Hypersphere Anchor Loss)
+ProxyNCA: logits_c = -scale * ||x^ - a^_c||^2        (AL between normalized x and anchors)
+NormFace is HAL with scale 1/temperature; CosFace and ArcFace (margin.py) add a margin to the
+target logit. A zero vector normalizes to zero (x^ = 0, cos(0, a) = 0), as F.normalize and
+pytorch-metric-learning's distances. The formulas are the functions below; impl="fast" runs
+their kernels (kernels.py, kernels_cosine.py), which have the same signatures.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from halbench.losses.base import (
     check_bool,
     check_choice,
     check_positive,
+    fast_path,
     normalize,
     register_loss,
     squared_norms,
@@ -37,12 +40,20 @@ from halbench.probes.flop_rules import (
 # ----- the formulas ---------------------------------------------------------------------------
 
 
+@fast_path(kernels.euclidean_logits)
 def euclidean_logits(x: Tensor, anchors: Tensor, scale: float) -> Tensor:
     """-scale * ||x_i - a_c||^2 up to the per-row constant -scale * ||x_i||^2, which the
     softmax never sees: scale * (2 x.a_c - ||a_c||^2). No B x C x d tensor."""
     return scale * (2 * (x @ anchors.T) - squared_norms(anchors))
 
 
+@fast_path(kernels.cross_entropy)
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean softmax cross-entropy, with fp32 statistics for low-precision logits."""
+    return F.cross_entropy(as_float32(logits), labels)
+
+
+@fast_path(kernels_cosine.cosine_cross_entropy)
 def cosine_cross_entropy(
     x: Tensor,
     weight: Tensor,
@@ -127,12 +138,8 @@ class EuclideanAnchorLoss(AnchorLoss):
         self.scale = check_positive("scale", scale)
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
-        a = self.weight.to(embeddings.dtype)
-        if self.fast:
-            logits = kernels.euclidean_logits(embeddings, a, self.scale)
-            return kernels.cross_entropy(logits, labels)
-        logits = euclidean_logits(embeddings, a, self.scale)
-        return F.cross_entropy(as_float32(logits), labels)
+        logits = euclidean_logits(embeddings, self.weight.to(embeddings.dtype), self.scale)
+        return cross_entropy(logits, labels)
 
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
@@ -168,23 +175,13 @@ class HypersphereAnchorLoss(AnchorLoss):
         return normalize(self.weight.detach())
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
-        weight = self.weight
-        if weight.dtype != embeddings.dtype:
-            weight = weight.to(embeddings.dtype)
+        weight = self.weight.to(embeddings.dtype)
         adjust = self.adjust_target if self.has_margin else None
-        if not self.fast:
-            return cosine_cross_entropy(embeddings, weight, labels, self.scale, adjust)
-        try:
-            return kernels_cosine.cosine_cross_entropy(
-                embeddings, weight, labels, self.scale, adjust
-            )
-        except kernels_cosine.LabelRangeError:
-            self.check_label_range(labels)  # the error that names the loss and the range
-            raise
+        return cosine_cross_entropy(embeddings, weight, labels, self.scale, adjust)
 
-    def _kernel_checks_labels(self, device_type: str) -> bool:
+    def kernel_checks_labels(self, device_type: str) -> bool:
         adjust = self.adjust_target if self.has_margin else None
-        return self.fast and kernels_cosine.checks_labels(device_type, adjust)
+        return kernels_cosine.checks_labels(device_type, adjust)
 
     def adjust_target(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Hook for margin losses: logits (scale * cos) with the target modified; HAL: none."""
@@ -223,20 +220,49 @@ class HypersphereAnchorLoss(AnchorLoss):
 
 
 @register_loss("proxy_nca")
-class ProxyNCA(HypersphereAnchorLoss):
-    """ProxyNCA (Movshovitz-Attias et al. 2017; softmax incl. the positive, as ProxyNCA++).
+class ProxyNCA(AnchorLoss):
+    """ProxyNCA (Movshovitz-Attias et al. 2017; softmax incl. the positive, as ProxyNCA++):
+    NCA with the proxies as the reference set, logits_c = -scale * ||x^ - p^_c||^2.
 
-    logits_c = -scale * ||x^ - p^_c||^2 = 2 scale cos(x, p_c) - 2 scale: HAL with scale 2*scale
-    (the constant cancels in the softmax). Default 9 = the original's embeddings and proxies
-    scaled to norm 3; pytorch-metric-learning's ProxyNCALoss(softmax_scale=scale) is the same.
+    For nonzero x and p this is HAL with scale 2*scale (||x^ - p^||^2 = 2 - 2 cos), but a zero
+    proxy sits at squared distance 1 from every x^, not 2. Default 9 = the original's
+    embeddings and proxies scaled to norm 3; pytorch-metric-learning's
+    ProxyNCALoss(softmax_scale=scale) is the same loss.
     """
+
+    metric = "cosine"
 
     def __init__(
         self, num_classes: int, embedding_dim: int, *, scale: float = 9.0, **anchor: Any
     ) -> None:
-        super().__init__(
-            num_classes, embedding_dim, scale=2 * check_positive("scale", scale), **anchor
+        super().__init__(num_classes, embedding_dim, **anchor)
+        self.scale = check_positive("scale", scale)
+
+    def anchors(self) -> Tensor:
+        return normalize(self.weight.detach())
+
+    def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
+        proxies = normalize(self.weight.to(embeddings.dtype))
+        logits = euclidean_logits(normalize(embeddings), proxies, self.scale)
+        return cross_entropy(logits, labels)
+
+    def cost(
+        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
+    ) -> dict[str, int]:
+        b, d, c = batch_size, embedding_dim, num_classes
+        matmul = matmul_flops(b, d, c)
+        total = (
+            normalize_flops(b, d)
+            + normalize_flops(c, d)
+            + squared_norms_flops(c, d)
+            + matmul
+            + 3 * b * c  # 2 *, -, scale * per logit
+            + cross_entropy_flops(b, c)
         )
+        return {"matmul": matmul, "total": total}
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale={self.scale}"
 
 
 @register_loss("normface")

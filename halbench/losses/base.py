@@ -7,7 +7,9 @@ docs/probes.md). Fast paths (losses/kernels*.py) may differ in lower-order terms
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -43,10 +45,11 @@ class KNNLoss(nn.Module):
 
     The contract: `forward` (checks inputs, calls `compute`), `compute` (the loss itself),
     `anchors`, `flops` and `param_groups`; attributes `name`, `metric`, `has_anchors`,
-    `needs_memory_size` and `impl`. `compute` runs the readable formula of its file with
-    impl="reference" and the fast kernels (losses/kernels*.py) with impl="fast"; both give the
-    same value and gradient. `metric` is what k-NN should use; losses with a distance option
-    set it per instance, so read it from the built loss.
+    `needs_memory_size` and `impl`. `compute` is the readable formula of its file; `forward`
+    runs it with the formula functions marked `@fast_path(kernel)` switched to their kernels
+    (losses/kernels*.py) when impl="fast"; both give the same value and gradient. `metric` is
+    what k-NN should use; losses with a distance option set it per instance, so read it from
+    the built loss.
     """
 
     name: ClassVar[str] = ""
@@ -68,9 +71,17 @@ class KNNLoss(nn.Module):
         return self.impl == "fast"
 
     def forward(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None = None) -> Tensor:
-        """Scalar loss of a batch; raises ValueError on malformed inputs."""
+        """Scalar loss of a batch, by the formulas or their kernels (`impl`); raises ValueError
+        on malformed inputs."""
         labels = self._check_inputs(embeddings, labels)
-        return self.compute(embeddings, labels, indices)
+        token = _FAST.set(self.fast)
+        try:
+            return self.compute(embeddings, labels, indices)
+        except LabelRangeError:  # a kernel that checks labels itself found one out of range
+            self.check_label_range(labels)  # the error that names the loss and the range
+            raise
+        finally:
+            _FAST.reset(token)
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
         """The loss itself, on checked inputs (labels int64 and in [0, C))."""
@@ -81,20 +92,13 @@ class KNNLoss(nn.Module):
         return None
 
     def flops(
-        self,
-        batch_size: int,
-        embedding_dim: int,
-        num_classes: int,
-        memory_size: int = 0,
-        *,
-        device_type: str | None = None,
+        self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0
     ) -> dict[str, int]:
         """Analytic FLOPs of one forward call of the readable formula: {"matmul", "total"}.
 
         total includes forward's label check (aminmax: 2 per sample). The fast kernels run
         the same matmul and lower-order terms within FLOP_TOLERANCE of total (docs/probes.md).
-        `device_type` is accepted for earlier callers and ignored: the formula is the same on
-        every device.
+        The count is the same on every device.
         """
         cost = self.cost(batch_size, embedding_dim, num_classes, memory_size)
         return {"matmul": cost["matmul"], "total": cost["total"] + 2 * batch_size}
@@ -137,13 +141,13 @@ class KNNLoss(nn.Module):
                 f"{self.name}: labels must have shape [{shape[0]}] to match the "
                 f"embeddings, got {list(labels.shape)}"
             )
-        if not self._kernel_checks_labels(labels.device.type):
+        if not (self.fast and self.kernel_checks_labels(labels.device.type)):
             self.check_label_range(labels)
         return labels if labels.dtype == torch.int64 else labels.long()
 
-    def _kernel_checks_labels(self, device_type: str) -> bool:
-        # A fast kernel that rejects out-of-range labels itself spares forward's reduction and
-        # read (losses/kernels_cosine.py); not part of the contract.
+    def kernel_checks_labels(self, device_type: str) -> bool:
+        """Whether this loss's kernels reject labels outside [0, C) themselves (raising
+        LabelRangeError), which spares forward its reduction and host read."""
         return False
 
     def check_label_range(self, labels: Tensor) -> None:
@@ -165,6 +169,37 @@ _INTEGER_DTYPES = frozenset(
     {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
     | {getattr(torch, f"uint{bits}") for bits in (16, 32, 64) if hasattr(torch, f"uint{bits}")}
 )
+
+
+class LabelRangeError(ValueError):
+    """A label outside [0, C), found by a kernel that checks labels itself."""
+
+
+# Whether the formula functions marked @fast_path run their kernels: set by KNNLoss.forward
+# for the duration of one call (a context variable, so threads do not share it).
+_FAST: ContextVar[bool] = ContextVar("halbench_fast_kernels", default=False)
+
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+def fast_path(kernel: Callable[..., Any]) -> Callable[[Fn], Fn]:
+    """Decorator for a readable formula function: inside the forward of a loss with
+    impl="fast", calls run `kernel` (same signature, same value and gradient) instead.
+
+    Called anywhere else, the function is its readable self. `.reference` and `.kernel` name
+    the two for the equivalence tests (tests/losses/test_kernels.py).
+    """
+
+    def decorator(formula: Fn) -> Fn:
+        @functools.wraps(formula)
+        def dispatch(*args: Any, **kwargs: Any) -> Any:
+            return (dispatch.kernel if _FAST.get() else formula)(*args, **kwargs)  # type: ignore[attr-defined]
+
+        dispatch.reference = formula  # type: ignore[attr-defined]
+        dispatch.kernel = kernel  # type: ignore[attr-defined]
+        return dispatch  # type: ignore[return-value]
+
+    return decorator
 
 
 L = TypeVar("L", bound=type[KNNLoss])

@@ -182,9 +182,8 @@ def gram_scores(
 
 def neighbour_logits(x: Tensor, scale: float, distance: str) -> Tensor:
     """Fast `nca.neighbour_logits`: one Gram product with a symmetric one-product backward."""
-    if distance == "cosine":
+    if distance == "cosine":  # then ||x_j||^2 below is 1, or 0 for a zero row
         x = normalize(x)
-        return gram_scores(x, alpha=2 * scale, diagonal=lowest(x.dtype))
     return gram_scores(x, alpha=2 * scale, beta=-scale, diagonal=lowest(x.dtype))
 
 

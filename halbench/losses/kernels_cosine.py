@@ -27,12 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from halbench.losses.base import EPS, as_float32, normalize
+from halbench.losses.base import EPS, LabelRangeError, as_float32, normalize
 from halbench.losses.kernels import class_major, cross_entropy, no_autocast
 
-
-class LabelRangeError(ValueError):
-    """A label outside [0, C), found by the NLL kernel (see `checked_nll`)."""
+__all__ = ["LabelRangeError", "checks_labels", "cosine_cross_entropy"]
 
 
 # adjust_target(logits [B, C], labels) -> logits with the target logit changed (a margin)

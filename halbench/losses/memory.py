@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from halbench.losses import kernels
 from halbench.losses.base import (
     KNNLoss,
     as_float32,
@@ -73,8 +72,7 @@ class MemoryNCA(KNNLoss):
         logits = logits.index_put((rows, indices), logits.new_full((), lowest(logits.dtype)))
         positive = labels.unsqueeze(1) == self.memory_labels.unsqueeze(0)
         positive[rows, indices] = False
-        nll = kernels.neighbour_nll if self.fast else neighbour_nll
-        loss = nll(logits, positive)
+        loss = neighbour_nll(logits, positive)
         if self.training:
             # Written at the next call: backward still needs the bank as it is now.
             self._pending = (x.detach(), labels, indices)

@@ -2,7 +2,9 @@
 
 p_ij = softmax over j != i of -scale * dist(x_i, x_j); loss_i = -log sum_{j != i, y_j = y_i} p_ij,
 averaged over the samples that have a positive in the batch. dist is the squared L2 distance
-(R^n) or, with distance="cosine", the squared L2 distance of normalized embeddings (2 - 2 cos).
+(R^n) or, with distance="cosine", the squared L2 distance of normalized embeddings (2 - 2 cos
+between nonzero rows; a zero row normalizes to 0, at distance 1 from every other unit row, as
+in pytorch-metric-learning's NCALoss).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from halbench.losses.base import (
     as_float32,
     check_choice,
     check_positive,
+    fast_path,
     lowest,
     normalize,
     register_loss,
@@ -32,18 +35,19 @@ from halbench.probes.flop_rules import (
 # ----- the formulas ---------------------------------------------------------------------------
 
 
+@fast_path(kernels.neighbour_logits)
 def neighbour_logits(x: Tensor, scale: float, distance: str) -> Tensor:
     """-scale * dist(x_i, x_j) up to a per-row constant (the softmax over j ignores it), with
     the self-pairs masked by the lowest finite value."""
-    if distance == "cosine":  # ||x^_i - x^_j||^2 = 2 - 2 cos
+    if distance == "cosine":  # the distance between normalized rows
         x = normalize(x)
-        logits = 2 * scale * (x @ x.T)
-    else:  # -||x_i - x_j||^2 = 2 x_i.x_j - ||x_j||^2 - ||x_i||^2
-        logits = scale * (2 * (x @ x.T) - squared_norms(x))
+    # -||x_i - x_j||^2 = 2 x_i.x_j - ||x_j||^2 - ||x_i||^2 (||x_j||^2 is 1 or, for a zero row, 0)
+    logits = scale * (2 * (x @ x.T) - squared_norms(x))
     self_pairs = torch.eye(len(x), dtype=torch.bool, device=x.device)
     return logits.masked_fill(self_pairs, lowest(logits.dtype))
 
 
+@fast_path(kernels.neighbour_nll)
 def neighbour_nll(logits: Tensor, positive: Tensor) -> Tensor:
     """NCA from logits: mean over rows with a positive of -log sum_{j pos} softmax_ij.
 
@@ -91,9 +95,6 @@ class NCA(KNNLoss):
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
         positive = labels.unsqueeze(1) == labels.unsqueeze(0)
         positive.fill_diagonal_(0)
-        if self.fast:
-            logits = kernels.neighbour_logits(embeddings, self.scale, self.distance)
-            return kernels.neighbour_nll(logits, positive)
         logits = neighbour_logits(embeddings, self.scale, self.distance)
         return neighbour_nll(as_float32(logits), positive)
 
@@ -102,10 +103,10 @@ class NCA(KNNLoss):
     ) -> dict[str, int]:
         b, d = batch_size, embedding_dim
         matmul = matmul_flops(b, d, b)
+        # (normalize;) ||x||^2; 2 *, -, scale * per pair
+        scores = squared_norms_flops(b, d) + matmul + 3 * b * b
         if self.distance == "cosine":
-            scores = normalize_flops(b, d) + matmul + b * b  # times 2 scale
-        else:  # ||x||^2; 2 *, -, scale * per pair
-            scores = squared_norms_flops(b, d) + matmul + 3 * b * b
+            scores += normalize_flops(b, d)
         total = scores + b * b + neighbour_nll_flops(b, b)  # b * b: label equality
         return {"matmul": matmul, "total": total}
 

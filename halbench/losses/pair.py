@@ -16,6 +16,7 @@ from halbench.losses.base import (
     check_bool,
     check_choice,
     check_nonnegative,
+    fast_path,
     normalize,
     register_loss,
     squared_norms,
@@ -33,6 +34,7 @@ MIN_SQUARED_DISTANCE = 1e-12
 ROUNDING_EPS = 16
 
 
+@fast_path(kernels.squared_distances)
 def squared_distances(x: Tensor) -> Tensor:
     """||x_i - x_j||^2 = ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j [B, B], from one matmul."""
     sq = squared_norms(x)
@@ -63,7 +65,7 @@ class PairLoss(KNNLoss):
         with kernels.no_autocast(x):
             if self.normalize_embeddings:
                 x = normalize(x)
-            squared = (kernels.squared_distances if self.fast else squared_distances)(x)
+            squared = squared_distances(x)
             sq = squared_norms(x) * (ROUNDING_EPS * torch.finfo(x.dtype).eps)
             rounding = sq.unsqueeze(1) + sq.unsqueeze(0)
             # The clamp keeps sqrt (and its backward through `where`) finite where d = 0.

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import inspect
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from halbench.checks import check_int, check_nonnegative, check_positive, check_real, short
 from halbench.losses.base import KNNLoss
+from halbench.registry import keyword_parameters
 
 PML_PREFIX = "pml:"  # the one place the prefix is spelled (as timm's parse_model_name)
 
@@ -86,15 +87,19 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
         raise ValueError(
             f"loss {short(name)}: pytorch-metric-learning has no loss {class_name}{hint}"
         )
-    if (
-        class_name in _NOT_LOSSES
-        or class_name.startswith(("Base", "Generic"))
-        or (class_name.endswith("Mixin"))
-    ):
+    if not _is_loss(class_name, cls):
         raise ValueError(f"loss {short(name)}: {class_name} is a base class or wrapper, not a loss")
-    accepted = _constructor_parameters(cls)
+    accepted = keyword_parameters(cls)
     kwargs = {**named, **params}
+    settable = [k for k in accepted if k not in ("num_classes", "embedding_size")]
     for key, value in kwargs.items():
+        if key not in settable:
+            close = difflib.get_close_matches(key, settable, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(
+                f"loss {short(name)}: unknown parameter '{key[:40]}'; expected one of: "
+                f"{', '.join(settable) or '(none)'}{hint}"
+            )
         _check_value(name, key, value, large_margin=class_name in _LARGE_MARGIN_CLASSES)
     if "num_classes" in accepted:
         kwargs["num_classes"] = num_classes
@@ -104,7 +109,66 @@ def build_pml(name: str, *, num_classes: int, embedding_dim: int, **params: Any)
         inner = cls(**kwargs)
     except (TypeError, AssertionError, ValueError) as error:
         raise ValueError(f"loss {short(name)}: {error or 'invalid parameters'}") from None
-    return PMLLoss(num_classes, embedding_dim, inner=inner, name=name)
+    loss = PMLLoss(num_classes, embedding_dim, inner=inner, name=name)
+    _check_on_a_batch(loss)
+    return loss
+
+
+# What a failed test call may raise, beyond ValueError: the library checks little.
+_CALL_ERRORS = (TypeError, ArithmeticError, RuntimeError, AssertionError, IndexError)
+
+
+def _check_on_a_batch(loss: PMLLoss) -> None:
+    """One call on 8 random samples: the library checks little at construction, so a bad
+    parameter would otherwise surface only in the first training step."""
+    gen = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(8, loss.embedding_dim, generator=gen)
+    labels = torch.arange(8) % min(loss.num_classes, 4)
+    try:
+        # fork_rng: a loss that draws random numbers must not shift the trial's global RNG.
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            value = loss(embeddings, labels)
+    except _CALL_ERRORS as error:
+        raise ValueError(f"loss {short(loss.name)}: {error or type(error).__name__}") from None
+    if not torch.isfinite(value).all():
+        raise ValueError(
+            f"loss {short(loss.name)}: not finite on a test batch (check its parameters)"
+        )
+
+
+def _is_loss(class_name: str, cls: type) -> bool:
+    """A loss class of the library, not a base class, mixin or wrapper around another loss."""
+    return (
+        issubclass(cls, nn.Module)
+        and class_name not in _NOT_LOSSES
+        and not class_name.startswith(("Base", "Generic"))
+        and not class_name.endswith("Mixin")
+    )
+
+
+def pml_names() -> list[str]:
+    """`pml:<ClassName>` for every loss of pytorch-metric-learning, sorted; [] without it."""
+    try:
+        pml_losses = importlib.import_module("pytorch_metric_learning.losses")
+    except ImportError:
+        return []
+    return sorted(
+        PML_PREFIX + n
+        for n, obj in vars(pml_losses).items()
+        if isinstance(obj, type) and _is_loss(n, obj)
+    )
+
+
+def pml_parameters(name: str) -> dict[str, Any]:
+    """The constructor parameters of `pml:<ClassName>` with their defaults (sizes excluded:
+    halbench sets num_classes and embedding_size)."""
+    class_name, _ = parse_pml_name(name)
+    try:
+        cls = getattr(importlib.import_module("pytorch_metric_learning.losses"), class_name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"loss {short(name)}: not a pytorch-metric-learning loss") from None
+    params = keyword_parameters(cls)
+    return {k: v for k, v in params.items() if k not in ("num_classes", "embedding_size")}
 
 
 _LARGE_MARGIN_CLASSES = {"LargeMarginSoftmaxLoss", "SphereFaceLoss"}
@@ -131,19 +195,6 @@ def _check_value(name: str, key: str, value: Any, *, large_margin: bool) -> None
         check_nonnegative(where, value)
     if "temperature" in key.lower() or "scale" in key.lower():
         check_positive(where, value)
-
-
-def _constructor_parameters(cls: type) -> set[str]:
-    """Named constructor parameters up the hierarchy, while constructors forward *args/**kw."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-        if not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
-            break
-    return names
 
 
 class PMLLoss(KNNLoss):

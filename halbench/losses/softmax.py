@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import functional as F
 
-from halbench.losses import kernels
-from halbench.losses.base import KNNLoss, as_float32, check_bool, check_positive, register_loss
+from halbench.losses.anchor import cross_entropy
+from halbench.losses.base import KNNLoss, check_bool, check_positive, register_loss
 from halbench.probes.flop_rules import cross_entropy_flops, matmul_flops
 
 
@@ -37,10 +37,7 @@ class SoftmaxLoss(KNNLoss):
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
         weight = self.head.weight.to(embeddings.dtype)
         bias = None if self.head.bias is None else self.head.bias.to(embeddings.dtype)
-        logits = F.linear(embeddings, weight, bias)
-        if self.fast:  # class-major on CPU for few classes
-            return kernels.cross_entropy(logits, labels)
-        return F.cross_entropy(as_float32(logits), labels)
+        return cross_entropy(F.linear(embeddings, weight, bias), labels)
 
     def cost(
         self, batch_size: int, embedding_dim: int, num_classes: int, memory_size: int = 0

@@ -55,7 +55,7 @@ def squared_norms_flops(m: int, n: int) -> int:
 
 
 def weight_norm_flops(elements: int, norms: int) -> int:
-    """torch._weight_norm, v * g / |v| with one g per norm: |v| (2 per element, a root per
+    """aten's _weight_norm, v * g / |v| with one g per norm: |v| (2 per element, a root per
     norm), g / |v| per norm, the product per element."""
     return 3 * elements + 2 * norms
 

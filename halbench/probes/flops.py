@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from halbench.probes.call import grad_inputs, leaf, loss_args
@@ -33,6 +32,8 @@ from halbench.probes.flop_rules import (
     canonical_name,
     rule_for,
 )
+from halbench.probes.fvcore_compat import op_handles, skipped_ops
+from halbench.probes.torch_compat import KernelOps, aten_packet, jit_value, schema_arguments
 
 __all__ = [
     "MATMUL_PART",
@@ -78,6 +79,15 @@ class _Tally:
 
         return apply
 
+    def unsupported(self, op: str) -> Handler:
+        """An fvcore handle for an op without a rule: counts nothing, reports the op."""
+
+        def report(inputs: Sequence[Any], outputs: Any) -> Counter[str]:
+            self.failed[op] += 1
+            return Counter()
+
+        return report
+
 
 # ---------------------------------------------------------------------------------------------
 # Dispatcher level: FlopCounterMode with our rules (forward and backward)
@@ -88,8 +98,8 @@ def _aten_packets() -> dict[Any, str]:
     packets: dict[Any, str] = {}
     for name in RULES:
         for variant in (name, name + "_"):
-            packet = getattr(torch.ops.aten, variant, None)
-            if isinstance(packet, torch._ops.OpOverloadPacket):
+            packet = aten_packet(variant)
+            if packet is not None:
                 packets[packet] = name
     return packets
 
@@ -109,36 +119,16 @@ _METADATA = frozenset(
 def _dispatch_formula(rule: Handler, packet: Any) -> Callable[..., int]:
     """A FlopCounterMode formula that hands the rule every argument by position, as the tracer
     does (keyword-only arguments such as addmm's alpha and beta arrive as kwargs here)."""
-    schema = max((getattr(packet, o)._schema for o in packet.overloads()), key=_arity)
+    arguments = schema_arguments(packet)
 
     def formula(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
         if kwargs:
             args = args + tuple(
-                kwargs.get(a.name, a.default_value if a.has_default_value() else None)
-                for a in schema.arguments[len(args) :]
+                kwargs.get(name, default) for name, default in arguments[len(args) :]
             )
         return rule(args, out_shape)
 
     return formula
-
-
-def _arity(schema: Any) -> int:
-    return len(schema.arguments)
-
-
-class _UnsupportedRecorder(TorchDispatchMode):
-    """Sees every op that reaches a kernel (it sits below the counter) and notes the ones
-    without a rule."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.unsupported: Counter[str] = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        name = func._overloadpacket.__name__
-        if name not in _METADATA and rule_for(name) is None:
-            self.unsupported[f"aten::{name}"] += 1
-        return func(*args, **(kwargs or {}))
 
 
 class DispatchCounter:
@@ -146,7 +136,8 @@ class DispatchCounter:
 
     def __enter__(self) -> DispatchCounter:
         self._tally = _Tally()
-        self._recorder = _UnsupportedRecorder()
+        # Below the counter (entered first), it sees every op that reaches a kernel.
+        self._recorder = KernelOps()
         mapping = {
             packet: _dispatch_formula(self._tally.rule(name), packet)
             for packet, name in _PACKETS.items()
@@ -164,7 +155,11 @@ class DispatchCounter:
         by_op: Counter[str] = Counter()
         for op, n in self._counter.get_flop_counts().get("Global", {}).items():
             by_op[canonical_name(op.__name__)] += int(n)
-        unsupported = set(self._recorder.unsupported) | set(self._tally.failed)
+        unsupported = {
+            f"aten::{name}"
+            for name in self._recorder.ops
+            if name not in _METADATA and rule_for(name) is None
+        } | set(self._tally.failed)
         return FlopCount(sum(by_op.values()), self._tally.matmul, dict(by_op), sorted(unsupported))
 
 
@@ -172,25 +167,10 @@ class DispatchCounter:
 # Trace level: fvcore with our rules (forward only; the cross-check)
 
 
-def _jit_value(value: torch._C.Value) -> Any:
-    """A traced value as a rule sees it: shape for tensors, list for lists, else the constant."""
-    kind = value.type()
-    if isinstance(kind, torch._C.TensorType):
-        sizes = kind.sizes()
-        return tuple(sizes) if sizes is not None else None
-    node = value.node()
-    if node.kind() == "prim::ListConstruct":
-        return [_jit_value(v) for v in node.inputs()]
-    try:
-        return value.toIValue()
-    except RuntimeError:  # a value computed at run time (not a constant)
-        return None
-
-
 def _fvcore_handle(rule: Handler) -> Callable[..., int]:
-    def handle(inputs: list[torch._C.Value], outputs: list[torch._C.Value]) -> int:
-        out = [_jit_value(v) for v in outputs]
-        return rule([_jit_value(v) for v in inputs], out[0] if len(out) == 1 else out)
+    def handle(inputs: list[Any], outputs: list[Any]) -> int:
+        out = [jit_value(v) for v in outputs]
+        return rule([jit_value(v) for v in inputs], out[0] if len(out) == 1 else out)
 
     return handle
 
@@ -219,14 +199,13 @@ def count_fvcore(module: nn.Module, inputs: tuple[Any, ...]) -> FlopCount:
         for variant in (name, name + "_")
     }
     theirs = {
-        name: _double(handle)
-        for name, handle in analysis._op_handles.items()
-        if name not in ours and handle is not None
+        name: _double(handle) for name, handle in op_handles(analysis).items() if name not in ours
     }
-    analysis.set_op_handle(**theirs, **ours)
     # fvcore silently skips a fixed list of ops (relu, max, clamp, eq, ...); we count or
-    # explicitly zero every op ourselves, so anything left over must surface as unsupported.
-    analysis._ignored_ops = set()
+    # explicitly zero every op ourselves, so a skipped op without a rule must surface as
+    # unsupported: a handle that says so (fvcore looks up handles before its skip list).
+    skipped = {name: tally.unsupported(name) for name in skipped_ops(analysis) - set(ours)}
+    analysis.set_op_handle(**theirs, **ours, **skipped)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     analysis.tracer_warnings("none")
     with warnings.catch_warnings():

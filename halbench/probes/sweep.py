@@ -10,12 +10,17 @@ run/profile.py schedules this (one Ray task per loss, or in process); it measure
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from halbench import failures
+from halbench import losses as registry
+from halbench.probes import profile_loss_call
+from halbench.probes.call import forward_backward, leaf, loss_args
+from halbench.probes.timing import Timing, time_call
 from halbench.suite import LossSpec
 from halbench.suite.profile import ProfileSuite
 
@@ -40,17 +45,16 @@ def sweep(
     suite: ProfileSuite,
     progress: Callable[[str], None] | None = None,
     timer: Timer | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Every point of every loss: FLOPs and memory once, then probes.rounds timing rounds.
 
     A round times every point once, the losses of a point one after the other (round-robin),
     so that a change of the machine's load hits every loss and point alike. A point's time is
-    the median of all its rounds' samples, and its IQR is over the same samples.
+    the median of all its rounds' samples, and its IQR is over the same samples (Timing.of).
+    A point's row is final when the last round has timed it (or it failed); then
+    ``on_row(row)`` and ``progress`` hear of it, once per point. Returns the rows loss by loss.
     """
-    import torch
-
-    from halbench.probes.timing import iqr
-
     timer = timer or time_point
     device = torch.device(suite.device)
     if device.type == "cpu":
@@ -68,36 +72,59 @@ def sweep(
             else:
                 rows[key] = _profile_point(spec, suite, b, d, c, memory, device, _seed(i, b, d, c))
             samples[key] = ([], [])
-    for _ in range(suite.probes.rounds):
+    rounds = suite.probes.rounds
+    for r in range(rounds):
         for b, d, c in points:
             for i, spec in enumerate(specs):
                 key = (spec.display, b, d, c)
-                if rows[key]["status"] != "ok":
-                    continue
-                memory, seed = _memory_size(spec, suite), _seed(i, b, d, c)
-                try:
-                    fwd, fwdbwd = timer(spec, suite, b, d, c, memory, device, seed)
-                except Exception as exc:  # noqa: BLE001 - a failed point is a row
-                    status, error = failures.classify(exc)
-                    rows[key] = point_row(spec, suite, b, d, c, status=status, error=error)
-                    continue
-                samples[key][0].extend(fwd)
-                samples[key][1].extend(fwdbwd)
-    out = []
-    for spec in specs:
-        for b, d, c in points:
-            key = (spec.display, b, d, c)
-            row, (fwd, fwdbwd) = rows[key], samples[key]
-            if row["status"] == "ok" and fwdbwd:
-                row["time_fwd_ms"] = statistics.median(fwd)
-                row["time_fwdbwd_ms"] = statistics.median(fwdbwd)
-                row["time_fwdbwd_iqr_ms"] = iqr(fwdbwd)
-            out.append(row)
-            if progress:
-                ok = row["status"] == "ok"
-                detail = f"{row['time_fwdbwd_ms']:.3g} ms" if ok else row["status"]
-                progress(f"profile: {spec.display} B={b} d={d} C={c}: {detail}")
-    return out
+                if rows[key]["status"] == "ok":
+                    rows[key] = _time_round(rows[key], samples[key], timer, spec, suite, i, device)
+                if r == rounds - 1:
+                    _finish(rows[key], samples[key], on_row, progress)
+    return [rows[(spec.display, b, d, c)] for spec in specs for b, d, c in points]
+
+
+def _time_round(
+    row: dict[str, Any],
+    samples: tuple[list, list],
+    timer: Timer,
+    spec: LossSpec,
+    suite: ProfileSuite,
+    i: int,
+    device: Any,
+) -> dict[str, Any]:
+    """One round of one point: its samples extended, or its row replaced by a failure row."""
+    b, d, c = row["batch_size"], row["embedding_dim"], row["num_classes"]
+    memory, seed = _memory_size(spec, suite), _seed(i, b, d, c)
+    try:
+        fwd, fwdbwd = timer(spec, suite, b, d, c, memory, device, seed)
+    except Exception as exc:  # noqa: BLE001 - a failed point is a row
+        status, error = failures.classify(exc)
+        return point_row(spec, suite, b, d, c, status=status, error=error)
+    samples[0].extend(fwd)
+    samples[1].extend(fwdbwd)
+    return row
+
+
+def _finish(
+    row: dict[str, Any],
+    samples: tuple[list, list],
+    on_row: Callable[[dict[str, Any]], None] | None,
+    progress: Callable[[str], None] | None,
+) -> None:
+    """Set a point's times from all its rounds' samples and tell the listeners."""
+    fwd, fwdbwd = samples
+    if row["status"] == "ok" and fwdbwd:
+        row["time_fwd_ms"] = Timing.of(fwd).median_ms
+        both = Timing.of(fwdbwd)
+        row["time_fwdbwd_ms"], row["time_fwdbwd_iqr_ms"] = both.median_ms, both.iqr_ms
+    if on_row:
+        on_row(row)
+    if progress:
+        ok = row["status"] == "ok"
+        detail = f"{row['time_fwdbwd_ms']:.3g} ms" if ok else row["status"]
+        point = f"B={row['batch_size']} d={row['embedding_dim']} C={row['num_classes']}"
+        progress(f"profile: {row['loss']} {point}: {detail}")
 
 
 def _seed(i: int, b: int, d: int, c: int) -> int:
@@ -109,10 +136,6 @@ def _inputs(
     spec: LossSpec, suite: ProfileSuite, b: int, d: int, c: int, memory: int, device: Any, seed: int
 ) -> tuple[Any, Any, Any, Any]:
     """(loss, embeddings, labels, indices) of one point, the same for the same seed."""
-    import torch
-
-    from halbench import losses as registry
-
     generator = torch.Generator().manual_seed(seed)
     loss = registry.build(
         spec.name, num_classes=c, embedding_dim=d, memory_size=memory or None, **spec.params
@@ -131,9 +154,6 @@ def time_point(
     spec: LossSpec, suite: ProfileSuite, b: int, d: int, c: int, memory: int, device: Any, seed: int
 ) -> tuple[list[float], list[float]]:
     """One round of one point: probes.warmup calls, then probes.repeats timed ones (ms)."""
-    from halbench.probes.call import forward_backward, leaf, loss_args
-    from halbench.probes.timing import time_call
-
     loss, embeddings, labels, indices = _inputs(spec, suite, b, d, c, memory, device, seed)
     emb = leaf(embeddings)
     args = loss_args(emb, labels, indices)
@@ -154,13 +174,9 @@ def _profile_point(
     seed: int,
 ) -> dict[str, Any]:
     """FLOPs, peak memory and the other probe keys of one point (its times come from sweep)."""
-    import torch
-
-    from halbench.probes import profile_loss_call
-
     try:
         loss, embeddings, labels, indices = _inputs(spec, suite, b, d, c, memory, device, seed)
-        analytic = _analytic(loss, b, d, c, memory, device.type)
+        analytic = _analytic(loss, b, d, c, memory)
         # Its one timed call is only a placeholder: sweep's interleaved rounds set the times.
         measured = profile_loss_call(loss, embeddings, labels, warmup=0, repeats=1, indices=indices)
     except Exception as exc:  # noqa: BLE001 - a failed point is a row, never a lost sweep
@@ -176,17 +192,15 @@ def _profile_point(
     }
 
 
-def _analytic(loss: Any, b: int, d: int, c: int, memory: int, device_type: str) -> float | None:
+def _analytic(loss: Any, b: int, d: int, c: int, memory: int) -> float | None:
     try:
-        return float(loss.flops(b, d, c, memory, device_type=device_type)["total"])
+        return float(loss.flops(b, d, c, memory)["total"])
     except NotImplementedError:
         return None
 
 
 def _memory_size(spec: LossSpec, suite: ProfileSuite) -> int:
     """The memory bank size for losses that have one, else 0."""
-    from halbench import losses as registry
-
     if registry.is_pml(spec.name):  # plug-in losses are not in the registry; none has a bank
         return 0
     return suite.memory_size if registry.LOSSES.get(spec.name).needs_memory_size else 0
@@ -222,8 +236,6 @@ def _memory_shortfall(b: int, d: int, c: int, memory: int, device: Any) -> str |
 
 def available_memory(device: Any) -> int | None:
     """Bytes free for new tensors on the device (None when unknown)."""
-    import torch
-
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     try:

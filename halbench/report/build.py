@@ -5,9 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from halbench.errors import UserError
-from halbench.report import cost_tables, figures, protocol, tables, tuning, tuning_figures
+from halbench.report import (
+    compute,
+    cost_figures,
+    cost_tables,
+    figures,
+    protocol,
+    tables,
+    tuning,
+    tuning_figures,
+)
 from halbench.report.claim_tables import ClaimResult, evaluate_claims
-from halbench.report.claims import Claim, cost_threshold, load_claims
+from halbench.report.claims import Claim, CostRatioClaim, cost_threshold, load_claims
 from halbench.report.format import slug
 from halbench.report.load import load_groups
 from halbench.report.model import (
@@ -76,6 +85,12 @@ def _figures(
                 figures.accuracy_per_epoch(view, ds),
             ),
             (
+                f"{prefix}-fig-train-loss-{ds_slug}",
+                f"{ds}: training loss per epoch (best configuration of each loss; band = 95% "
+                "CI over seeds)",
+                figures.train_loss_per_epoch(view, ds),
+            ),
+            (
                 f"{prefix}-fig-pareto-{ds_slug}",
                 f"{ds}: accuracy against loss-call time",
                 figures.pareto(view, ds),
@@ -89,12 +104,12 @@ def _figures(
         (
             f"{prefix}-fig-cost",
             "Loss-call cost vs batch size (log-log; legend: fitted slopes)",
-            figures.cost_vs_batch(view),
+            cost_figures.cost_vs_batch(view),
         ),
         (
             f"{prefix}-fig-ratio",
             f"Cost ratio to NCA vs batch size{below}",
-            figures.ratio_vs_batch(view, threshold),
+            cost_figures.ratio_vs_batch(view, threshold),
         ),
     ]:
         if fig is not None:
@@ -108,7 +123,13 @@ def protocol_section(view: ReportView, prefix: str) -> Section:
     if view.tuned:
         blocks.append(tuning.protocol_items(view))
         blocks += [
-            t for t in (tuning.space_table(view, prefix), tuning.chosen_table(view, prefix)) if t
+            t
+            for t in (
+                compute.tuning_cost_table(view, prefix),
+                tuning.space_table(view, prefix),
+                tuning.chosen_table(view, prefix),
+            )
+            if t
         ]
         for fig_id, title, fig in [
             (
@@ -137,9 +158,15 @@ def protocol_section(view: ReportView, prefix: str) -> Section:
     return Section(f"{prefix}-protocol", "Protocol", blocks, level=3)
 
 
-def group_sections(view: ReportView, index: int, claims: list[Claim]) -> list[Section]:
+def group_sections(
+    view: ReportView, index: int, claims: list[Claim], out_dir: Path | None = None
+) -> list[Section]:
     prefix = f"g{index}"
     group = view.group
+    if not group.trials.height:
+        # A loss-call profile measures cost only: accuracy and convergence claims get no
+        # "no data" sections, they were never in scope.
+        claims = [c for c in claims if isinstance(c, CostRatioClaim)]
     results = evaluate_claims(view, claims, prefix)
     acc_figs, cost_figs = _figures(view, prefix, cost_threshold(claims))
     hash_text = f" ({group.suite_hash[:12]})" if group.suite_hash else ""
@@ -172,17 +199,23 @@ def group_sections(view: ReportView, index: int, claims: list[Claim]) -> list[Se
         sections.append(Section(f"{prefix}-accuracy", "Accuracy", acc_blocks, level=3))
     if cost_blocks:
         sections.append(Section(f"{prefix}-cost", "Cost per loss call", cost_blocks, level=3))
-    sections.append(Section(f"{prefix}-run", "Run", [tables.header(view)], level=3))
+    run_blocks: list[Block] = [tables.header(view, out_dir)]
+    if (times := compute.trial_time_table(view, prefix)) is not None:
+        run_blocks.append(times)
+    sections.append(Section(f"{prefix}-run", "Run", run_blocks, level=3))
     return sections
 
 
-def build_model(run_dirs: list[Path], claims_path: Path | None = None) -> Report:
-    """The report model of these run directories (one group per suite hash)."""
+def build_model(
+    run_dirs: list[Path], claims_path: Path | None = None, out_dir: Path | None = None
+) -> Report:
+    """The report model of these run directories (one group per suite hash); out_dir, where
+    the report goes, makes the run directories it names relative to it."""
     groups = load_groups(run_dirs)
     claims = load_claims(claims_path)
     sections: list[Section] = []
     for i, group in enumerate(groups, start=1):
-        sections += group_sections(build_view(group), i, claims)
+        sections += group_sections(build_view(group), i, claims, out_dir)
     if len(groups) > 1:
         note = Paragraph(
             f"{len(groups)} different suites: each has its own section; their "
@@ -205,8 +238,8 @@ def build_report(
     from halbench.report.html import render_html
     from halbench.report.markdown import render_markdown
 
-    report = build_model([Path(d) for d in run_dirs], claims_path)
     out_dir = Path(out_dir)
+    report = build_model([Path(d) for d in run_dirs], claims_path, out_dir)
     md = out_dir / "report.md"
     html = out_dir / "report.html"
     try:

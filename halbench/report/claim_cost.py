@@ -263,9 +263,11 @@ def _spread(s_med, s_iqr, c_med, c_iqr, what: str) -> str:
 
 
 def evaluate_cost_parts(view: ReportView, claim: CostRatioClaim) -> list[CostPart]:
-    """One CostPart per part the claim names (claims file `metrics`)."""
+    """One CostPart per part the claim names (claims file `metrics`); a profile without trials
+    has no training step to judge, so it gets no step part (not a row of "no data")."""
     fns = {"flops": evaluate_flops, "time": evaluate_call_time, "step": evaluate_step}
-    return [fns[m](view, claim) for m in claim.metrics]
+    profile_only = not view.ok and not view.failed and bool(view.profile_rows)
+    return [fns[m](view, claim) for m in claim.metrics if not (profile_only and m == "step")]
 
 
 def summary(part: CostPart) -> str:

@@ -9,7 +9,9 @@ relative threshold, or a metric that was a number and became NaN.
 Times are noisy (a shared machine's load changes between runs), so a time must also have grown
 beyond both runs' spread: a profiled time when new median − new IQR > old median + old IQR
 (the repeats' interquartile ranges, time_fwdbwd_iqr_ms), a trial time when the 95% interval
-of the per-seed log-time difference lies above 0 (with one seed a side, the threshold alone).
+of the per-seed log-time difference lies above 0 and every new seed is slower than every old
+one (the seeds' ranges do not overlap: a machine's load shifts all seeds of a run together,
+which the interval alone reads as a change); with one seed a side, the threshold alone.
 FLOPs and memory are deterministic counts: the threshold alone.
 
 A run with nothing to compare (no rows, or ok rows whose every metric is missing or NaN) is a
@@ -116,7 +118,12 @@ def beyond_spread(old: list[Row], new: list[Row], column: str) -> int:
     diff = diff_ci(*logs)
     if diff is None or diff.lo is None or diff.hi is None:
         return 1  # one seed a side: no spread to compare against
-    return 1 if diff.lo > 0 else -1 if diff.hi < 0 else 0
+    new_logs, old_logs = (list(x.values()) for x in logs)
+    if diff.lo > 0 and min(new_logs) > max(old_logs):
+        return 1
+    if diff.hi < 0 and max(new_logs) < min(old_logs):
+        return -1
+    return 0
 
 
 def _cost_rows(
@@ -252,8 +259,9 @@ def _compare_trials(
                 cost_rows,
                 [
                     f"▲ worse: grew by more than {threshold:.0%} and, for time, beyond the "
-                    "spread over seeds (95% CI of the per-seed log-time difference); ▼ better: "
-                    "shrank as much; within noise: past the threshold but not the spread."
+                    "spread over seeds (95% CI of the per-seed log-time difference above 0 and "
+                    "the seeds' ranges apart); ▼ better: shrank as much; within noise: past "
+                    "the threshold but not the spread."
                 ],
             )
         )

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from halbench.report.format import fmt_bytes, fmt_ms, fmt_ratio, fmt_share, fmt_si
 from halbench.report.model import Cell, Table
-from halbench.report.rows import Row, group_by, median_of, point_order, ratio
+from halbench.report.ratios import median_ratio
+from halbench.report.rows import Row, group_by, median_of, point_order
 from halbench.report.views import COST_METRICS, ReportView, reference_label
 
 SHARE = "loss_share_of_step"
@@ -48,7 +49,7 @@ def _cost_rows(
                 value = median_of(these, col)
                 row.append(Cell(fmt(value), value))
                 if col not in NO_RATIO:
-                    r = ratio(value, median_of(ref_rows, col))
+                    r = median_ratio(these, ref_rows, col)
                     row.append(Cell(fmt_ratio(r), r))
             out.append(row)
     return out, ref is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -9,15 +10,25 @@ from halbench.report.stats import Estimate
 
 
 def fmt_est(est: Estimate | None, digits: int = 2, n_expected: int | None = None) -> str:
-    """'87.31 ± 0.42' (mean ± half-width of the 95% CI); '87.31 (n=1)' without a CI."""
+    """'87.31 ± 0.42' (mean ± half-width of the 95% CI); '87.31 (n=1)' without a CI; '1.00 (all 3
+    equal)' when every value is the same (a zero-width interval is no measured spread)."""
     if est is None:
         return "—"
     text = f"{est.mean:.{digits}f}"
+    if est.half_width is not None and est.half_width == 0:
+        return text + f" (all {est.n} equal)"
     if est.half_width is not None:
-        text += f" ± {est.half_width:.{digits}f}"
+        text += f" ± {_spread(est.half_width, digits)}"
     if est.half_width is None or (n_expected is not None and est.n != n_expected):
         text += f" (n={est.n})"
     return text
+
+
+def _spread(half_width: float, digits: int) -> str:
+    """The half-width at the mean's digits, or at 1 significant digit when that reads 0.00: a
+    real spread is never shown as zero."""
+    fixed = f"{half_width:.{digits}f}"
+    return fixed if float(fixed) > 0 else f"{half_width:.1g}"
 
 
 def fmt_interval(est: Estimate | None, digits: int = 2) -> str:
@@ -59,6 +70,24 @@ def fmt_ms(x: float | None) -> str:
 
 def fmt_share(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def fmt_params(params_json: object) -> str:
+    """A loss_params JSON as 'scale=16, margin=0.1'; 'defaults' for {} (the registry's own
+    values); the text itself when it is not a JSON mapping."""
+    if params_json in (None, ""):
+        return "—"
+    try:
+        params = json.loads(str(params_json))
+    except ValueError:
+        return str(params_json)
+    if not isinstance(params, dict):
+        return str(params_json)
+    if not params:
+        return "defaults"
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
+    )
 
 
 def slug(text: str) -> str:

@@ -162,9 +162,10 @@ def verdict_notes(view: ReportView) -> list[str]:
     if steps and max(total for _, total in steps.values()) < PAPER_STEPS:
         most = max(total for _, total in steps.values())
         notes.append(
-            f"**Short training:** at most {most:,} optimizer steps per trial, far below the "
-            f"paper's setting (under {PAPER_STEPS:,}): the verdicts describe early training, "
-            "not the converged models the paper reports."
+            f"**Short training:** at most {most:,} optimizer steps per trial (fewer than "
+            f"{PAPER_STEPS:,}), while the paper trains to convergence, tens of thousands of "
+            "steps: the verdicts describe early training, not the converged models the paper "
+            "reports."
         )
     if trials and not view.tuned:
         notes.append(

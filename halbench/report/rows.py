@@ -53,19 +53,23 @@ def mark_best(cands: Mapping[Any, Mapping[int, float]]) -> dict[Any, tuple[bool,
     """key -> (best, within noise) among candidates given as seed -> value.
 
     Best: the highest mean (every key of a tie). Within noise: a tie, or the 95% CI of the
-    best minus the runner-up (paired over common seeds, else Welch) reaches 0 or has no width
-    (one seed), so that a star is only given to a difference the seeds can tell apart.
+    best minus the runner-up (paired over common seeds, else Welch) reaches 0, so that a star
+    is only given to a difference the seeds can tell apart. No mark at all (False, False) when
+    there is nothing to beat (one candidate) or the best or the runner-up has one seed: one
+    value has no noise estimate to be within.
     """
     means = {k: statistics.fmean(v.values()) for k, v in cands.items() if v}
-    if not means:
-        return {}
+    unmarked = {k: (False, False) for k in means}
+    if len(means) < 2:
+        return unmarked
     top = max(means.values())
     best = [k for k, m in means.items() if m == top]
     rest = sorted((m, str(k), k) for k, m in means.items() if m != top)
+    runner_up = best[1] if len(best) > 1 else rest[-1][2]
+    if len(cands[best[0]]) < 2 or len(cands[runner_up]) < 2:
+        return unmarked
     if len(best) > 1:
         noisy = True
-    elif not rest:
-        noisy = False
     else:
         diff = diff_ci(cands[best[0]], cands[rest[-1][2]])
         noisy = diff is None or diff.lo is None or diff.lo <= 0

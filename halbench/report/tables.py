@@ -6,9 +6,13 @@ over seeds of the ok trials with its 95% t interval.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import polars as pl
 
-from halbench.report.format import fmt_est
+from halbench.report.compute import device_time, fmt_s
+from halbench.report.format import fmt_est, fmt_params
 from halbench.report.model import Cell, KeyValues, Table
 from halbench.report.rows import group_by, mark_best, percent_estimate, seed_values
 from halbench.report.views import ReportView, best_configs, suite_list
@@ -17,8 +21,24 @@ from halbench.results import STATUSES
 # ---------------------------------------------------------------- header
 
 
-def header(view: ReportView) -> KeyValues:
-    """Provenance of the group: suite, dates, versions, device, status counts, grid."""
+def relative_dirs(dirs: list[Path], out_dir: Path | None) -> str:
+    """The run directories as a reader of the report finds them: relative to the report's
+    directory ('.' when the report sits in the run directory, '../run1' beside it); as given
+    when they share no directory but the root (a relative path climbing to / helps no one)."""
+    if out_dir is None:
+        return ", ".join(str(d) for d in dirs)
+    base = Path(out_dir).resolve()
+    out = []
+    for d in dirs:
+        path = Path(d).resolve()
+        near = Path(os.path.commonpath([path, base])) != Path(path.anchor)
+        out.append(os.path.relpath(path, base) if near else str(d))
+    return ", ".join(out)
+
+
+def header(view: ReportView, out_dir: Path | None = None) -> KeyValues:
+    """Provenance of the group: suite, dates, versions, device, status counts, grid; the run
+    directories relative to out_dir, where the report is written."""
     group = view.group
 
     def env_values(key: str) -> str:
@@ -35,7 +55,7 @@ def header(view: ReportView) -> KeyValues:
     items = [
         ("suite", group.name),
         ("suite hash", group.suite_hash or "—"),
-        ("run directories", ", ".join(str(d) for d in group.dirs)),
+        ("run directories", relative_dirs(group.dirs, out_dir)),
         ("date", f"{min(started) if started else '—'} → {max(finished) if finished else '—'}"),
         ("halbench", env_values("halbench")),
         ("git sha", env_values("git_sha")),
@@ -51,6 +71,8 @@ def header(view: ReportView) -> KeyValues:
     if group.profile.height:
         n_ok = group.profile.filter(pl.col("status") == "ok").height
         items.append(("profile points", f"{group.profile.height} ({n_ok} ok)"))
+    if (spent := device_time(view)) is not None:
+        items.append(("device time, all trials", f"{fmt_s(spent[0])} ({spent[1]})"))
     items.extend(grid_items(view))
     return KeyValues(items)
 
@@ -131,7 +153,7 @@ def accuracy_tables(view: ReportView, prefix: str) -> list[Table]:
                     }
                 )
             for label in labels:
-                row = [Cell(dataset), Cell(label)]
+                row = [Cell(dataset), Cell(label), Cell(_params_of(cells_by, dataset, label))]
                 for cfg in configs:
                     est = ests[(label, cfg)]
                     best, noisy = marks.get((label, cfg), (False, False))
@@ -148,17 +170,34 @@ def accuracy_tables(view: ReportView, prefix: str) -> list[Table]:
             Table(
                 id=f"{prefix}-acc-k{k}",
                 title=f"k-NN accuracy (k={k}, %)",
-                columns=["dataset", "loss"] + [f"B={b} d={d}" for b, d in configs],
+                columns=["dataset", "loss", "loss params"] + [f"B={b} d={d}" for b, d in configs],
                 rows=table_rows,
                 notes=[
                     f"Mean ± half-width of the 95% t interval over seeds ({n_seeds} per cell "
                     "unless n is shown); ok trials only. ★ best loss of the column per dataset, "
                     "beyond the noise (95% CI of its difference to the runner-up above 0); "
-                    "☆ within noise: the highest mean, but not distinguishable from the runner-up."
+                    "☆ within noise: the highest mean, but not distinguishable from the runner-up. "
+                    "No mark where a column has one loss or the top two have one seed each. "
+                    "Loss params: the loss's parameters as trained (a tuned value when the run "
+                    "tuned it; defaults: the registry's own), per (B, d) when they differ."
                 ],
             )
         )
     return tables
+
+
+def _params_of(cells_by: dict, dataset: str, label: str) -> str:
+    """A loss's parameters on one dataset: one text when every (B, d) trained with the same,
+    else 'B=32 d=16: scale=8; B=128 d=16: scale=24' (each group tuned on its own)."""
+    per_cfg = {
+        (b, d): sorted({fmt_params(r.get("loss_params")) for r in rows})
+        for (ds, lb, b, d), rows in sorted(cells_by.items())
+        if ds == dataset and lb == label
+    }
+    texts = {"; ".join(t) for t in per_cfg.values()}
+    if len(texts) <= 1:
+        return next(iter(texts), "—")
+    return "; ".join(f"B={b} d={d}: {' / '.join(t)}" for (b, d), t in per_cfg.items())
 
 
 def best_config_table(view: ReportView, prefix: str) -> Table | None:
@@ -197,6 +236,7 @@ def best_config_table(view: ReportView, prefix: str) -> Table | None:
                 Cell(str(key[2]), key[2]),
                 Cell(str(key[3]), key[3]),
                 Cell(str(len(cells_by[key])), len(cells_by[key])),
+                Cell(" / ".join(sorted({fmt_params(r.get("loss_params")) for r in cells_by[key]}))),
             ]
             for col, _ in metrics:
                 est = ests[(label, col)]
@@ -211,10 +251,12 @@ def best_config_table(view: ReportView, prefix: str) -> Table | None:
     return Table(
         id=f"{prefix}-best-config",
         title=f"Best configuration of each loss (chosen by {chosen_by})",
-        columns=["dataset", "loss", "B", "d", "seeds"] + [name for _, name in metrics],
+        columns=["dataset", "loss", "B", "d", "seeds", "loss params"]
+        + [name for _, name in metrics],
         rows=out,
         notes=[
             "Values in %, mean ± 95% CI half-width over seeds. ★ best loss per dataset beyond "
-            "the noise; ☆ within noise of the runner-up."
+            "the noise; ☆ within noise of the runner-up; no mark where a column has one loss "
+            "or one seed."
         ],
     )

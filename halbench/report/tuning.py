@@ -9,46 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from halbench.report.model import Cell, KeyValues, Table
 from halbench.report.protocol import grid_note, section
 from halbench.report.rows import Row, finite, group_by
 from halbench.report.views import ReportView
-
-DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
-LOSS_PREFIX = "loss."  # a loss parameter's key in a sampled configuration
+from halbench.results.config import SpaceEntry, space_entries
 
 
-@dataclass(frozen=True)
-class SpaceEntry:
-    key: str  # as in a sampled configuration: "lr", "loss.scale"
-    loss: str | None  # the loss label of a loss's own parameter, None for a shared key
-    kind: str  # one of DISTRIBUTIONS
-    args: list[Any]
-
-
-def _dist(value: Any) -> tuple[str, list[Any]] | None:
-    if isinstance(value, dict) and len(value) == 1:
-        ((kind, args),) = value.items()
-        if kind in DISTRIBUTIONS and isinstance(args, list):
-            return str(kind), args
-    return None
-
-
-def space_entries(suite: dict[str, Any]) -> list[SpaceEntry]:
-    """tune.space as entries: shared keys, then each loss's own parameters under its label."""
-    out = []
-    for key, value in section(section(suite, "tune"), "space").items():
-        dist = _dist(value)
-        if dist is not None:
-            out.append(SpaceEntry(str(key), None, *dist))
-        elif isinstance(value, dict):
-            for param, sub in value.items():
-                if (d := _dist(sub)) is not None:
-                    out.append(SpaceEntry(f"{LOSS_PREFIX}{param}", str(key), *d))
-    return out
+def suite_space(suite: dict[str, Any]) -> list[SpaceEntry]:
+    """The run's recorded tune.space as entries (halbench.results.config reads it)."""
+    return space_entries(section(section(suite, "tune"), "space"))
 
 
 def config_of(row: Row) -> dict[str, Any]:
@@ -157,6 +129,7 @@ def protocol_items(view: ReportView) -> KeyValues:
         ("tuning epochs", str(tune.get("epochs", "—"))),
         ("validation metric", str(tune.get("metric", "—")) + " (maximized)"),
         ("tuning trials", f"{len(view.tuning)} ({stopped} stopped early, {failed} failed)"),
+        ("seeds", seed_sets(view)),
         (
             "final runs",
             f"seeds {final.get('seeds', '—')}, {final.get('epochs', '—')} epochs, "
@@ -166,8 +139,33 @@ def protocol_items(view: ReportView) -> KeyValues:
     return KeyValues(items)
 
 
+def seed_sets(view: ReportView) -> str:
+    """'tuning {0}; final {1, 2, 3} (disjoint)': the seeds each phase trained with, from the
+    rows (the suite's final.seeds when no final row exists yet)."""
+    tuning = sorted({int(r["seed"]) for r in view.tuning if r.get("seed") is not None})
+    final = sorted({int(r["seed"]) for r in view.ok + view.failed if r.get("seed") is not None})
+    if not final:
+        declared = section(view.suite, "final").get("seeds")
+        final = (
+            sorted(s for s in declared if isinstance(s, int)) if isinstance(declared, list) else []
+        )
+
+    def listed(seeds: list[int]) -> str:
+        return "{" + ", ".join(map(str, seeds)) + "}" if seeds else "—"
+
+    shared = sorted(set(tuning) & set(final))
+    overlap = (
+        f" (overlap: {listed(shared)}: a final seed also tuned)"
+        if shared
+        else " (disjoint)"
+        if tuning and final
+        else ""
+    )
+    return f"tuning {listed(tuning)}; final {listed(final)}{overlap}"
+
+
 def space_table(view: ReportView, prefix: str) -> Table | None:
-    entries = space_entries(view.suite)
+    entries = suite_space(view.suite)
     if not entries:
         return None
     return Table(

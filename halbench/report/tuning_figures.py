@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from halbench.report.figures import LAYOUT
-from halbench.report.tuning import config_of, groups_of, score, space_entries
+from halbench.report.tuning import config_of, groups_of, score, suite_space
 from halbench.report.views import ReportView
 
 DASHES = ["solid", "dash", "dot", "dashdot"]  # one per tuning group of one loss
@@ -54,7 +54,7 @@ def sensitivity(view: ReportView) -> go.Figure | None:
     keys = sorted({k for r in view.tuning for k in config_of(r)})
     if not keys or all(score(r) is None for r in view.tuning):
         return None
-    entries = space_entries(view.suite)
+    entries = suite_space(view.suite)
     logs = {
         key
         for key in keys

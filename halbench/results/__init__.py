@@ -5,6 +5,7 @@
     metrics.py  primary_k and convergence, shared by the trainer and the report
     read.py     a run directory's tables and suite record, checked against the schemas
     env.py      what env.json records: versions, device, git sha
+    config.py   a sampled configuration's vocabulary (loss.<param>, cfg_ columns, the space)
 
 report/ reads the files these write and nothing else.
 """

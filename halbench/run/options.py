@@ -14,6 +14,7 @@ class RunOptions:
     Ray for the run (`num_cpus`, `num_gpus`, `dashboard`, `ray_temp_dir` apply to it).
     `storage`: Tune's storage_path (a shared path or a cloud URI on a multi-node cluster);
     default `<output>/ray`. `use_ray=False` runs every task in this process, one by one.
+    `log_to`: experiment trackers fed by Ray Tune's logger callbacks (halbench/run/loggers.py).
     """
 
     output: Path | None = None
@@ -27,3 +28,4 @@ class RunOptions:
     datasets: tuple[str, ...] | None = None
     ray_temp_dir: Path | None = None
     storage: str | None = None
+    log_to: tuple[str, ...] = ()  # Tune logger callbacks (run/loggers.py): tensorboard, ...

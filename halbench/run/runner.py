@@ -222,6 +222,7 @@ def _run_with_ray(
             storage=options.storage,
             trial_fn=trial_fn,
             reuse_actors=not options.dashboard,  # a reused actor keeps its first trial's name
+            log_to=options.log_to,
         )
 
 
@@ -247,7 +248,8 @@ def _run_tuned(
         progress.say("--no-ray: the seeded random configurations, one by one, no early stopping")
     resources = cluster.trial_resources(suite.resources)
     max_concurrent = options.max_concurrent or suite.resources.max_concurrent
-    ray_kw = {"resources": resources, "max_concurrent": max_concurrent, "storage": options.storage}
+    ray_kw = {"resources": resources, "max_concurrent": max_concurrent, "storage": options.storage,
+              "log_to": options.log_to}  # fmt: skip
 
     def tune_groups(todo, recorder):  # noqa: ANN001, ANN202
         if options.use_ray:

@@ -20,6 +20,7 @@ from halbench import failures
 from halbench.probes import placement
 from halbench.run import rundir
 from halbench.run import storage as tune_storage
+from halbench.run.loggers import tune_callbacks
 from halbench.run.progress import Progress
 from halbench.suite import Suite, TrialSpec
 
@@ -235,6 +236,7 @@ def fit(
     storage: str | None,
     trial_fn: TrialFn | None,
     reuse_actors: bool = True,
+    log_to: tuple[str, ...] = (),
 ) -> None:
     """Run `todo` as Tune trials on the Ray this process is connected to.
 
@@ -243,7 +245,7 @@ def fit(
     interrupt = Interrupt(progress)
     writer, stopper = tune_hooks(out_dir, suite, todo, progress, interrupt, storage)
     _fit(suite, todo, out_dir, interrupt, [writer], stopper, resources, max_concurrent, storage,
-         trial_fn, reuse_actors=reuse_actors)  # fmt: skip
+         trial_fn, reuse_actors=reuse_actors, log_to=log_to)  # fmt: skip
 
 
 def _fit(
@@ -261,6 +263,7 @@ def _fit(
     search: tuple[Any, dict[str, Any], int, Callable[[Any], str]] | None = None,
     *,
     reuse_actors: bool = True,
+    log_to: tuple[str, ...] = (),
 ) -> None:
     """One Tuner over `todo`: a grid search over the specs (deterministic order, no sampling),
     or `search` = (searcher, param_space, num_samples, trial namer)."""
@@ -299,7 +302,7 @@ def _fit(
         run_config=tune.RunConfig(
             name=f"tune-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}",
             storage_path=tune_storage.storage_path(storage, out_dir),
-            callbacks=callbacks,
+            callbacks=[*callbacks, *tune_callbacks(log_to, out_dir)],  # --log-to
             stop=stopper,
             failure_config=tune.FailureConfig(max_failures=MAX_RAY_RETRIES),
             verbose=0,

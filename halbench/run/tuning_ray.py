@@ -76,12 +76,13 @@ def fit_tuning(
     max_concurrent: int | None,
     storage: str | None,
     trial_fn: TrialFn | None,
+    log_to: tuple[str, ...] = (),
 ) -> None:
     """Every group's missing tuning trials (`todo`: group key -> specs) on Ray Tune."""
     assert suite.tune is not None
     asha = suite.tune.scheduler == "asha"
     kw = {"resources": resources, "max_concurrent": max_concurrent, "storage": storage,
-          "trial_fn": trial_fn}  # fmt: skip
+          "trial_fn": trial_fn, "log_to": log_to}  # fmt: skip
     if suite.tune.search == "optuna":
         for specs in todo.values():
             _one_tuner(suite, specs, out_dir, recorder, make_asha(suite) if asha else None,
@@ -99,7 +100,7 @@ def fit_tuning(
 def _one_tuner(
     suite: Suite, todo: list[TrialSpec], out_dir: Path, recorder: Any, scheduler: Any, *,
     optuna: bool, resources: dict[str, float], max_concurrent: int | None, storage: str | None,
-    trial_fn: TrialFn | None,
+    trial_fn: TrialFn | None, log_to: tuple[str, ...] = (),
 ) -> None:  # fmt: skip
     interrupt = Interrupt(recorder.progress)
     _, stopper = tune_hooks(out_dir, suite, todo, recorder.progress, interrupt)
@@ -107,7 +108,7 @@ def _one_tuner(
     search = optuna_search(suite, todo, recorder, names) if optuna else None
     hooks = [tuning_hooks(recorder, interrupt, names)]
     _fit(suite, todo, out_dir, interrupt, hooks, stopper, resources, max_concurrent, storage,
-         trial_fn, scheduler, search)  # fmt: skip
+         trial_fn, scheduler, search, log_to=log_to)  # fmt: skip
 
 
 def optuna_search(

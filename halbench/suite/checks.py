@@ -195,27 +195,18 @@ def check_loss_specs(
     embedding_dim: int,
     memory_size: int = 64,
 ) -> None:
-    """Every loss builds with its params, for run and profile suites alike; `pml:` losses also
-    take one forward call, since the library checks little at construction."""
-    import torch
-
+    """Every loss builds with its params, for run and profile suites alike (the registry checks
+    them; a `pml:` loss also takes one test call there)."""
     for i, loss in enumerate(specs):
         where = f"losses[{i}] ({loss.name[:40]})"
         try:
-            built = losses.build(
+            losses.build(
                 loss.name,
                 num_classes=num_classes,
                 embedding_dim=embedding_dim,
                 memory_size=memory_size,
                 **loss.params,
             )
-            if losses.is_pml(loss.name):
-                gen = torch.Generator().manual_seed(0)
-                emb = torch.randn(8, embedding_dim, generator=gen)
-                labels = torch.arange(8) % min(num_classes, 4)
-                value = built(emb, labels)
-                if not torch.isfinite(value).all():
-                    raise ValueError("not finite on a test batch (check its parameters)")
         except (
             ValueError,
             TypeError,

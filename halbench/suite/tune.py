@@ -22,12 +22,18 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+# The configuration vocabulary (DISTRIBUTIONS, `loss.<param>` keys, cfg_ columns) is shared with
+# the report, which reads it back from the run directory: it lives in results/. LOSS_PREFIX,
+# config_columns and split_config are re-exported for run/ and trial/, which import them here.
+from halbench.results.config import DISTRIBUTIONS, loss_key
+from halbench.results.config import LOSS_PREFIX as LOSS_PREFIX
+from halbench.results.config import config_columns as config_columns
+from halbench.results.config import split_config as split_config
+
 # Keys of `space` that tune the training recipe (TrainConfig fields) or a grid axis.
 TRAIN_KEYS = ("lr", "weight_decay", "momentum", "warmup_epochs", "gamma", "loss_lr_mult")
 GRID_KEYS = ("batch_size", "embedding_dim")
 SHARED_KEYS = TRAIN_KEYS + GRID_KEYS
-DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
-LOSS_PREFIX = "loss."  # a loss parameter's key in a sampled configuration: "loss.scale"
 MAX_CHOICES = 1000
 
 
@@ -115,7 +121,7 @@ class Space:
 
     def for_loss(self, label: str) -> dict[str, Dist]:
         """The flat space one loss is tuned over: shared keys and `loss.<param>` keys."""
-        own = {f"{LOSS_PREFIX}{k}": d for k, d in self.per_loss.get(label, {}).items()}
+        own = {loss_key(k): d for k, d in self.per_loss.get(label, {}).items()}
         return {**self.shared, **own}
 
     def tuned_axes(self) -> set[str]:
@@ -242,18 +248,6 @@ def sample_configs(space: Mapping[str, Dist], budget: int, *, seed: int, group: 
             config[key] = value.item() if isinstance(value, np.generic) else value
         configs.append(config)
     return configs
-
-
-def split_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A sampled configuration -> (shared keys, the loss's own parameters)."""
-    shared = {k: v for k, v in config.items() if not k.startswith(LOSS_PREFIX)}
-    loss = {k[len(LOSS_PREFIX) :]: v for k, v in config.items() if k.startswith(LOSS_PREFIX)}
-    return shared, loss
-
-
-def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
-    """One column per tuned key: `cfg_lr`, `cfg_loss_scale`."""
-    return {"cfg_" + k.replace(".", "_"): v for k, v in config.items()}
 
 
 def best_trial(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:

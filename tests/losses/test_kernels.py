@@ -168,3 +168,42 @@ def test_private_torch_calls_live_only_in_the_kernels_and_the_probes() -> None:
         and private.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_fast_path_pairs_each_formula_with_its_kernel() -> None:
+    """The table of docs/losses.md: each @fast_path formula names its kernel."""
+    pairs = {
+        anchor.cosine_cross_entropy: kernels_cosine.cosine_cross_entropy,
+        anchor.euclidean_logits: kernels.euclidean_logits,
+        anchor.cross_entropy: kernels.cross_entropy,
+        nca.neighbour_logits: kernels.neighbour_logits,
+        nca.neighbour_nll: kernels.neighbour_nll,
+        pair.squared_distances: kernels.squared_distances,
+    }
+    for formula, kernel in pairs.items():
+        assert formula.kernel is kernel
+        assert formula.reference.__name__ == formula.__name__ == kernel.__name__
+
+
+def test_kernels_run_only_inside_a_fast_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """impl="fast" switches the formulas to their kernels for one forward call, and only then:
+    a formula called outside it (also after a call that raised) is its readable self."""
+    calls: list[str] = []
+
+    def spy(logits, positive):  # noqa: ANN001, ANN202
+        calls.append("kernel")
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return kernels.neighbour_nll(logits, positive)
+
+    monkeypatch.setattr(nca.neighbour_nll, "kernel", spy)
+    x, y = torch.randn(6, 5), torch.tensor([0, 1, 0, 1, 2, 2])
+    losses.build("nca", num_classes=3, embedding_dim=5, impl="reference")(x, y)
+    assert calls == []
+    fast = losses.build("nca", num_classes=3, embedding_dim=5)
+    fast(x, y)
+    assert calls == ["kernel"]
+    with pytest.raises(RuntimeError, match="boom"):
+        fast(x, y)
+    nca.neighbour_nll(nca.neighbour_logits(x, 1.0, "l2"), y.unsqueeze(1) == y.unsqueeze(0))
+    assert calls == ["kernel", "kernel"]

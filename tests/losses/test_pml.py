@@ -155,6 +155,19 @@ def test_pml_adapter_merges_suite_parameters_and_trains_proxies() -> None:
     assert loss.param_groups(0.1)[0]["params"] == [proxies]
 
 
+def test_pml_entries_are_listed_and_their_parameters_known() -> None:
+    names = losses.available("pml*", pml=True)
+    assert "pml:NCALoss" in names and "pml:ProxyNCALoss" in names and names == sorted(names)
+    assert not any(n.startswith("pml:Base") or n.endswith("Mixin") for n in names)
+    assert losses.available("*Proxy*", pml=True) == ["pml:ProxyAnchorLoss", "pml:ProxyNCALoss"]
+    assert losses.available("*nca", pml=True) == ["nca", "proxy_nca"]  # case-sensitive
+    assert losses.available("pml*") == []  # registered losses only, unless pml=True
+    assert set(losses.available(pml=True)) == set(losses.available()) | set(names)
+    params = losses.parameters("pml:ProxyNCALoss")
+    assert params["softmax_scale"] == 1 and "num_classes" not in params
+    assert "embedding_size" not in params
+
+
 def test_pml_adapter_drops_memory_size_and_has_no_cost_formula() -> None:
     loss = losses.build("pml:CosFaceLoss", num_classes=C, embedding_dim=D, memory_size=100)
     assert loss.has_anchors and loss.anchors().shape == (C, D)
@@ -166,10 +179,171 @@ def test_pml_adapter_drops_memory_size_and_has_no_cost_formula() -> None:
     ("name", "params", "message"),
     [
         ("pml:NCALos", {}, "has no loss NCALos .*did you mean NCALoss"),
-        ("pml:NCALoss:bogus=1", {}, "loss 'pml:NCALoss:bogus=1': .*bogus"),
+        ("pml:NCALoss:bogus=1", {}, "loss 'pml:NCALoss:bogus=1': unknown parameter 'bogus'"),
+        ("pml:NCALoss", {"softmax_scael": 2}, "softmax_scael'.*did you mean 'softmax_scale'"),
+        # built, then one test call: the library accepts this and gives NaN in training
+        ("pml:ContrastiveLoss:pos_margin=abc", {}, "pml:ContrastiveLoss:pos_margin=abc'"),
         ("pml:NCALoss:softmax_scale=1", {"softmax_scale": 2}, "softmax_scale given twice"),
     ],
 )
 def test_pml_adapter_errors(name: str, params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         losses.build(name, num_classes=C, embedding_dim=D, **params)
+
+
+# ----- zero-norm inputs and duplicates (issue 24, item 7) --------------------------------------
+# A zero vector normalizes to 0 in both libraries (F.normalize): a zero embedding or anchor is
+# at squared distance 1 from every unit vector and has cosine 0 with it. Both impls must agree
+# with pytorch-metric-learning there, values and gradients (a zero row's gradient is scaled by
+# 1 / eps = 1e12 in both, through normalize's clamp).
+
+
+def odd_batch(kind: str, size: int = 24):
+    x, y = batch(7, size)
+    if kind == "zero_row":
+        x[3] = 0.0
+    elif kind == "zero_rows":
+        x[3] = x[10] = 0.0
+        y[10] = y[3]
+    elif kind == "duplicates":  # one with the same label, one with another
+        x[5], y[5] = x[4], y[4]
+        x[6], y[6] = x[4], (y[4] + 1) % C
+    return x, y
+
+
+# (our name, params, pml module factory, anchor attribute in pml, our anchors -> theirs)
+ANCHORED = {
+    "proxy_nca": ({"scale": 9.0}, lambda: pml_losses.ProxyNCALoss(C, D, softmax_scale=9.0),
+                  "proxies", lambda w: w),
+    "hal": ({"scale": 16.0}, lambda: pml_losses.NormalizedSoftmaxLoss(C, D, temperature=1 / 16),
+            "W", lambda w: w.T),
+    "normface": ({"temperature": 0.1},
+                 lambda: pml_losses.NormalizedSoftmaxLoss(C, D, temperature=0.1), "W",
+                 lambda w: w.T),
+    "cosface": ({"scale": 30.0, "margin": 0.2},
+                lambda: pml_losses.CosFaceLoss(C, D, margin=0.2, scale=30.0), "W", lambda w: w.T),
+    "arcface": ({"scale": 10.0, "margin": 0.5},
+                lambda: pml_losses.ArcFaceLoss(C, D, margin=math.degrees(0.5), scale=10.0), "W",
+                lambda w: w.T),
+}  # fmt: skip
+
+PAIRWISE = {
+    "nca_cosine": ("nca", {"scale": 2.0, "distance": "cosine"},
+                   lambda: pml_losses.NCALoss(softmax_scale=2.0)),
+    "nca_l2": ("nca", {"scale": 0.5},
+               lambda: pml_losses.NCALoss(softmax_scale=0.5, distance=pml_distances.LpDistance(
+                   power=2, normalize_embeddings=False))),
+    "snnl_cosine": ("snnl", {"temperature": 0.5, "distance": "cosine"},
+                    lambda: pml_losses.NCALoss(softmax_scale=2.0)),
+    "triplet": ("triplet", {"margin": 0.2, "reduction": "nonzero"},
+                lambda: MinedTriplet(0.2, True)),
+    # Not the default neg_margin 1: a zero row is at distance exactly 1 from every unit row, so
+    # there its hinge term is 0 up to rounding, and whether a mean over the "nonzero" terms
+    # counts it is a coin toss in either library.
+    "contrastive": ("contrastive", {"pos_margin": 0.3, "neg_margin": 1.4},
+                    lambda: pml_losses.ContrastiveLoss(pos_margin=0.3, neg_margin=1.4)),
+}  # fmt: skip
+
+IMPLS = ["fast", "reference"]
+KINDS = ["zero_row", "zero_rows", "duplicates"]
+
+
+def compare(mine, theirs, x, y, anchors=None, zero_anchor=None, skip_rows=()) -> None:
+    """Same value and same gradients (embeddings; anchors mapped by `anchors`) in float64.
+
+    pml's NormalizedSoftmaxLoss, CosFaceLoss and ArcFaceLoss normalize W twice (F.normalize,
+    then the cosine distance), which scales a zero anchor's gradient by 1 / eps^2 where one
+    normalization gives 1 / eps: that row (`zero_anchor`) is compared by direction. Gradient
+    rows in `skip_rows` are not compared."""
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    value, expected = mine(x1, y), theirs(x2, y)
+    value.backward()
+    expected.backward()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-7, abs=1e-10)
+    keep = torch.ones(len(x), dtype=torch.bool)
+    keep[list(skip_rows)] = False
+    torch.testing.assert_close(x1.grad[keep], x2.grad[keep], rtol=1e-6, atol=1e-9)
+    if anchors is not None:
+        ours_grad, their_grad = anchors()
+        if zero_anchor is not None:
+            u, v = ours_grad[zero_anchor], their_grad[zero_anchor]
+            assert torch.nn.functional.cosine_similarity(u, v, dim=0) > 1 - 1e-9
+            keep = torch.arange(len(ours_grad)) != zero_anchor
+            ours_grad, their_grad = ours_grad[keep], their_grad[keep]
+        torch.testing.assert_close(ours_grad, their_grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", [*KINDS, "zero_anchor", "zero_anchor_and_row"])
+@pytest.mark.parametrize("name", list(ANCHORED))
+def test_anchor_losses_agree_with_pml_on_zero_norms(name: str, kind: str, impl: str) -> None:
+    params, their_factory, attribute, mapped = ANCHORED[name]
+    mine = ours(name, impl=impl, **params)
+    if kind.startswith("zero_anchor"):
+        mine.weight.data[2] = 0.0
+    theirs = with_weight(their_factory(), attribute, mapped(mine.weight.data))
+    x, y = odd_batch("zero_row" if kind == "zero_anchor_and_row" else kind)
+    if kind.startswith("zero_anchor"):
+        y[:3] = 2  # the zero anchor's class is a target, too
+    their_weight = getattr(theirs, attribute)
+    transpose = attribute == "W"  # pml's W is [d, C]
+
+    def anchor_grads():
+        return mine.weight.grad, their_weight.grad.T if transpose else their_weight.grad
+
+    zero = 2 if kind.startswith("zero_anchor") and transpose else None
+    compare(mine, theirs, x, y, anchors=anchor_grads, zero_anchor=zero)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", list(PAIRWISE))
+def test_pairwise_losses_agree_with_pml_on_zero_norms(case: str, kind: str, impl: str) -> None:
+    name, params, their_factory = PAIRWISE[case]
+    x, y = odd_batch(kind)
+    # Tied hardest pairs: we share the gradient between them, pml gives it to one
+    # (BatchHardTriplet's docstring). A zero row is equidistant (1) from all unit rows, and
+    # duplicates tie each other, so those rows' gradients are not compared; values are.
+    skip = {"zero_row": [3], "zero_rows": [3, 10], "duplicates": [4, 5, 6]}[kind]
+    compare(
+        ours(name, impl=impl, **params), their_factory(), x, y,
+        skip_rows=skip if name == "triplet" else (),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_issue_24_cases(impl: str) -> None:
+    """The reported numbers: nca cosine with one zero row (1.7564 by pml), proxy_nca with a
+    zero anchor at B = 24 and B = 2048 (7.037 and 8.126 by pml)."""
+    x, y = odd_batch("zero_row")
+    compare(ours("nca", impl=impl, distance="cosine"), pml_losses.NCALoss(), x, y)
+    for size in (24, 2048):
+        mine = ours("proxy_nca", impl=impl)
+        mine.weight.data[0] = 0.0
+        theirs = with_weight(pml_losses.ProxyNCALoss(C, D, softmax_scale=9.0), "proxies",
+                             mine.weight.data)  # fmt: skip
+        compare(mine, theirs, *batch(11, size))
+
+
+def test_hal_large_batch_path_agrees_with_pml_on_zero_norms() -> None:
+    """The fused node of kernels_cosine.py (B * d past FUSED_MIN_ELEMENTS on CPU)."""
+    from halbench.losses.kernels_cosine import FUSED_MIN_ELEMENTS, uses_fused_node
+
+    size = FUSED_MIN_ELEMENTS // D
+    assert uses_fused_node("cpu", size, D)
+    mine = ours("hal", scale=16.0)
+    mine.weight.data[1] = 0.0
+    theirs = with_weight(
+        pml_losses.NormalizedSoftmaxLoss(C, D, temperature=1 / 16), "W", mine.weight.data.T
+    )
+    x, y = batch(12, size)
+    x[0] = x[100] = 0.0
+    compare(mine, theirs, x, y)
+
+
+def test_pml_build_test_call_leaves_the_global_rng_alone() -> None:
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    losses.build("pml:NCALoss", num_classes=C, embedding_dim=D)  # no parameters to draw
+    assert torch.equal(torch.rand(3), expected)

@@ -28,8 +28,9 @@ def sqdist(u: Vector, v: Vector) -> float:
 
 
 def unit(u: Vector) -> list[float]:
+    """u / |u|; a zero vector stays zero (F.normalize's and pytorch-metric-learning's rule)."""
     norm = math.sqrt(dot(u, u))
-    return [a / norm for a in u]
+    return [a / norm for a in u] if norm > 0 else [0.0] * len(u)
 
 
 def cos(u: Vector, v: Vector) -> float:
@@ -69,7 +70,7 @@ def ref_hal(loss, xs, ys, idx):
 
 
 def ref_proxy_nca(loss, xs, ys, idx):
-    p, t = rows(loss.weight), loss.scale / 2  # loss.scale holds the HAL scale 2t
+    p, t = rows(loss.weight), loss.scale
     return anchor_reference(lambda x, c, y: -t * sqdist(unit(x), unit(p[c])))(loss, xs, ys, idx)
 
 

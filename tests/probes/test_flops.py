@@ -104,6 +104,15 @@ def test_op_without_rule_is_reported_not_counted_as_zero() -> None:
     assert "aten::erf" in count_fvcore(module, (x, None)).unsupported
 
 
+def test_op_fvcore_skips_silently_is_reported_by_the_cross_check() -> None:
+    # fvcore counts floor as 0 FLOPs without saying so; the rulebook has no rule for it
+    module = Call(lambda m, x, y: torch.floor(x).sum())
+    x = torch.randn(B, D)
+    traced = count_fvcore(module, (x, None))
+    assert traced.unsupported == ["aten::floor"]
+    assert traced.total == B * D  # the sum, counted by our rule
+
+
 def test_backward_is_counted_separately_from_forward() -> None:
     w = torch.randn(C, D, requires_grad=True)
     x = torch.randn(B, D, requires_grad=True)

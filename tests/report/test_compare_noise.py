@@ -58,3 +58,20 @@ def test_a_noisy_change_past_the_threshold_is_marked_within_noise(make_run, caps
     rows[0] = {**rows[0], "time_fwdbwd_ms": rows[0]["time_fwdbwd_ms"] * 1.4}  # +40%, IQR 30%
     assert compare(old, make_run(profile=rows, suite_hash="p")) == 0
     assert "within noise" in capsys.readouterr().out
+
+
+def test_a_rerun_under_a_lighter_load_is_within_noise_not_better(make_run, capsys):
+    """Every old seed ran under the same load: times shifted together, yet the seeds' ranges
+    overlap, so the change is inside the measured spread (it read `0.413× ▼ better`)."""
+    old_ms, new_ms = [0.50, 0.30, 0.70], [0.21, 0.18, 0.33]
+
+    def rows(times):
+        return [
+            trial(loss, 64, 16, s, 0.8, loss_call_ms=ms * (1 if loss == "hal" else 2))
+            for loss in ("hal", "nca")
+            for s, ms in enumerate(times)
+        ]
+
+    assert compare(make_run(rows(old_ms)), make_run(rows(new_ms))) == 0
+    out = capsys.readouterr().out
+    assert "× ▼ better" not in out and "× within noise" in out

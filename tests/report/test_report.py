@@ -61,7 +61,7 @@ def test_build_report_writes_both_files_with_the_same_facts(training_run, profil
     md, html = paths["markdown"].read_text(), paths["html"].read_text()
     model = build_model([training_run, profile_run])
     summaries = [b for s in model.sections for b in s.blocks if type(b).__name__ == "Verdict"]
-    assert len(summaries) == 10  # C1, C2 in three parts, C3, for each of the two suites
+    assert len(summaries) == 7  # C1, C2 in three parts, C3; the profile: C2 FLOPs, call time
     for v in summaries:
         verdict = f"{VERDICT_SYMBOLS[v.verdict]} {v.verdict}"
         assert f"{v.summary}" in md and html_escape(v.summary) in html

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -41,23 +42,25 @@ def by_row(table):
 def test_accuracy_table_ci_and_best_marks(grid_group):
     table = accuracy_tables(grid_group, "g1")[0]
     assert table.title == "k-NN accuracy (k=1, %)"  # the suite's ks are 1 and 5
-    assert table.columns == ["dataset", "loss", "B=32 d=16", "B=128 d=16"]
+    assert table.columns == ["dataset", "loss", "loss params", "B=32 d=16", "B=128 d=16"]
     rows = by_row(table)
+    assert rows[("fashion_mnist", "nca")][2].text == "defaults"  # loss_params {}
     half = t_quantile(0.975, 2) * 2.0 / math.sqrt(3)  # values 80, 82, 84: sd 2
-    nca32 = rows[("fashion_mnist", "nca")][2]
+    nca32 = rows[("fashion_mnist", "nca")][3]
     assert nca32.text == f"82.00 ± {half:.2f}" and nca32.best
-    assert not rows[("fashion_mnist", "hal")][2].best
-    assert rows[("fashion_mnist", "hal")][3].best and not rows[("fashion_mnist", "nca")][3].best
+    assert not rows[("fashion_mnist", "hal")][3].best
+    assert rows[("fashion_mnist", "hal")][4].best and not rows[("fashion_mnist", "nca")][4].best
     # a tie marks both; an absent configuration is a dash, never marked
-    assert rows[("cifar10", "snnl")][2].best and rows[("cifar10", "hal")][2].best
-    assert rows[("cifar10", "hal")][3].text == "—" and not rows[("cifar10", "hal")][3].best
+    assert rows[("cifar10", "snnl")][3].best and rows[("cifar10", "hal")][3].best
+    assert rows[("cifar10", "hal")][4].text == "—" and not rows[("cifar10", "hal")][4].best
 
 
 def test_best_configuration_table(grid_group):
     rows = by_row(best_config_table(grid_group, "g1"))
     assert [c.text for c in rows[("fashion_mnist", "hal")][2:5]] == ["128", "16", "3"]
     assert [c.text for c in rows[("fashion_mnist", "nca")][2:4]] == ["32", "16"]
-    assert rows[("fashion_mnist", "hal")][5].best and not rows[("fashion_mnist", "nca")][5].best
+    assert rows[("fashion_mnist", "hal")][5].text == "defaults"
+    assert rows[("fashion_mnist", "hal")][6].best and not rows[("fashion_mnist", "nca")][6].best
 
 
 def test_header_counts_trials_by_status(grid_group):
@@ -154,3 +157,21 @@ def test_profile_cost_table_shows_fvcore_where_it_was_counted(make_run):
     old = [profile_row("nca", 64, 32, time=1.0, flops=1000.0)]
     table = profile_cost_table(build_view(load_groups([make_run(profile=old)])[0]), "g")
     assert "fvcore FLOPs fwd" not in table.columns
+
+
+def test_the_chosen_scale_reaches_the_accuracy_tables(make_run):
+    """A tuned loss.scale lands in loss_params of the final rows: the tables show it, per
+    (B, d) when each group chose its own."""
+    rows = [
+        trial("hal", b, 16, s, 0.8, loss_params=json.dumps({"scale": scale}))
+        for b, scale in ((32, 8.0), (128, 24.5))
+        for s in range(2)
+    ] + [
+        trial("nca", b, 16, s, 0.7, loss_params='{"scale": 1.0}') for b in (32, 128) for s in (0, 1)
+    ]
+    view = build_view(load_groups([make_run(rows)])[0])
+    acc = by_row(accuracy_tables(view, "g1")[0])
+    assert acc[("fashion_mnist", "hal")][2].text == "B=32 d=16: scale=8; B=128 d=16: scale=24.5"
+    assert acc[("fashion_mnist", "nca")][2].text == "scale=1"
+    best = by_row(best_config_table(view, "g1"))
+    assert best[("fashion_mnist", "hal")][5].text in ("scale=8", "scale=24.5")

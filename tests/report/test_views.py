@@ -3,6 +3,7 @@ the claim file's thresholds, and a report package that reads only the run direct
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -131,10 +132,15 @@ def test_a_malformed_claim_names_its_field(tmp_path, text, match):
 
 
 def test_the_report_package_reads_only_the_run_directory():
+    """report/ imports nothing above results/: the run, suite, trial and cli modules (each named
+    one exists, so that a rename makes this test fail instead of passing vacuously)."""
+    above = ["halbench.run", "halbench.run.runner", "halbench.suite", "halbench.trial"]
+    above += ["halbench.cli"]
+    assert all(importlib.util.find_spec(name) for name in above)
     code = (
-        "import sys, halbench.report, halbench.report.compare, halbench.report.commands\n"
-        "bad = [m for m in sys.modules if m.split('.')[:2] in (['halbench', 'suite'],"
-        " ['halbench', 'trial'], ['halbench', 'runner'])]\n"
+        "import sys, halbench.report.build, halbench.report.compare, halbench.report.commands\n"
+        f"above = {above!r}\n"
+        "bad = [m for m in sys.modules if any(m == a or m.startswith(a + '.') for a in above)]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -88,7 +88,7 @@ def test_out_of_memory_during_the_call_is_an_oom_row(tmp_path: Path, monkeypatch
     def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 TB")
 
-    monkeypatch.setattr("halbench.probes.profile_loss_call", fail)
+    monkeypatch.setattr(loss_sweep, "profile_loss_call", fail)
     df = sweep(tmp_path, losses=["hal"], batch_sizes=[8])
     assert df["status"].to_list() == ["oom"]
     assert "not enough memory" in df["error"][0]
@@ -204,7 +204,7 @@ def test_profile_and_run_share_env_json_and_the_failure_map(tmp_path: Path, monk
     def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise ValueError("bad point")
 
-    monkeypatch.setattr("halbench.probes.profile_loss_call", fail)
+    monkeypatch.setattr(loss_sweep, "profile_loss_call", fail)
     df = sweep(tmp_path, losses=["hal"], batch_sizes=[8])
     assert df["status"].to_list() == ["error"] and df["error"][0] == "ValueError: bad point"
     assert calls == ["env", "classify", "env"]

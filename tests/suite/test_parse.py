@@ -287,3 +287,29 @@ def test_alias_heavy_suite_hashes_fast(tmp_path: Path) -> None:
     start = time.perf_counter()
     suite.hash()
     assert time.perf_counter() - start < 0.5
+
+
+def test_every_problem_is_listed_and_a_typo_names_the_field_it_meant(tmp_path) -> None:
+    # The typo, not the required key it hides, is what the user must read.
+    grid = {"batchsize": [16], "embedding_dim": [8], "seed": [0]}
+    with pytest.raises(UserError) as err:
+        parse_suite(_with(grid=grid, train={"epoch": 3}), Path("t.yaml"))
+    message = str(err.value)
+    assert "grid.batchsize: unknown key (did you mean 'batch_size'?)" in message
+    assert "train.epoch: unknown key (did you mean 'epochs'?)" in message
+    assert "required key is missing" not in message  # batch_size is the typo's hint
+    assert "\n" not in message
+
+
+def test_more_than_five_problems_are_counted_and_a_union_is_one_problem() -> None:
+    data = _with(
+        train={"augment": "x", "epochs": 0, "lr": -1, "momentum": 2},
+        eval={"batch_size": "x"},
+        probes={"warmup": -1, "zzz": 1},
+    )
+    with pytest.raises(UserError) as err:
+        parse_suite(data, Path("t.yaml"))
+    message = str(err.value)
+    assert message.count(": ") == 1 + 5 and message.endswith("; and 2 more problems"), message
+    assert "train.augment: Input should be 'auto' or a valid boolean (got 'x')" in message
+    assert "probes.zzz: unknown key" not in message  # the 7th problem, counted only
