@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from halbench import results
+from halbench.probes import placement
 from halbench.run import rundir
 from halbench.run.rundir import inside
 from halbench.suite import Suite, TrialSpec
@@ -35,6 +36,7 @@ def write_trials(
     """Finished trials -> trials.parquet + epochs.parquet, in plan order. Returns status counts."""
     ids = _ordered(done, order)
     rows = [done[t]["row"] for t in ids]
+    placement.add_neighbours(rows)  # max_neighbours, from the rows' node, GPU ids and times
     epochs = [e for t in ids for e in done[t]["epochs"]]
     trials_df = results.frame(rows, results.TRIAL_SCHEMA)
     results.write_parquet_atomic(trials_df, inside(out_dir, "trials.parquet"))
