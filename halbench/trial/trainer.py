@@ -48,7 +48,7 @@ from halbench.trial.curve import Curve, build_curve
 from halbench.trial.epoch import TrialRun, train_epoch, warmup_steps
 from halbench.trial.evaluation import evaluate_model, evaluates
 from halbench.trial.optim import build_optimizer, lr_factor
-from halbench.trial.spec import base_row, resolve
+from halbench.trial.spec import base_row, resolve_spec, resolve_suite
 
 DATA_SEED = 0
 
@@ -63,11 +63,12 @@ def run_trial(
     suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], None] | None = None
 ) -> TrialResult:
     """Train and evaluate one grid point; failures become a status, never an exception."""
+    spec = resolve_spec(spec)  # a tuning/final trial's batch size, dim and loss params
     result = TrialResult(row=base_row(suite, spec))
     row = result.row
     row["started_at"] = placement.now()
     try:
-        suite, spec = resolve(suite, spec)  # a tuning/final trial's configuration
+        suite = resolve_suite(suite, spec)  # its train keys and epochs (validated: may fail)
         with _torch_settings(suite.train.deterministic):
             _train(suite, spec, result, report)
         row["status"] = "ok"
