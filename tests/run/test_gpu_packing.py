@@ -122,9 +122,9 @@ def test_sixteen_cpus_and_one_gpu_pack_four_4_cpu_quarter_gpu_trials(tmp_path) -
         tmp_path,
         "sixteen",
         losses=("hal", "nca"),
-        seeds=(0, 1, 2, 3),
-        epochs=6,  # long enough for four trials to overlap on a loaded machine
-        dataset={"train_size": 512},
+        seeds=(0, 1),  # 4 trials: all start together when 4 fit, which is what is checked
+        epochs=4,  # long enough for four trials to overlap on a loaded machine
+        dataset={"train_size": 256},
         train={"device": "cpu"},
         resources={"cpus_per_trial": 4, "gpus_per_trial": 0.25},
     )
@@ -135,7 +135,7 @@ def test_sixteen_cpus_and_one_gpu_pack_four_4_cpu_quarter_gpu_trials(tmp_path) -
     out = tmp_path / "out"
     run_cli(halbench(suite, *size, "--output", out, "--no-report"), env, 900)
     trials = pl.read_parquet(out / "trials.parquet")
-    assert trials["status"].to_list() == ["ok"] * 8
+    assert trials["status"].to_list() == ["ok"] * 4
     assert set(trials["gpu_ids"]) == {"0"}
     assert max_overlap(trials.to_dicts()) == 4, trials.select("started_at", "ended_at")
     assert trials["max_neighbours"].max() == 3
