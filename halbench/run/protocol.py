@@ -3,7 +3,13 @@
 Phase 1 tunes every group on the validation split, phase 2 retrains the best.
 
 A group is dataset x loss x the grid point left as an axis (a tuned batch size or embedding
-dim is no axis). Phase 1 gives each group `tune.budget` tuning trials, one Ray Tune Tuner per
+dim is no axis) x the tuning replicate (`tune.replicates`: R independent tunings, each with its
+own search seed, training seed and validation split, each followed by the final seeds of its
+own choice; with R = 1 the ids and keys are those of a run before replicates existed).
+`tune.budget_epochs` caps the epochs one group's tuning may spend: no trial starts once the
+group's finished and running trials have run that many (TuningRecorder.admit).
+
+Phase 1 gives each group `tune.budget` tuning trials, one Ray Tune Tuner per
 group (so ASHA and the searcher compare the trials of one loss only); trial 0 is the suite's
 hand-set configuration. Each finished tuning trial (also one ASHA stopped, and a failed one:
 it counts against the budget) is a file of the store (kind `tuning`), the unit of resume;
@@ -39,13 +45,15 @@ from halbench.suite.tune_checks import suite_space
 class Group:
     """One budget: the tuning trials of a dataset, a loss and a grid point."""
 
-    key: str  # dataset/loss/b<B>/d<d> (a tuned axis is left out)
+    key: str  # dataset/loss/b<B>/d<d>[/r<replicate>] (a tuned axis is left out)
     slug: str  # the same, file-safe, for trial ids
-    dataset: DatasetConfig
+    dataset: DatasetConfig  # a replicate r > 0 carries params.validation_seed = r
     loss: LossSpec
     batch_size: int
     embedding_dim: int
     space: dict[str, Dist]
+    replicate: int = 0
+    base: str = ""  # the key without the replicate: the sampler's stream is base x search seed
 
 
 def groups(suite: Suite, datasets: tuple[str, ...] | None = None) -> list[Group]:
@@ -64,11 +72,32 @@ def groups(suite: Suite, datasets: tuple[str, ...] | None = None) -> list[Group]
                     parts = [ds.name, loss.display]
                     parts += [] if "batch_size" in tuned else [f"b{b}"]
                     parts += [] if "embedding_dim" in tuned else [f"d{d}"]
-                    out.append(
-                        Group("/".join(parts), "-".join(parts), ds, loss, b, d,
-                              space.for_loss(loss.display))
-                    )  # fmt: skip
+                    out += _replicates(suite, parts, ds, loss, b, d, space.for_loss(loss.display))
     return out
+
+
+def _replicates(
+    suite: Suite, parts: list[str], ds: DatasetConfig, loss: LossSpec, b: int, d: int,
+    space: dict[str, Dist],
+) -> list[Group]:  # fmt: skip
+    """A grid point's R groups; with R = 1 one group named as before replicates existed."""
+    assert suite.tune is not None
+    n = suite.tune.replicates
+    out = []
+    for r in range(n):
+        tail = [f"r{r}"] if n > 1 else []
+        # The data layer draws replicate r's validation split (0: today's split).
+        params = {**ds.params, "validation_seed": r}
+        data = ds if r == 0 else ds.model_copy(update={"params": params})
+        key = "/".join(parts + tail)
+        out.append(Group(key, "-".join(parts + tail), data, loss, b, d, space, r, "/".join(parts)))
+    return out
+
+
+def search_seed(suite: Suite, group: Group) -> int:
+    """The seed of a group's searcher: tune.seed for replicate 0, one more per replicate."""
+    assert suite.tune is not None
+    return (suite.tune.seed + group.replicate) % 2**32
 
 
 def default_config(suite: Suite, group: Group) -> dict[str, Any]:
@@ -115,32 +144,45 @@ def tuned_plan(suite: Suite, datasets: tuple[str, ...] | None = None) -> Plan:
     for group in groups_:
         for i in range(suite.tune.budget):
             spec = tuning_spec(suite, group, i, {})
-            plan.tasks.append(Task(TUNE, spec.trial_id, suite.tune.epochs, spec, group.key))
+            plan.tasks.append(
+                Task(TUNE, spec.trial_id, suite.tune.epochs, spec, group.key, group.replicate)
+            )
     for group in groups_ if suite.final is not None else []:
         for spec, _ in final_specs(suite, [group], {})[1]:  # no choice yet: every seed
-            plan.tasks.append(Task(FINAL, spec.trial_id, suite.final.epochs, spec, group.key))
+            plan.tasks.append(
+                Task(FINAL, spec.trial_id, suite.final.epochs, spec, group.key, group.replicate)
+            )
     return plan
 
 
-def tuning_seed(suite: Suite) -> int:
-    """The seed every tuning trial trains with, never one of final.seeds (by construction).
+def tuning_seeds(suite: Suite) -> list[int]:
+    """The seed each replicate's tuning trials train with, never one of final.seeds.
 
-    tune.seed when no final trial uses it, else the smallest integer above it that none
-    does: a final trial then never replays the run that won the selection.
+    The first `tune.replicates` integers from tune.seed up that no final trial uses: a final
+    trial never replays a run that won a selection, and the replicates train with different
+    seeds. Replicate 0's is the seed of a run before replicates existed.
     """
     assert suite.tune is not None
     finals = set(suite.final.seeds) if suite.final is not None else set()
+    seeds: list[int] = []
     seed = suite.tune.seed
-    while seed in finals:
+    while len(seeds) < suite.tune.replicates:
+        if seed not in finals:
+            seeds.append(seed)
         seed += 1
-    return seed
+    return seeds
+
+
+def tuning_seed(suite: Suite, replicate: int = 0) -> int:
+    """The seed the tuning trials of `replicate` train with (tuning_seeds)."""
+    return tuning_seeds(suite)[replicate]
 
 
 def protocol_seeds(suite: Suite) -> dict[str, list[int]]:
     """The run's two seed sets, as env.json records them (disjoint)."""
     assert suite.tune is not None
     finals = list(suite.final.seeds) if suite.final is not None else []
-    return {"tuning": [tuning_seed(suite)], "final": finals}
+    return {"tuning": tuning_seeds(suite), "final": finals}
 
 
 def tuning_spec(suite: Suite, group: Group, index: int, config: dict[str, Any]) -> TrialSpec:
@@ -151,7 +193,7 @@ def tuning_spec(suite: Suite, group: Group, index: int, config: dict[str, Any]) 
         loss=group.loss,
         batch_size=group.batch_size,
         embedding_dim=group.embedding_dim,
-        seed=tuning_seed(suite),  # one seed for every tuning trial: configurations differ
+        seed=tuning_seed(suite, group.replicate),  # one per replicate: configurations differ
         phase="tune",
         overrides=config,
     )
@@ -160,7 +202,9 @@ def tuning_spec(suite: Suite, group: Group, index: int, config: dict[str, Any]) 
 def planned_configs(suite: Suite, group: Group) -> list[dict[str, Any]]:
     """The budget's configurations: the hand-set one, then the seeded samples (random search)."""
     assert suite.tune is not None
-    rest = sample_configs(group.space, suite.tune.budget - 1, seed=suite.tune.seed, group=group.key)
+    rest = sample_configs(
+        group.space, suite.tune.budget - 1, seed=search_seed(suite, group), group=group.base
+    )
     return [default_config(suite, group), *rest]
 
 
@@ -188,6 +232,7 @@ def tuning_row(
         "suite": suite.name,
         "suite_hash": suite.hash(),
         "group": group.key,
+        "replicate": group.replicate,
         "dataset": group.dataset.name,
         "loss": group.loss.display,
         "loss_name": group.loss.name,
@@ -249,6 +294,39 @@ class TuningRecorder:
         self.curves: dict[str, dict[int, float]] = {}  # trial -> epoch -> score
         self.rows: dict[str, dict[str, Any]] = {}  # the trial's own row, when it sent one
         self.done = finished_tuning(out_dir, suite)
+        self.started: set[str] = set()  # trials admitted this invocation
+        self.denied: set[str] = set()  # trials not started: their group's epoch budget is spent
+
+    # tune.budget_epochs: the executor asks before it starts a tuning trial.
+
+    def spent(self, group_key: str) -> int:
+        """Epochs a group's tuning has run: its finished trials' and its running ones' so far."""
+        done = sum(r["epochs_run"] for r in self.done.values() if r["group"] == group_key)
+        running = sum(
+            len(self.curves.get(t, {})) for t in self.started
+            if t not in self.done and self.planned[t][0].key == group_key
+        )  # fmt: skip
+        return done + running
+
+    def admit(self, task_id: str) -> bool:
+        """Whether a tuning trial may start: always without tune.budget_epochs, else while its
+        group has spent less. A trial refused is no result: no file, no row, and a resumed run
+        refuses it again (the budget is spent from the finished rows)."""
+        assert self.suite.tune is not None
+        if task_id in self.started:
+            return True
+        budget = self.suite.tune.budget_epochs
+        group = self.planned[task_id][0]
+        if budget is not None and self.spent(group.key) >= budget:
+            if task_id not in self.denied:
+                self.denied.add(task_id)
+                self.progress.say(
+                    f"tune {group.key}: epoch budget {budget} spent "
+                    f"({self.spent(group.key)} epochs run); {task_id} not started"
+                )
+            return False
+        self.started.add(task_id)
+        return True
 
     # The executor's sink (ray_tune.TaskSink): the events of a running tuning trial.
 
@@ -276,7 +354,10 @@ class TuningRecorder:
         self, trial_id: str, *, time_s: float | None = None, node: str | None = None,
         status: str | None = None, error: str | None = None, interrupted: bool = False,
     ) -> None:  # fmt: skip
-        """Write the trial's file. A trial cut short by Ctrl-C is not a result: it reruns."""
+        """Write the trial's file. A trial cut short by Ctrl-C is not a result: it reruns; nor
+        is one the epoch budget kept from starting (Tune reports it complete)."""
+        if trial_id in self.denied:
+            return
         group, spec = self.planned[trial_id]
         own = self.rows.get(trial_id)
         if status is None:
@@ -300,8 +381,10 @@ class TuningRecorder:
         rows = [r for r in self.done.values() if r["group"] == group.key]
         best = best_trial(rows)
         score = f"{best['last_val']:.4f} ({best['trial_id']})" if best else "none yet"
+        budget = self.suite.tune.budget_epochs
+        spent = f", {self.spent(group.key)}/{budget} epochs" if budget is not None else ""
         return (
-            f"tune {group.key}: {len(rows)}/{self.suite.tune.budget} tuning trials done, "
+            f"tune {group.key}: {len(rows)}/{self.suite.tune.budget} tuning trials done{spent}, "
             f"best validation {self.suite.tune.metric} {score}"
         )
 
