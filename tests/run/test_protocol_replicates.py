@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import polars as pl
+import yaml
 
-from halbench.run import protocol, ray_search
+from halbench.run import protocol, ray_search, runner
+from halbench.run.options import RunOptions
 from halbench.suite import Suite
 from tests.plugins import tune_stub
-from tests.run.test_protocol import SUITE, run, write_suite
+
+SUITE = {  # tests/run/test_protocol.py's stub suite (importing that module registers twice)
+    "name": "tstub",
+    "dataset": {"name": "synthetic"},
+    "losses": [{"name": "a"}, {"name": "b"}],
+    "grid": {"batch_size": [8, 16], "embedding_dim": [4], "seed": [0]},
+    "train": {"epochs": 2, "lr": 1e-3},
+    "tune": {
+        "budget": 5,
+        "epochs": 3,
+        "scheduler": "fifo",
+        "space": {"lr": {"loguniform": [1e-5, 1e-1]}, "weight_decay": {"uniform": [0, 0.1]}},
+    },
+    "final": {"seeds": [0, 1], "epochs": 2},
+}
 
 ONE_GROUP = {**SUITE, "losses": [{"name": "a"}], "grid": {**SUITE["grid"], "batch_size": [8]}}
+
+
+def write_suite(tmp_path: Path, doc: dict) -> tuple[Suite, Path]:
+    path = tmp_path / f"{doc['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return Suite.model_validate(doc), path
+
+
+def run(suite: Suite, path: Path, out: Path, trial=tune_stub.run_trial, **kw):  # noqa: ANN001, ANN201
+    options = RunOptions(output=out, use_ray=False, **kw)
+    return runner.run_suite(suite, path, options, trial_fn=trial)
 
 
 def replicated(r: int, **tune) -> dict:  # noqa: ANN003
