@@ -157,3 +157,23 @@ def test_grouped_scheduler_stops_pending_trials_of_a_spent_group() -> None:
     )
     chosen = sched.choose_trial_to_run(Controller())
     assert stopped == ["a0", "a1"] and chosen is trials[2]
+
+
+def test_the_report_shows_what_each_replicate_chose(tmp_path) -> None:
+    from halbench.cli import main
+
+    suite, path = write_suite(tmp_path, replicated(2))
+    out = tmp_path / "run"
+    run(suite, path, out)
+    assert main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "Configuration each tuning replicate chose" in text
+    tun = pl.read_parquet(out / "tuning.parquet").filter(pl.col("chosen"))
+    same = len(set(tun["config"])) == 1
+    line = next(x for x in text.splitlines() if x.startswith("| synthetic/a/b8/d4 "))
+    assert line.rstrip(" |").endswith("same" if same else "differ")
+    # one replicate: no such table
+    suite1, path1 = write_suite(tmp_path, ONE_GROUP)
+    run(suite1, path1, tmp_path / "one")
+    assert main(["report", str(tmp_path / "one")]) == 0
+    assert "tuning replicate chose" not in (tmp_path / "one/report.md").read_text()
