@@ -62,6 +62,9 @@ def grouped_asha(
             if admit is not None:
                 for trial in list(tune_controller.get_trials()):
                     if trial.status == Trial.PENDING and not admit(trial):
+                        # A never-started trial has no directory; Tune's result grid reads
+                        # every trial's path at the end.
+                        trial.init_local_path()
                         tune_controller.stop_trial(trial)
             return super().choose_trial_to_run(tune_controller)
 

@@ -138,7 +138,8 @@ def test_grouped_scheduler_stops_pending_trials_of_a_spent_group() -> None:
     suite = Suite.model_validate(replicated(1, budget_epochs=3))
 
     class Fake(SimpleNamespace):
-        pass
+        def init_local_path(self) -> None:
+            self.path = "made"
 
     trials = [Fake(status=Trial.PENDING, config={"g": g}, trial_id=g + str(i))
               for i, g in enumerate("aab")]  # fmt: skip
@@ -157,6 +158,7 @@ def test_grouped_scheduler_stops_pending_trials_of_a_spent_group() -> None:
     )
     chosen = sched.choose_trial_to_run(Controller())
     assert stopped == ["a0", "a1"] and chosen is trials[2]
+    assert [getattr(t, "path", None) for t in trials] == ["made", "made", None]
 
 
 def test_the_report_shows_what_each_replicate_chose(tmp_path) -> None:
