@@ -6,7 +6,7 @@ from pathlib import Path
 
 from halbench.errors import UserError
 from halbench.run import cluster
-from halbench.run.dryrun import plan
+from halbench.run.dryrun import plan, protocol_lines
 from halbench.run.executor import preflight
 from halbench.run.options import RunOptions
 from halbench.run.packing import packing_line
@@ -46,4 +46,4 @@ def summary(suite: Suite, path: Path) -> str:
         f"{path}: valid: suite {suite.name!r}, {trials} trial{'s' * (trials != 1)} of "
         f"{losses} loss{'es' * (losses != 1)}, at most {epochs} training epochs in all; "
         "`halbench run --dry-run` estimates the time"
-    )
+    ) + "".join("\n" + line for line in protocol_lines(suite))

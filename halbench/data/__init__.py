@@ -48,6 +48,7 @@ from halbench.data.splits import (
     subset,
     validation_count,
     validation_indices,
+    validation_split_seed,
 )
 
 __all__ = [
@@ -72,4 +73,5 @@ __all__ = [
     "subset",
     "validation_count",
     "validation_indices",
+    "validation_split_seed",
 ]

@@ -17,7 +17,12 @@ import torch
 
 from halbench.checks import check_bool, check_choice, check_int
 from halbench.data.readers import DATASETS, DatasetInfo, LoadRequest, default_root
-from halbench.data.splits import check_validation, subset, validation_indices
+from halbench.data.splits import (
+    check_validation,
+    subset,
+    validation_indices,
+    validation_split_seed,
+)
 
 Phase = Literal["grid", "tune", "final"]
 PHASES: tuple[str, ...] = ("grid", "tune", "final")
@@ -171,13 +176,15 @@ def load(
     validation: float | int | None = None,
     phase: Phase = "grid",
     train_on: str = "train",
+    validation_seed: int = 0,
     **params: Any,
 ) -> Splits:
     """Read data set `name` and return its splits on `device` for one protocol phase.
 
     `train_size` / `test_size` take a class-stratified subset (chosen with `seed`, `seed + 1`);
     `validation` (a fraction in (0, 1) or a row count) is then carved, stratified with
-    `seed + 2`, from that training subset. Phases:
+    `seed + 2`, from that training subset; `validation_seed` (a tuning replicate's) draws
+    another such split, 0 being that one. Phases:
     - "grid" (default; no validation): train on the training split, evaluate on the test split.
     - "tune": train on training minus validation, evaluate on validation; the reader is asked
       for the training split only, so the test files are never opened.
@@ -193,6 +200,7 @@ def load(
         if value is not None:
             check_int(key, value, minimum=1)
     check_int("seed", seed, minimum=0)
+    check_int("validation_seed", validation_seed, minimum=0)
     if phase == "grid":
         if validation is not None:
             raise ValueError("validation applies to phases 'tune' and 'final', not 'grid'")
@@ -210,7 +218,9 @@ def load(
     train_x, train_y = subset(raw.train_x, raw.train_y, train_size, seed, "train_size")
     n_val = 0
     if validation is not None:
-        fit_rows, val_rows = validation_indices(train_y, validation, seed + 2)
+        fit_rows, val_rows = validation_indices(
+            train_y, validation, validation_split_seed(seed, validation_seed)
+        )
         n_val = len(val_rows)
         if phase == "tune":
             eval_x, eval_y = train_x[val_rows], train_y[val_rows]

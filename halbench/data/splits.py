@@ -80,6 +80,12 @@ def validation_count(validation: float | int, n: int) -> int:
     return count
 
 
+def validation_split_seed(data_seed: int, validation_seed: int = 0) -> int:
+    """The seed the validation split is drawn with: `data_seed + 2` for validation seed 0 (the
+    split of every run before replicates existed), another stream for each other one."""
+    return data_seed + 2 + 1_000_003 * validation_seed
+
+
 def validation_indices(
     labels: np.ndarray, validation: float | int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -128,6 +128,7 @@ def protocol_section(view: ReportView, prefix: str) -> Section:
                 compute.tuning_cost_table(view, prefix),
                 tuning.space_table(view, prefix),
                 tuning.chosen_table(view, prefix),
+                protocol.replicates_table(view, prefix),
             )
             if t
         ]

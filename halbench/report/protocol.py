@@ -217,3 +217,55 @@ def grid_note(view: ReportView) -> str | None:
         f"{' and '.join(axes)} stayed grid axes: every value is tuned separately with the "
         "full budget (one tuning group per loss and value)."
     )
+
+
+def _config_text(row: Row) -> str:
+    """A tuning row's configuration, short: `lr=0.00123, weight_decay=0.05`."""
+    try:
+        config = json.loads(row.get("config") or "{}")
+    except ValueError:
+        config = {}
+    if not isinstance(config, dict) or not config:
+        return "—"
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(config.items())
+    )
+
+
+def replicates_table(view: ReportView, prefix: str) -> Table | None:
+    """Per loss (and grid point): the configuration each tuning replicate chose, and whether
+    the replicates agree (tune.replicates; None for a run with one replicate)."""
+    reps = sorted(
+        {int(r["replicate"]) for r in view.tuning if _int(r.get("replicate")) is not None}
+    )
+    if len(reps) < 2:
+        return None
+    picks: dict[str, dict[int, Row]] = {}
+    for row in view.tuning:
+        replicate = _int(row.get("replicate"))
+        if replicate is None:
+            continue
+        base = str(row["group"]).removesuffix(f"/r{replicate}")
+        mine = picks.setdefault(base, {})
+        if row.get("chosen"):
+            mine[replicate] = row
+    body = []
+    for base, chosen in picks.items():
+        configs = [_config_text(chosen[r]) if r in chosen else None for r in reps]
+        agree = None not in configs and len(set(configs)) == 1
+        body.append(
+            [Cell(base)]
+            + [Cell(c if c is not None else "none finished") for c in configs]
+            + [Cell("same" if agree else "differ")]
+        )
+    return Table(
+        id=f"{prefix}-replicates",
+        title="Configuration each tuning replicate chose",
+        columns=["group"] + [f"replicate {r}" for r in reps] + ["replicates"],
+        rows=body,
+        notes=[
+            "Each replicate tuned with its own search seed, training seed and validation "
+            "split, and its chosen configuration was retrained with every final seed. "
+            '"differ": the selection itself varies from one tuning to the next.'
+        ],
+    )

@@ -86,6 +86,7 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "steps_per_epoch": pl.Int64,
     "config": pl.Utf8,
     "tuned_from": pl.Utf8,
+    "replicate": pl.Int64,  # a final trial's tuning replicate (tune.replicates; 0 when R = 1)
     "val_score": pl.Float64,
 }
 
@@ -95,7 +96,8 @@ TUNING_SCHEMA: dict[str, pl.DataType] = {
     "trial_id": pl.Utf8,
     "suite": pl.Utf8,
     "suite_hash": pl.Utf8,
-    "group": pl.Utf8,  # dataset/loss/b<B>/d<d>: trials of one group share one budget
+    "group": pl.Utf8,  # dataset/loss/b<B>/d<d>[/r<R>]: trials of one group share one budget
+    "replicate": pl.Int64,  # the tuning replicate (tune.replicates; 0 when R = 1)
     "dataset": pl.Utf8,
     "loss": pl.Utf8,
     "loss_name": pl.Utf8,

@@ -3,6 +3,7 @@
 options.py     RunOptions: how to run (output, resume, Ray address and resources)
 plan.py        the plan: grid, tuning, final trials and profile points as kinds of task
 protocol.py    the tuning protocol: a planner that emits tuning tasks, then final tasks
+groups.py      its groups (loss x grid point x replicate), seeds, ids and planned configurations
 executor.py    preflight, the Ray session, tasks on Ray Tune or in this process
 ray_tune.py    the Ray Tune adapter: trainable, one callback for every kind, Ctrl-C handling
 ray_search.py  tuning on Ray Tune: GroupedASHA and per-group Optuna searchers

@@ -5,8 +5,9 @@ real training steps (after a warm-up) and one k-NN evaluation of each dataset's 
 configuration are timed here, and the total is extrapolated: training from the images per
 second, evaluation from the seconds per embedded image. Nothing is written (no run directory).
 The trials are the run's own plan (runner.run_plan): a tuned suite (`tune:` / `final:`) counts
-budget x groups tuning trials at tune.epochs (an upper bound: the scheduler may stop some
-early) and groups x final.seeds final trials.
+budget x groups x replicates tuning trials at tune.epochs (an upper bound: the scheduler may
+stop some early; with tune.budget_epochs N a group starts at most ceil(N / tune.epochs) of them
+when none stops early) and groups x replicates x final.seeds final trials.
 """
 
 from __future__ import annotations
@@ -77,7 +78,41 @@ def plan(suite: Suite, datasets: tuple[str, ...] | None = None) -> list[Planned]
         validation = tune.validation if task.kind == TUNE and tune is not None else None
         out[key] = Planned(task.kind, spec.dataset.name, spec.loss.display, spec.batch_size,
                            task.epochs, 1, validation)  # fmt: skip
+    if tune is not None and tune.budget_epochs is not None:
+        # Trials start while the group has spent less than N epochs: ceil(N / E) full ones.
+        most = math.ceil(tune.budget_epochs / tune.epochs)
+        for key, p in out.items():
+            if p.phase == TUNE:
+                out[key] = dataclasses.replace(p, count=min(p.count, most))
     return list(out.values())
+
+
+def protocol_lines(suite: Suite, datasets: tuple[str, ...] | None = None) -> list[str]:
+    """A tuned suite's protocol in words: replicates, trials per phase, the epoch budget."""
+    tune, final = suite.tune, suite.final
+    if tune is None:
+        return []
+    groups = {t.group for t in run_plan(suite, datasets).of(TUNE)}
+    points = len(groups) // tune.replicates
+    reps = f"{tune.replicates} replicate{'s' * (tune.replicates != 1)} x "
+    cap = ""
+    if tune.budget_epochs is not None:
+        most = min(tune.budget, math.ceil(tune.budget_epochs / tune.epochs))
+        cap = (
+            f"; tune.budget_epochs {tune.budget_epochs}: a group starts no trial once it has "
+            f"run that many epochs ({most} trials each when none stops early)"
+        )
+    lines = [
+        f"  protocol: tune {reps}{points} group{'s' * (points != 1)} x {tune.budget} trials "
+        f"x {tune.epochs} epochs = {len(groups) * tune.budget} tuning trials{cap}"
+    ]
+    if final is not None:
+        n = len(groups) * len(final.seeds)
+        lines.append(
+            f"  protocol: final {reps}{points} group{'s' * (points != 1)} x "
+            f"{len(final.seeds)} seeds x {final.epochs} epochs = {n} final trials"
+        )
+    return lines
 
 
 def measure(suite: Suite, spec: TrialSpec, n_train: int, n_test: int) -> Timing:
@@ -185,6 +220,8 @@ def dry_run(
     planned = plan(suite, wanted)
     total = sum(p.count for p in planned)
     out(f"{suite.name}: {total} trials (dry run: nothing is written)")
+    for line in protocol_lines(suite, wanted):
+        out(line)
     for phase in dict.fromkeys(p.phase for p in planned):
         mine = [p for p in planned if p.phase == phase]
         for ds in dict.fromkeys(p.dataset for p in mine):

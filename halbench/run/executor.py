@@ -11,7 +11,7 @@ finished trial's file is written the same way whichever path ran it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +140,8 @@ class Executor:
         if self.options.use_ray:
             ray_search.fit_tuning(self.suite, todo, self.out_dir, recorder, **self._ray_kw())
         else:  # the seeded random configurations, one by one, no early stopping (FIFO)
-            self._in_process([s for group in todo.values() for s in group], recorder)
+            specs = [s for group in todo.values() for s in group]
+            self._in_process(specs, recorder, admit=recorder.admit)  # tune.budget_epochs
 
     def _ray_kw(self) -> dict[str, Any]:
         max_concurrent = self.options.max_concurrent or self.suite.resources.max_concurrent
@@ -152,12 +153,16 @@ class Executor:
             "log_to": self.options.log_to,  # --log-to: Tune's logger callbacks (loggers.py)
         }
 
-    def _in_process(self, todo: list[TrialSpec], sink: TaskSink) -> None:
+    def _in_process(
+        self, todo: list[TrialSpec], sink: TaskSink, admit: Callable[[str], bool] | None = None
+    ) -> None:
         trial_fn = self.trial_fn
         if trial_fn is None:
             from halbench.trial import run_trial as trial_fn  # torch: only when trials run here
 
         for spec in todo:
+            if admit is not None and not admit(spec.trial_id):
+                continue  # not started: not a result
             sink.progress.started(spec.trial_id)
             rundir.fault_point("trial-started")
 

@@ -28,6 +28,7 @@ class Task:
     epochs: int | None  # the epochs it trains (None: a profile point)
     spec: TrialSpec | None = None  # a trial's spec (a final trial's before the choice is known)
     group: str | None = None  # a tuning or final trial's group (protocol.Group.key)
+    replicate: int | None = None  # a tuning or final trial's tuning replicate (0 when R = 1)
 
 
 @dataclass
@@ -42,6 +43,10 @@ class Plan:
     def expected(self, store_kind: str) -> dict[str, int | None]:
         """task id -> planned epochs, for the store's files of `store_kind`."""
         return {t.task_id: t.epochs for t in self.tasks if STORE_KIND[t.kind] == store_kind}
+
+    def replicates(self) -> dict[str, int]:
+        """task id -> tuning replicate, for the tasks of the tuning protocol."""
+        return {t.task_id: t.replicate for t in self.tasks if t.replicate is not None}
 
     def order(self, store_kind: str) -> list[str]:
         return [t.task_id for t in self.tasks if STORE_KIND[t.kind] == store_kind]

@@ -3,7 +3,13 @@
 Phase 1 tunes every group on the validation split, phase 2 retrains the best.
 
 A group is dataset x loss x the grid point left as an axis (a tuned batch size or embedding
-dim is no axis). Phase 1 gives each group `tune.budget` tuning trials, one Ray Tune Tuner per
+dim is no axis) x the tuning replicate (`tune.replicates`: R independent tunings, each with its
+own search seed, training seed and validation split, each followed by the final seeds of its
+own choice; with R = 1 the ids and keys are those of a run before replicates existed).
+`tune.budget_epochs` caps the epochs one group's tuning may spend: no trial starts once the
+group's finished and running trials have run that many (TuningRecorder.admit).
+
+Phase 1 gives each group `tune.budget` tuning trials, one Ray Tune Tuner per
 group (so ASHA and the searcher compare the trials of one loss only); trial 0 is the suite's
 hand-set configuration. Each finished tuning trial (also one ASHA stopped, and a failed one:
 it counts against the budget) is a file of the store (kind `tuning`), the unit of resume;
@@ -15,92 +21,51 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from halbench import results
 from halbench.run import store, tables
+from halbench.run.groups import (
+    Group,
+    default_config,
+    final_id,
+    groups,
+    planned_configs,
+    protocol_seeds,
+    search_seed,
+    tuning_id,
+    tuning_seed,
+    tuning_seeds,
+    tuning_spec,
+)
 from halbench.run.plan import FINAL, TUNE, Plan, Task
 from halbench.run.progress import Progress
-from halbench.suite import DatasetConfig, LossSpec, Suite, TrialSpec
-from halbench.suite.tune import (
-    GRID_KEYS,
-    LOSS_PREFIX,
-    Dist,
-    best_trial,
-    config_columns,
-    sample_configs,
-)
-from halbench.suite.tune_checks import suite_space
+from halbench.suite import Suite, TrialSpec
+from halbench.suite.tune import best_trial, config_columns
 
-
-@dataclass(frozen=True)
-class Group:
-    """One budget: the tuning trials of a dataset, a loss and a grid point."""
-
-    key: str  # dataset/loss/b<B>/d<d> (a tuned axis is left out)
-    slug: str  # the same, file-safe, for trial ids
-    dataset: DatasetConfig
-    loss: LossSpec
-    batch_size: int
-    embedding_dim: int
-    space: dict[str, Dist]
-
-
-def groups(suite: Suite, datasets: tuple[str, ...] | None = None) -> list[Group]:
-    """The suite's groups in run order: dataset x loss x remaining grid point."""
-    space = suite_space(suite)
-    tuned = space.tuned_axes()
-    bs = suite.grid.batch_size[:1] if "batch_size" in tuned else suite.grid.batch_size
-    dims = suite.grid.embedding_dim[:1] if "embedding_dim" in tuned else suite.grid.embedding_dim
-    out = []
-    for ds in suite.datasets:
-        if datasets and ds.name not in datasets:
-            continue
-        for loss in suite.losses:
-            for b in bs:
-                for d in dims:
-                    parts = [ds.name, loss.display]
-                    parts += [] if "batch_size" in tuned else [f"b{b}"]
-                    parts += [] if "embedding_dim" in tuned else [f"d{d}"]
-                    out.append(
-                        Group("/".join(parts), "-".join(parts), ds, loss, b, d,
-                              space.for_loss(loss.display))
-                    )  # fmt: skip
-    return out
-
-
-def default_config(suite: Suite, group: Group) -> dict[str, Any]:
-    """The hand-set configuration: the suite's own value of every tuned key."""
-    from halbench import losses
-
-    out: dict[str, Any] = {}
-    for key in group.space:
-        if key in GRID_KEYS:
-            out[key] = getattr(group, key)
-        elif key.startswith(LOSS_PREFIX):
-            param = key[len(LOSS_PREFIX) :]
-            if param in group.loss.params:
-                out[key] = group.loss.params[param]
-            else:
-                try:
-                    value = losses.parameters(group.loss.name).get(param)
-                except (KeyError, ValueError):
-                    value = None
-                if isinstance(value, bool | int | float | str):
-                    out[key] = value
-        else:
-            out[key] = getattr(suite.train, key)
-    return out
-
-
-def tuning_id(group: Group, index: int) -> str:
-    return f"tune-{group.slug}-t{index:03d}"
-
-
-def final_id(group: Group, seed: int) -> str:
-    return f"final-{group.slug}-s{seed}"
+__all__ = [  # the groups' names are the protocol's (callers spell protocol.groups, ...)
+    "Group",
+    "Runs",
+    "TuningRecorder",
+    "chosen",
+    "collect_tuning",
+    "default_config",
+    "final_id",
+    "final_specs",
+    "finished_tuning",
+    "groups",
+    "planned_configs",
+    "protocol_seeds",
+    "run_tuned",
+    "search_seed",
+    "tuned_plan",
+    "tuning_id",
+    "tuning_row",
+    "tuning_seed",
+    "tuning_seeds",
+    "tuning_spec",
+]
 
 
 def tuned_plan(suite: Suite, datasets: tuple[str, ...] | None = None) -> Plan:
@@ -115,53 +80,15 @@ def tuned_plan(suite: Suite, datasets: tuple[str, ...] | None = None) -> Plan:
     for group in groups_:
         for i in range(suite.tune.budget):
             spec = tuning_spec(suite, group, i, {})
-            plan.tasks.append(Task(TUNE, spec.trial_id, suite.tune.epochs, spec, group.key))
+            plan.tasks.append(
+                Task(TUNE, spec.trial_id, suite.tune.epochs, spec, group.key, group.replicate)
+            )
     for group in groups_ if suite.final is not None else []:
         for spec, _ in final_specs(suite, [group], {})[1]:  # no choice yet: every seed
-            plan.tasks.append(Task(FINAL, spec.trial_id, suite.final.epochs, spec, group.key))
+            plan.tasks.append(
+                Task(FINAL, spec.trial_id, suite.final.epochs, spec, group.key, group.replicate)
+            )
     return plan
-
-
-def tuning_seed(suite: Suite) -> int:
-    """The seed every tuning trial trains with, never one of final.seeds (by construction).
-
-    tune.seed when no final trial uses it, else the smallest integer above it that none
-    does: a final trial then never replays the run that won the selection.
-    """
-    assert suite.tune is not None
-    finals = set(suite.final.seeds) if suite.final is not None else set()
-    seed = suite.tune.seed
-    while seed in finals:
-        seed += 1
-    return seed
-
-
-def protocol_seeds(suite: Suite) -> dict[str, list[int]]:
-    """The run's two seed sets, as env.json records them (disjoint)."""
-    assert suite.tune is not None
-    finals = list(suite.final.seeds) if suite.final is not None else []
-    return {"tuning": [tuning_seed(suite)], "final": finals}
-
-
-def tuning_spec(suite: Suite, group: Group, index: int, config: dict[str, Any]) -> TrialSpec:
-    assert suite.tune is not None
-    return TrialSpec(
-        trial_id=tuning_id(group, index),
-        dataset=group.dataset,
-        loss=group.loss,
-        batch_size=group.batch_size,
-        embedding_dim=group.embedding_dim,
-        seed=tuning_seed(suite),  # one seed for every tuning trial: configurations differ
-        phase="tune",
-        overrides=config,
-    )
-
-
-def planned_configs(suite: Suite, group: Group) -> list[dict[str, Any]]:
-    """The budget's configurations: the hand-set one, then the seeded samples (random search)."""
-    assert suite.tune is not None
-    rest = sample_configs(group.space, suite.tune.budget - 1, seed=suite.tune.seed, group=group.key)
-    return [default_config(suite, group), *rest]
 
 
 # ------------------------------------------------------------------ tuning rows and files
@@ -188,6 +115,7 @@ def tuning_row(
         "suite": suite.name,
         "suite_hash": suite.hash(),
         "group": group.key,
+        "replicate": group.replicate,
         "dataset": group.dataset.name,
         "loss": group.loss.display,
         "loss_name": group.loss.name,
@@ -249,6 +177,39 @@ class TuningRecorder:
         self.curves: dict[str, dict[int, float]] = {}  # trial -> epoch -> score
         self.rows: dict[str, dict[str, Any]] = {}  # the trial's own row, when it sent one
         self.done = finished_tuning(out_dir, suite)
+        self.started: set[str] = set()  # trials admitted this invocation
+        self.denied: set[str] = set()  # trials not started: their group's epoch budget is spent
+
+    # tune.budget_epochs: the executor asks before it starts a tuning trial.
+
+    def spent(self, group_key: str) -> int:
+        """Epochs a group's tuning has run: its finished trials' and its running ones' so far."""
+        done = sum(r["epochs_run"] for r in self.done.values() if r["group"] == group_key)
+        running = sum(
+            len(self.curves.get(t, {})) for t in self.started
+            if t not in self.done and self.planned[t][0].key == group_key
+        )  # fmt: skip
+        return done + running
+
+    def admit(self, task_id: str) -> bool:
+        """Whether a tuning trial may start: always without tune.budget_epochs, else while its
+        group has spent less. A trial refused is no result: no file, no row, and a resumed run
+        refuses it again (the budget is spent from the finished rows)."""
+        assert self.suite.tune is not None
+        if task_id in self.started:
+            return True
+        budget = self.suite.tune.budget_epochs
+        group = self.planned[task_id][0]
+        if budget is not None and self.spent(group.key) >= budget:
+            if task_id not in self.denied:
+                self.denied.add(task_id)
+                self.progress.say(
+                    f"tune {group.key}: epoch budget {budget} spent "
+                    f"({self.spent(group.key)} epochs run); {task_id} not started"
+                )
+            return False
+        self.started.add(task_id)
+        return True
 
     # The executor's sink (ray_tune.TaskSink): the events of a running tuning trial.
 
@@ -276,7 +237,10 @@ class TuningRecorder:
         self, trial_id: str, *, time_s: float | None = None, node: str | None = None,
         status: str | None = None, error: str | None = None, interrupted: bool = False,
     ) -> None:  # fmt: skip
-        """Write the trial's file. A trial cut short by Ctrl-C is not a result: it reruns."""
+        """Write the trial's file. A trial cut short by Ctrl-C is not a result: it reruns; nor
+        is one the epoch budget kept from starting (Tune reports it complete)."""
+        if trial_id in self.denied:
+            return
         group, spec = self.planned[trial_id]
         own = self.rows.get(trial_id)
         if status is None:
@@ -300,8 +264,10 @@ class TuningRecorder:
         rows = [r for r in self.done.values() if r["group"] == group.key]
         best = best_trial(rows)
         score = f"{best['last_val']:.4f} ({best['trial_id']})" if best else "none yet"
+        budget = self.suite.tune.budget_epochs
+        spent = f", {self.spent(group.key)}/{budget} epochs" if budget is not None else ""
         return (
-            f"tune {group.key}: {len(rows)}/{self.suite.tune.budget} tuning trials done, "
+            f"tune {group.key}: {len(rows)}/{self.suite.tune.budget} tuning trials done{spent}, "
             f"best validation {self.suite.tune.metric} {score}"
         )
 

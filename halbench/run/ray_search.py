@@ -34,8 +34,17 @@ def make_asha(suite: Suite) -> Any:
     )
 
 
-def grouped_asha(suite: Suite, group_of: Callable[[Any], str]) -> Any:
-    """One Tune scheduler holding an ASHA per group: equal treatment in a shared Tuner."""
+def grouped_asha(
+    suite: Suite, group_of: Callable[[Any], str], admit: Callable[[Any], bool] | None = None,
+    asha: bool = True,
+) -> Any:  # fmt: skip
+    """One Tune scheduler holding an ASHA per group: equal treatment in a shared Tuner.
+
+    `admit(trial)` (tune.budget_epochs): asked of every pending trial whenever Tune picks
+    trials to start; a trial refused is stopped before it trains (Tune then reports it
+    complete with no result, and the recorder writes nothing for it). `asha=False`: FIFO.
+    """
+    from ray.tune.experiment import Trial
     from ray.tune.schedulers import FIFOScheduler
 
     class GroupedASHA(FIFOScheduler):
@@ -46,8 +55,18 @@ def grouped_asha(suite: Suite, group_of: Callable[[Any], str]) -> Any:
         def _of(self, trial: Any) -> Any:
             key = group_of(trial)
             if key not in self.by_group:
-                self.by_group[key] = make_asha(suite)
+                self.by_group[key] = make_asha(suite) if asha else FIFOScheduler()
             return self.by_group[key]
+
+        def choose_trial_to_run(self, tune_controller):  # noqa: ANN001, ANN201
+            if admit is not None:
+                for trial in list(tune_controller.get_trials()):
+                    if trial.status == Trial.PENDING and not admit(trial):
+                        # A never-started trial has no directory; Tune's result grid reads
+                        # every trial's path at the end.
+                        trial.init_local_path()
+                        tune_controller.stop_trial(trial)
+            return super().choose_trial_to_run(tune_controller)
 
         def on_trial_add(self, tune_controller, trial):  # noqa: ANN001, ANN201
             self._of(trial).on_trial_add(tune_controller, trial)
@@ -91,10 +110,16 @@ def fit_tuning(
         return
     specs = [s for group in todo.values() for s in group]
     scheduler = None
-    if asha:
+    budget = suite.tune.budget_epochs is not None
+
+    def task_id(trial: Any) -> str:
+        return trial.config["spec"]["trial_id"]
+
+    if asha or budget:
         scheduler = grouped_asha(
-            suite, lambda t: recorder.planned[t.config["spec"]["trial_id"]][0].key
-        )
+            suite, lambda t: recorder.planned[task_id(t)][0].key,
+            (lambda t: recorder.admit(task_id(t))) if budget else None, asha,
+        )  # fmt: skip
     _one_tuner(suite, specs, out_dir, recorder, scheduler, optuna=False, **kw)
 
 
@@ -105,6 +130,12 @@ def _one_tuner(
 ) -> None:  # fmt: skip
     names: dict[str, str] = {}
     search = optuna_search(suite, todo, recorder, names) if optuna else None
+    if search is not None and suite.tune is not None and suite.tune.budget_epochs is not None:
+        # One group per Tuner: its scheduler (ASHA or FIFO) wrapped to refuse trials to start
+        # once the group's epoch budget is spent.
+        namer = search[3]
+        scheduler = grouped_asha(suite, lambda t: "group", lambda t: recorder.admit(namer(t)),
+                                 suite.tune.scheduler == "asha")  # fmt: skip
     fit(suite, todo, out_dir, recorder, resources=resources, max_concurrent=max_concurrent,
         storage=storage, trial_fn=trial_fn, scheduler=scheduler, search=search,
         names=names, log_to=log_to)  # fmt: skip
@@ -131,7 +162,8 @@ def optuna_search(
         metric=VAL_KEY,
         mode="max",
         points_to_evaluate=default or None,
-        seed=(suite.tune.seed * 1_000_003 + zlib.crc32(group.key.encode())) % 2**32,
+        seed=(protocol.search_seed(suite, group) * 1_000_003 + zlib.crc32(group.base.encode()))
+        % 2**32,
     )
     for row in recorder.done.values():
         if row["group"] != group.key:

@@ -174,7 +174,7 @@ def _finish(
     finished = store.finished(out_dir, suite, whole.expected(store.TRIALS))
     # A grid run's tables are in grid order; a tuned run's final trials in id order.
     order = whole.order(store.TRIALS) if suite.tune is None else []
-    summary.statuses = tables.write_trials(out_dir, finished, order)
+    summary.statuses = tables.write_trials(out_dir, finished, order, whole.replicates())
     # A driver killed between a trial's local write and its upload left the storage a file
     # short; the resumed run does not rerun that trial, so its file is uploaded here.
     tune_storage.mirror_missing(storage, out_dir, list(finished))

@@ -31,11 +31,14 @@ def _ordered(done: Mapping[str, Any], order: list[str]) -> list[str]:
 
 
 def write_trials(
-    out_dir: Path, done: Mapping[str, dict[str, Any]], order: list[str]
-) -> dict[str, int]:
-    """Finished trials -> trials.parquet + epochs.parquet, in plan order. Returns status counts."""
+    out_dir: Path, done: Mapping[str, dict[str, Any]], order: list[str],
+    replicates: Mapping[str, int] | None = None,
+) -> dict[str, int]:  # fmt: skip
+    """Finished trials -> trials.parquet + epochs.parquet, in plan order. Returns status counts.
+
+    `replicates`: a final trial's tuning replicate (plan.Plan.replicates), its `replicate`."""
     ids = _ordered(done, order)
-    rows = [done[t]["row"] for t in ids]
+    rows = [{**done[t]["row"], "replicate": (replicates or {}).get(t)} for t in ids]
     placement.add_neighbours(rows)  # max_neighbours, from the rows' node, GPU ids and times
     epochs = [e for t in ids for e in done[t]["epochs"]]
     trials_df = results.frame(rows, results.TRIAL_SCHEMA)
@@ -62,6 +65,8 @@ def write_tuning(
     picks = chosen(rows)
     for row in rows:
         row["chosen"] = row["trial_id"] in picks
+        if row.get("replicate") is None:  # a file from before replicates: R was 1
+            row["replicate"] = 0
     frame = results.frame(rows, results.TUNING_SCHEMA)
     results.write_parquet_atomic(frame, inside(out_dir, "tuning.parquet"))
     return rows

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 # The configuration vocabulary (DISTRIBUTIONS, `loss.<param>` keys, cfg_ columns) is shared with
 # the report, which reads it back from the run directory: it lives in results/. LOSS_PREFIX,
@@ -54,6 +62,22 @@ class TuneConfig(_Section):
     metric: str = "knn_acc_10"
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # the sampler's seed
     space: dict[str, Any]
+    # Independent tunings per group, each with its own search seed, training seed and
+    # validation split, each followed by the final seeds of its own choice.
+    replicates: Annotated[int, Field(ge=1, le=100)] = 1
+    # Total training epochs one group's tuning (per replicate) may spend; None: no cap.
+    budget_epochs: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A suite without the newer keys hashes (and is recorded) as before they existed.
+        out = handler(self)
+        if isinstance(out, dict):
+            if out.get("replicates") == 1:
+                out.pop("replicates")
+            if out.get("budget_epochs") is None:
+                out.pop("budget_epochs", None)
+        return out
 
     @field_validator("validation", mode="before")
     @classmethod

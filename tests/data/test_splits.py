@@ -92,3 +92,21 @@ def test_validation_through_load_counts_and_fractions(tmp_path: Path) -> None:
     assert small.sizes == {"train": 40, "validation": 10}
     with pytest.raises(ValueError, match="validation must leave"):
         data.load("cifar10", root=tmp_path, train_size=50, validation=50, phase="tune")
+
+
+def test_a_validation_seed_draws_another_stratified_split(tmp_path: Path) -> None:
+    # validation_seed 0 is the split of every run before tuning replicates (data seed + 2)
+    assert data.validation_split_seed(5) == 7 == data.validation_split_seed(5, 0)
+    write_fake_cifar10(tmp_path, per_batch=20, n_test=30)
+    kw = {"root": tmp_path, "train_size": 60, "validation": 20, "phase": "tune"}
+    seeds = ({}, {"validation_seed": 0}, {"validation_seed": 1})
+    today, zero, one = (data.load("cifar10", **kw, **extra) for extra in seeds)
+    assert torch.equal(today.eval_x, zero.eval_x) and torch.equal(today.train_x, zero.train_x)
+    assert not torch.equal(today.eval_x, one.eval_x)
+    assert torch.bincount(one.eval_y).tolist() == [2] * 10 and one.train_x.shape[0] == 40
+    # a final trial of replicate 1 leaves out exactly replicate 1's validation rows
+    final = data.load("cifar10", **{**kw, "phase": "final"}, validation_seed=1)
+    fit = {tuple(x.flatten().tolist()) for x in final.train_x}
+    assert fit == {tuple(x.flatten().tolist()) for x in one.train_x}
+    with pytest.raises(ValueError, match="validation_seed"):
+        data.load("cifar10", **kw, validation_seed=-1)

@@ -100,3 +100,36 @@ def test_total_says_plainly_when_a_suite_is_thousands_of_hours() -> None:
     assert "this machine cannot run it" in text
     assert "this suite is 6,000 hours of compute on this machine" in text
     assert "62.5 days" in text  # 1500 h at one trial at a time
+
+
+def test_the_plan_states_replicates_and_the_epoch_budget(tmp_path: Path) -> None:
+    from halbench.commands.validate import summary
+
+    doc = {
+        "name": "tr",
+        "dataset": {"name": "synthetic"},
+        "losses": [{"name": "hal"}, {"name": "nca"}],
+        "grid": {"batch_size": [16], "embedding_dim": [8], "seed": [0]},
+        "train": {"epochs": 2},
+        "tune": {
+            "budget": 6,
+            "epochs": 3,
+            "replicates": 2,
+            "budget_epochs": 10,
+            "space": {"lr": {"loguniform": [1.0e-4, 1.0e-1]}},
+        },  # fmt: skip
+        "final": {"seeds": [0, 1, 2], "epochs": 2},
+    }
+    suite = Suite.model_validate(doc)
+    lines = dryrun.protocol_lines(suite)
+    assert lines[0].startswith("  protocol: tune 2 replicates x 2 groups x 6 trials x 3 epochs")
+    assert "= 24 tuning trials; tune.budget_epochs 10" in lines[0]
+    assert "(4 trials each when none stops early)" in lines[0]
+    assert lines[1] == (
+        "  protocol: final 2 replicates x 2 groups x 3 seeds x 2 epochs = 12 final trials"
+    )
+    # priced: 4 of the 6 tuning trials per group and replicate (ceil(10 / 3)), every final
+    planned = dryrun.plan(suite)
+    assert sorted((p.phase, p.count) for p in planned) == [("final", 3)] * 4 + [("tune", 4)] * 4
+    assert summary(suite, tmp_path / "s.yaml").splitlines()[1:] == lines
+    assert dryrun.protocol_lines(Suite.model_validate({**doc, "tune": None, "final": None})) == []

@@ -139,3 +139,18 @@ def test_smoke_tune_suite_end_to_end(tmp_path, ray_session, capsys) -> None:
     epochs = pl.read_parquet(out / "epochs.parquet")
     assert set(epochs["trial_id"]) == set(final["trial_id"])
     assert (out / "report.md").exists()
+
+
+def test_the_epoch_budget_refuses_queued_trials_before_they_train(
+    tmp_path, ray_session, capsys
+) -> None:
+    doc = json.loads(json.dumps(STUB))
+    # 8 trials of 4 epochs, one at a time; 10 epochs start trials 0, 1, 2 (0, 4, 8 spent)
+    doc["tune"].update(scheduler="fifo", budget_epochs=10)
+    run(tmp_path, doc, tmp_path / "run")
+    tun = pl.read_parquet(tmp_path / "run/tuning.parquet").sort("trial_index")
+    assert tun["trial_index"].to_list() == [0, 1, 2] and tun["epochs_run"].sum() == 12
+    assert len(list((tmp_path / "run/tuning").glob("*.json"))) == 3  # refused: no result
+    assert "epoch budget 10 spent (12 epochs run)" in capsys.readouterr().err
+    final = pl.read_parquet(tmp_path / "run/trials.parquet")
+    assert final["status"].to_list() == ["ok"] and final["replicate"].to_list() == [0]

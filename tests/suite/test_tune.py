@@ -175,3 +175,17 @@ def test_section_models_validate() -> None:
     assert FinalConfig.model_validate({"seeds": [0, 1], "epochs": 3}).train_on == "train"
     with pytest.raises(ValidationError):
         FinalConfig.model_validate({"seeds": [0, 0], "epochs": 3})
+
+
+def test_replicates_and_budget_epochs_validate_and_hide_their_defaults() -> None:
+    base = {"budget": 8, "epochs": 6, "space": {}}
+    cfg = TuneConfig.model_validate(base)
+    assert cfg.replicates == 1 and cfg.budget_epochs is None
+    # absent from the dump at their defaults: a suite without them hashes as before
+    assert "replicates" not in cfg.model_dump() and "budget_epochs" not in cfg.model_dump()
+    set_ = TuneConfig.model_validate({**base, "replicates": 3, "budget_epochs": 40})
+    assert set_.model_dump(mode="json")["replicates"] == 3
+    assert set_.model_dump(mode="json")["budget_epochs"] == 40
+    for bad in ({"replicates": 0}, {"replicates": 1.5}, {"budget_epochs": 0}):
+        with pytest.raises(ValidationError):
+            TuneConfig.model_validate({**base, **bad})
