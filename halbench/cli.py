@@ -1,22 +1,22 @@
-"""halbench command line: run, profile, validate, report, compare, list.
+"""halbench command line: run, profile, validate, report, compare, reproduce, list.
 
-Exit codes: 0 the command did its job (failed trials are rows, not a crash); 2 bad input, with
-one line on stderr naming the file or field; 1 an internal failure, or a lost cluster head; 3
-`compare` found a regression; 130 interrupted, 143 SIGTERM (what finished is written; resume).
+Exit codes: 0 done (failed trials are rows, not a crash); 2 bad input, one line on stderr naming
+the file or field; 1 an internal failure, or a lost cluster head; 3 `compare` found a
+regression, `reproduce` a moved number; 130 interrupted, 143 SIGTERM (what finished is written,
+and the command says how to resume).
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from halbench import __version__
+from halbench.commands.args import Parser, csv_list, ints, positive_float, positive_int
 from halbench.errors import UserError
 from halbench.failures import disk_full_line, first_line
 from halbench.run import signals
@@ -25,75 +25,10 @@ from halbench.run.loggers import LOGGERS, check_log_to
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_REGRESSION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but usage mistakes are one line and exit 2 like every other user error; no
-    abbreviated options (`--num-cpu` is a mistake, not --num-cpus), and a misspelled option
-    gets the nearest real one."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, allow_abbrev=False, **kwargs)
-        self.commands: dict[str, argparse.ArgumentParser] = {}
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        command = self.prog.removeprefix("halbench").strip()  # main prints "halbench: error:"
-        raise UserError(f"{command}: {message}" if command else message)
-
-    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
-        parsed, extras = self.parse_known_args(args, namespace)
-        if extras:
-            command = self.commands.get(getattr(parsed, "command", None) or "", self)
-            self.error(f"unrecognized arguments: {' '.join(extras)}{_hint(extras, command)}")
-        return parsed
-
-
-def _hint(extras: list[str], parser: argparse.ArgumentParser) -> str:
-    """' (did you mean --num-gpus?)' for the first unknown option close to a real one."""
-    known = [o for action in parser._actions for o in action.option_strings]
-    for word in extras:
-        if word.startswith("--"):
-            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
-            if close:
-                return f" (did you mean {close[0]}?)"
-    return ""
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _csv(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in _csv(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="halbench", description=__doc__.splitlines()[0])
+    parser = Parser(prog="halbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"halbench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     _add_run_arguments(sub.add_parser("run", help="run a suite: one Ray Tune trial per grid point"))
     _add_profile_arguments(
@@ -108,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_commands.add_compare_arguments(
         sub.add_parser("compare", help="what changed between two runs; exit 3 on a regression")
     )
+    report_commands.add_reproduce_parser(sub)  # its handler: rerun and check; exit 0 or 3
 
     _add_validate_arguments(
         sub.add_parser("validate", help="check a suite without training: exit 0 valid, 2 not")
@@ -125,13 +61,13 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     arg("suite", type=Path, help="suite YAML file")
     arg("--output", "-o", type=Path, help="run directory (default reports/<suite>/<UTC time>)")
     arg("--resume", action="store_true", help="finish the run in --output: only missing trials run")
-    arg("--max-concurrent", type=_positive_int, help="at most N trials at once")
+    arg("--max-concurrent", type=positive_int, help="at most N trials at once")
     arg(
         "--address",
         help="existing Ray cluster: 'auto' or host:port "
         "(default $RAY_ADDRESS, else a local Ray that starts and stops with the run)",
     )
-    arg("--num-cpus", type=_positive_int, help="CPUs for a local Ray (default: all)")
+    arg("--num-cpus", type=positive_int, help="CPUs for a local Ray (default: all)")
     arg("--num-gpus", type=int, help="GPUs for a local Ray (default: all visible)")
     arg(
         "--dashboard",
@@ -145,7 +81,7 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         "filesystem or cloud URI (default <output>/ray)",
     )
     arg("--no-ray", action="store_true", help="run trials one by one in this process (debugging)")
-    arg("--datasets", type=_csv, help="only these of the suite's datasets (comma-separated)")
+    arg("--datasets", type=csv_list, help="only these of the suite's datasets (comma-separated)")
     arg("--no-report", action="store_true", help="write parquet files only")
     arg(
         "--dry-run",
@@ -164,10 +100,10 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     arg = parser.add_argument
     arg("suite", nargs="?", type=Path, help="profile suite YAML (default: built-in sweep)")
-    arg("--losses", type=_csv, help="comma-separated loss labels or names (default: the suite's)")
-    arg("--batch-sizes", type=_ints, help="comma-separated batch sizes B")
-    arg("--dims", type=_ints, help="comma-separated embedding dimensions d")
-    arg("--classes", type=_ints, help="comma-separated numbers of classes C")
+    arg("--losses", type=csv_list, help="comma-separated loss labels or names (default: suite's)")
+    arg("--batch-sizes", type=ints, help="comma-separated batch sizes B")
+    arg("--dims", type=ints, help="comma-separated embedding dimensions d")
+    arg("--classes", type=ints, help="comma-separated numbers of classes C")
     arg("--device", choices=["cpu", "cuda"], help="where to run the calls (default: suite, cpu)")
     arg("--warmup", type=int, help="untimed calls before timing (default: suite, 3)")
     arg("--repeats", type=int, help="timed calls per point (default: suite, 10)")
@@ -178,7 +114,7 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--resume", action="store_true", help="finish an interrupted profile in --output")
     arg(
         "--point-timeout",
-        type=_positive_float,
+        type=positive_float,
         metavar="SECONDS",
         help="seconds of timing per point; a point past it is a row with status 'timeout'",
     )
@@ -191,7 +127,7 @@ def _add_validate_arguments(parser: argparse.ArgumentParser) -> None:
         "--address",
         help="check resources against this Ray cluster (default: this machine, as a local run)",
     )
-    arg("--num-cpus", type=_positive_int, help="CPUs a local Ray would get (default: all)")
+    arg("--num-cpus", type=positive_int, help="CPUs a local Ray would get (default: all)")
     arg("--num-gpus", type=int, help="GPUs a local Ray would get (default: all visible)")
 
 
@@ -362,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signals.install_sigterm()  # SIGTERM (Slurm, Kubernetes) stops a command like Ctrl-C
     try:
         args = build_parser().parse_args(argv)
-        return _COMMANDS[args.command](args)
+        return (getattr(args, "handler", None) or _COMMANDS[args.command])(args)
     except UserError as err:
         print(f"halbench: error: {err}", file=sys.stderr)
         return EXIT_USER

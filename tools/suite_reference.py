@@ -89,6 +89,9 @@ DESCRIPTIONS: dict[str, str] = {
     "EvalConfig.batch_size": "images per embedding batch; `auto`: 256 on a CPU, 4096 on a "
     "GPU, halved on out-of-memory",
     "EvalConfig.every_n_epochs": "score every n epochs (the last epoch always)",
+    "EvalConfig.curve_every": "convergence curve: evaluate every this many epochs (at most 0.25)",
+    "EvalConfig.curve_subsample": "convergence curve: evaluation images it scores (0: no curve)",
+    "EvalConfig.curve_reference": "convergence curve: training images it searches as neighbours",
     "ProbesConfig.enabled": "measure the loss calls during training",
     "ProbesConfig.every_n_steps": "probe one loss call every n optimizer steps",
     "ProbesConfig.warmup": "untimed calls before each measurement",

@@ -9,6 +9,7 @@ from halbench.run import cluster
 from halbench.run.dryrun import plan
 from halbench.run.executor import preflight
 from halbench.run.options import RunOptions
+from halbench.run.packing import packing_line
 from halbench.run.runner import check_data
 from halbench.suite import Suite, load_suite
 
@@ -31,6 +32,8 @@ def validate(path: Path, address: str | None, num_cpus: int | None, num_gpus: in
         cluster.check_capacity(resources, capacity, path, f"the cluster at {address}")
     else:
         check_data(suite.trials(), suite)
+        # trials at once on the local Ray, and which resource limits them (run/packing.py)
+        return f"{summary(suite, path)}\n  {packing_line(suite.resources, options)}"
     return summary(suite, path)
 
 

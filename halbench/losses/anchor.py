@@ -276,5 +276,7 @@ class NormFace(HypersphereAnchorLoss):
     def __init__(
         self, num_classes: int, embedding_dim: int, *, temperature: float = 0.05, **anchor: Any
     ) -> None:
+        if "scale" in anchor:  # HAL's own parameter, fixed here: say which one to set instead
+            raise ValueError("loss 'normface': parameter 'scale' is 1/temperature; set temperature")
         temperature = check_positive("temperature", temperature)
         super().__init__(num_classes, embedding_dim, scale=1.0 / temperature, **anchor)

@@ -4,16 +4,21 @@ Recorded in every trial row so that a cluster run shows its spread (two nodes of
 share a hostname, not a node id) and fractional-GPU packing can be checked after the fact.
 Outside Ray (`--no-ray`, tests) the Ray columns are null. Ray is imported only if the process
 already has it: a trial on the CPU without Ray must not pay for the import.
+
+`neighbours` reads these columns back when trials.parquet is built: how many other trials
+shared each trial's device while it ran, so that a timing taken beside others is flagged.
 """
 
 from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 COLUMNS = ("node_id", "gpu_ids", "started_at", "ended_at")
+NEIGHBOURS = "max_neighbours"
 
 
 def now() -> str:
@@ -73,3 +78,61 @@ def record(row: dict[str, Any], started: str) -> None:
     row["started_at"] = row.get("started_at") or started
     row["ended_at"] = row.get("ended_at") or now()
     name_the_node(row)
+
+
+def _device_key(row: Mapping[str, Any]) -> tuple[str, frozenset[str]] | None:
+    """(node, devices) of a trial: its GPU ids on its node, or the node's CPU as one device."""
+    node = row.get("node_id") or row.get("node")
+    if not node:
+        return None
+    gpus = row.get("gpu_ids")
+    if gpus:
+        return str(node), frozenset(f"gpu:{g.strip()}" for g in str(gpus).split(","))
+    return str(node), frozenset({"cpu"})
+
+
+def _span(row: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
+    try:
+        start = datetime.fromisoformat(row["started_at"])
+        end = datetime.fromisoformat(row["ended_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (start, end) if end >= start else None
+
+
+def neighbours(rows: Iterable[Mapping[str, Any]]) -> dict[str, int | None]:
+    """trial_id -> the most other trials that ran on its device at one instant while it ran.
+
+    A trial's device is its GPU ids on its node (Ray's node id, else the hostname), or the
+    node's CPU for a trial without a GPU; two trials share a device when they share a node
+    and a GPU id (or both use the node's CPU). Spans are started_at..ended_at (the whole trial:
+    setup, training and evaluation). Unknown (None) without a node or a span.
+    """
+    known = []
+    out: dict[str, int | None] = {}
+    for row in rows:
+        key, span = _device_key(row), _span(row)
+        out[row["trial_id"]] = None
+        if key is not None and span is not None:
+            known.append((row["trial_id"], key, span))
+    for tid, (node, devices), (start, end) in known:
+        events = []
+        for other, (o_node, o_devices), (o_start, o_end) in known:
+            if other == tid or o_node != node or not devices & o_devices:
+                continue
+            lo, hi = max(start, o_start), min(end, o_end)
+            if lo < hi:  # a trial that ended as this one started was not beside it
+                events += [(lo, 1), (hi, -1)]
+        running = most = 0
+        for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # ends before starts
+            running += step
+            most = max(most, running)
+        out[tid] = most
+    return out
+
+
+def add_neighbours(rows: list[dict[str, Any]]) -> None:
+    """Fill each row's max_neighbours (trials.parquet's builder calls this)."""
+    found = neighbours(rows)
+    for row in rows:
+        row[NEIGHBOURS] = found[row["trial_id"]]

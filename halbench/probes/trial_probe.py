@@ -75,8 +75,13 @@ class TrialProbe:
         if self._nvml is not None:
             self._nvml.start()
 
+    def on_schedule(self, step_index: int) -> bool:
+        """Steps 1, 1 + N, ...: where the probe samples (when enabled) and where a trainer
+        may wait for the device anyway (its loss check), so that the waits coincide."""
+        return step_index % self.every_n_steps == 1 % self.every_n_steps
+
     def is_sampled(self, step_index: int) -> bool:
-        return self.enabled and step_index % self.every_n_steps == 1 % self.every_n_steps
+        return self.enabled and self.on_schedule(step_index)
 
     @contextlib.contextmanager
     def step(self, step_index: int) -> Iterator[None]:

@@ -172,6 +172,7 @@ def group_sections(
     hash_text = f" ({group.suite_hash[:12]})" if group.suite_hash else ""
     head = Section(f"{prefix}-suite", f"Suite {group.name}{hash_text}", [], level=2)
     notes: list[Block] = [Paragraph(text) for text in protocol.verdict_notes(view)]
+    notes += [Paragraph(r.note) for r in results if r.note]  # e.g. a metric not the tuning's
     claim_section = Section(
         f"{prefix}-claims",
         "Claims",

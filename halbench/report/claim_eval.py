@@ -1,31 +1,31 @@
-"""Evaluation of each kind of claim on one report view: estimates and verdicts, no layout.
-
-Each `evaluate_*` returns a small record of what was measured per condition; claim_tables.py
-lays it out. The thresholds are the claim's (see claims.py for the verdict rule).
+"""Evaluation of C1-type claims (an accuracy margin) on one report view, and what every claim
+evaluation shares: the metric a claim judges, the regime of a verdict, the verdict of a tested
+difference and its line. No layout (claim_tables.py); C2 is in claim_cost.py, C3 in
+claim_convergence.py.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+import statistics
+from dataclasses import dataclass
 from typing import Any
 
 from halbench.report.claims import (
+    CONTRADICTED,
     INCONCLUSIVE,
     NO_DATA,
     SUPPORTED,
     AccuracyMarginClaim,
     ConvergenceClaim,
-    CostRatioClaim,
     combine,
-    judge,
-    judge_value,
 )
 from halbench.report.format import norm_name
-from halbench.report.rows import Row, group_by, median_of, ratio, seed_values
-from halbench.report.stats import Estimate, diff_ci, mean_ci
+from halbench.report.rows import Row, finite, group_by
+from halbench.report.stats import Estimate, mean_ci
+from halbench.report.verdict_stats import MAX_UNITS, Tested, assess_all
 from halbench.report.views import ReportView
-from halbench.results import convergence
+
+UNTESTED = "untested"
 
 
 def with_name(rows: list[Row], names: list[str]) -> list[Row]:
@@ -34,14 +34,146 @@ def with_name(rows: list[Row], names: list[str]) -> list[Row]:
     return [r for r in rows if norm_name(r["loss_name"]) in wanted]
 
 
+def unit_values(rows: list[Row], column: str, scale: float = 1.0) -> dict[Any, float]:
+    """seed -> value, or (replicate, seed) -> value when the rows carry tuning replicates."""
+    reps = any(r.get("replicate") is not None for r in rows)
+    return {
+        ((int(r.get("replicate") or 0), int(r["seed"])) if reps else int(r["seed"])): float(
+            r[column]
+        )
+        * scale
+        for r in rows
+        if finite(r.get(column))
+    }
+
+
+def tuning_metric(view: ReportView) -> str | None:
+    """The metric the run's tuning selected on (suite tune.metric), when it records one."""
+    tune = view.suite.get("tune")
+    metric = tune.get("metric") if isinstance(tune, dict) else None
+    return str(metric) if metric else None
+
+
+def metric_k(
+    view: ReportView, claim: AccuracyMarginClaim | ConvergenceClaim
+) -> tuple[int | None, str]:
+    """(k the claim judges, a note when that is not the metric the tuning selected on).
+
+    Default: the k of the tuning metric (knn_acc_<k>) when the run records one and has it,
+    else the primary k. A claims file that names k wins, and the report says so."""
+    tuned = tuning_metric(view)
+    tuned_k = int(tuned.rsplit("_", 1)[1]) if tuned and tuned.rsplit("_", 1)[-1].isdigit() else None
+    if claim.k is None:
+        k = tuned_k if tuned_k in view.ks else view.k
+        return k, ""
+    k = view.k_for(claim.k)
+    if tuned and tuned_k != k:
+        return k, (
+            f"{claim.id} judges k-NN@{k}, as its claims file names, while the tuning selected "
+            f"configurations on {tuned}."
+        )
+    return k, ""
+
+
+def regime(view: ReportView, dataset: str | None, rows: list[Row]) -> str:
+    """'fashion_mnist, small_cnn, 1,250 optimizer steps': where a verdict holds."""
+    model = view.suite.get("model")
+    backbone = model.get("backbone") if isinstance(model, dict) else None
+    backbone = backbone or next((r.get("model") for r in rows if r.get("model")), None)
+    steps = [
+        int(r["epochs_done"]) * int(r["steps_per_epoch"])
+        for r in rows
+        if finite(r.get("epochs_done")) and finite(r.get("steps_per_epoch"))
+    ]
+    epochs = [int(r["epochs_done"]) for r in rows if finite(r.get("epochs_done"))]
+    if steps:
+        budget = f"{int(statistics.median(steps)):,} optimizer steps"
+    elif epochs:
+        budget = f"{int(statistics.median(epochs))} epochs (steps not recorded)"
+    else:
+        budget = "training length not recorded"
+    return ", ".join(str(x) for x in (dataset, backbone, budget) if x)
+
+
+def verdict_of(t: Tested | None, margin: float, alpha: float) -> str:
+    """supported / contradicted when the (corrected) test rejects 'difference = margin' on that
+    side; inconclusive when it does not or with < 2 units; no data without a difference."""
+    if t is None or t.est is None:
+        return NO_DATA
+    if t.p_adj is None or t.est.lo is None:
+        return INCONCLUSIVE
+    if t.p_adj < alpha:
+        return SUPPORTED if t.est.mean > margin else CONTRADICTED
+    return INCONCLUSIVE
+
+
+def _pts(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def verdict_line(
+    verdict: str, t: Tested | None, margin: float, unit: str = "points", eq: float | None = None
+) -> str:
+    """The interval, effect size and what the verdict means: see docs/report.md, "Verdicts"."""
+    if t is None or t.est is None:
+        return ""
+    est = t.est
+    if est.lo is None or est.hi is None:
+        return f"{_pts(est.mean)} {unit} (n={est.n}: no interval; run ≥ 2 seeds)"
+    level = f"{100 * t.level:.4g}%"
+    text = f"{_pts(est.mean)} [{_pts(est.lo)}, {_pts(est.hi)}] {unit} ({level} CI, {t.kind}"
+    text += f", g = {t.g:+.2f})" if t.g is not None else ")"
+    if verdict == SUPPORTED:
+        text += f": clears {margin:g}"
+    elif verdict == CONTRADICTED:
+        text += f": excludes {margin:g}"
+        if est.hi < 0 <= margin or (margin < 0 and est.hi < 0):
+            text += " and excludes 0 (the subject is worse)"
+    elif verdict == INCONCLUSIVE:
+        if t.mde is not None:
+            text += (
+                f"; minimum detectable effect at {round(100 * t.power)}% power with {est.n} "
+                f"{t.unit}: {t.mde:.2f} {unit}"
+            )
+        if t.needed is not None:
+            more = f"more than {MAX_UNITS:,}" if t.needed > MAX_UNITS else f"about {t.needed}"
+            text += f"; {more} {t.unit} would resolve it"
+    if eq is not None and est.lo >= -eq and est.hi <= eq:
+        text += f"; equivalent within ±{eq:g} {unit}"
+    return text
+
+
+def tested_all(
+    pairs: list[tuple[dict, dict]],
+    margin: float,
+    claim: AccuracyMarginClaim | ConvergenceClaim,
+) -> list[Tested]:
+    """assess_all with the claim's alpha, power and correction."""
+    return assess_all(pairs, margin, claim.alpha, claim.power, claim.correction)
+
+
+def rollup(per_condition: list[tuple[str, str]]) -> tuple[str, str]:
+    """(verdict, 'contradicted on fashion-mnist; untested on cifar10') over (condition, verdict):
+    the verdict of the tested conditions; untested ones are named, never turned into no data."""
+    tested = [(c, v) for c, v in per_condition if v != UNTESTED]
+    verdict = combine([v for _, v in tested]) if tested else NO_DATA
+    parts: dict[str, list[str]] = {}
+    for c, v in per_condition:
+        parts.setdefault(v, []).append(c)
+    order = [CONTRADICTED, INCONCLUSIVE, SUPPORTED, NO_DATA, UNTESTED]
+    text = "; ".join(f"{v} on {', '.join(parts[v])}" for v in order if v in parts)
+    return verdict, text
+
+
 @dataclass(frozen=True)
 class Pick:
-    """A (loss, B, d) chosen by its mean accuracy, and its per-seed values in points."""
+    """A (loss, B, d) chosen by its mean accuracy, and its per-unit values in points."""
 
     loss: str
     batch_size: int
     embedding_dim: int
-    values: dict[int, float]
+    values: dict[Any, float]
+    rows: tuple[Row, ...] = ()
 
 
 def best_pick(rows: list[Row], column: str, by: str | None = None) -> Pick | None:
@@ -49,10 +181,10 @@ def best_pick(rows: list[Row], column: str, by: str | None = None) -> Pick | Non
     tuned run; default: column itself), with its per-seed values of column (first of equals)."""
     best: tuple[float, Pick] | None = None
     for (loss, b, d), cell in group_by(rows, ["loss", "batch_size", "embedding_dim"]).items():
-        vals = seed_values(cell, column, 100.0)
-        est = mean_ci(seed_values(cell, by).values()) if by else mean_ci(vals.values())
+        vals = unit_values(cell, column, 100.0)
+        est = mean_ci(unit_values(cell, by).values()) if by else mean_ci(vals.values())
         if vals and est is not None and (best is None or est.mean > best[0]):
-            best = (est.mean, Pick(loss, b, d, vals))
+            best = (est.mean, Pick(loss, b, d, vals, tuple(cell)))
     return None if best is None else best[1]
 
 
@@ -67,9 +199,11 @@ class MarginCondition:
     dataset: str | None  # as the rows name it; None when absent
     subject: Pick | None
     competitor: Pick | None
-    diff: Estimate | None
-    verdict: str
-    why: str
+    diff: Estimate | None  # at the corrected level
+    verdict: str  # UNTESTED for a dataset the suite does not contain
+    why: str  # the verdict line (interval, effect size, power) or why there is none
+    regime: str = ""
+    tested: Tested | None = None
 
 
 @dataclass
@@ -92,10 +226,12 @@ class MarginEvaluation:
     conditions: list[MarginCondition]
     configs: list[ConfigMargin]
     verdict: str
+    summary: str = ""  # the roll-up: 'contradicted on fashion-mnist; untested on cifar10'
+    note: str = ""  # the metric note (metric_k)
 
 
 def evaluate_accuracy_margin(view: ReportView, claim: AccuracyMarginClaim) -> MarginEvaluation:
-    k = view.k_for(claim.k)
+    k, note = metric_k(view, claim)
     column, margin, by = f"knn_acc_{k}", claim.threshold, view.select_by
     rows = view.ok
     subject = with_name(rows, [claim.subject])
@@ -103,26 +239,34 @@ def evaluate_accuracy_margin(view: ReportView, claim: AccuracyMarginClaim) -> Ma
     present = sorted({r["dataset"] for r in rows})
     by_norm = {norm_name(d): d for d in present}
     datasets = [(str(d), by_norm.get(norm_name(d))) for d in (claim.datasets or present)]
+    picks = []
+    for _, dataset in datasets:
+        s = best_pick([r for r in subject if r["dataset"] == dataset], column, by)
+        c = best_pick([r for r in competitors if r["dataset"] == dataset], column, by)
+        picks.append((s, c) if dataset else (None, None))
+    judged = [i for i, (s, c) in enumerate(picks) if s and c]
+    tests = dict(
+        zip(
+            judged,
+            tested_all([(picks[i][0].values, picks[i][1].values) for i in judged], margin, claim),
+            strict=True,
+        )
+    )  # type: ignore[union-attr]
     conditions = []
-    for wanted, dataset in datasets:
-        s = (
-            best_pick([r for r in subject if r["dataset"] == dataset], column, by)
-            if dataset
-            else None
-        )
-        c = (
-            best_pick([r for r in competitors if r["dataset"] == dataset], column, by)
-            if dataset
-            else None
-        )
-        diff = diff_ci(s.values, c.values) if s and c else None
+    for i, ((wanted, dataset), (s, c)) in enumerate(zip(datasets, picks, strict=True)):
+        t = tests.get(i)
         if not dataset:
             why = _absent(view, wanted)
+            verdict = UNTESTED if why == NOT_IN_SUITE else NO_DATA
         elif not s or not c:
-            why = f"no ok {claim.subject if not s else 'competitor'} trials"
+            why, verdict = f"no ok {claim.subject if not s else 'competitor'} trials", NO_DATA
         else:
-            why = "fewer than 2 seeds" if diff is None or diff.lo is None else ""
-        conditions.append(MarginCondition(wanted, dataset, s, c, diff, judge(diff, margin), why))
+            verdict = verdict_of(t, margin, claim.alpha)
+            why = verdict_line(verdict, t, margin, eq=claim.equivalence_margin)
+        reg = regime(view, dataset, list(s.rows) if s else []) if dataset else ""
+        conditions.append(
+            MarginCondition(wanted, dataset, s, c, t.est if t else None, verdict, why, reg, t)
+        )
     listed = {d for _, d in datasets if d is not None}
     keys = ["dataset", "batch_size", "embedding_dim"]
     subj = group_by([r for r in subject if r["dataset"] in listed], keys)
@@ -131,195 +275,19 @@ def evaluate_accuracy_margin(view: ReportView, claim: AccuracyMarginClaim) -> Ma
     for key in sorted(set(subj) & set(comp)):
         s, c = best_pick(subj[key], column, by), best_pick(comp[key], column, by)
         if s and c:
-            diff = diff_ci(s.values, c.values)
-            configs.append(ConfigMargin(key, s, c, diff, judge(diff, margin)))
-    return MarginEvaluation(
-        claim,
-        k,
-        bool(rows),
-        by,
-        conditions,
-        configs,
-        combine([c.verdict for c in conditions]),
-    )
+            (t,) = tested_all([(s.values, c.values)], margin, claim)
+            configs.append(ConfigMargin(key, s, c, t.est, verdict_of(t, margin, claim.alpha)))
+    verdict, summary = rollup([(c.dataset or c.wanted, c.verdict) for c in conditions])
+    return MarginEvaluation(claim, k, bool(rows), by, conditions, configs, verdict, summary, note)
+
+
+NOT_IN_SUITE = "dataset not in this suite"
 
 
 def _absent(view: ReportView, wanted: str) -> str:
     """Why a listed dataset has no ok rows: not in the suite, or every trial of it failed."""
     failed = [r for r in view.failed if norm_name(r["dataset"]) == norm_name(wanted)]
     if not failed:
-        return "dataset not in this suite"
+        return NOT_IN_SUITE
     statuses = sorted({str(r["status"]) for r in failed})
     return f"all {len(failed)} trial(s) failed ({', '.join(statuses)})"
-
-
-# ---------------------------------------------------------------- C2: cost ratio
-
-
-@dataclass
-class RatioPoint:
-    """subject / one competitor at one point; time with its interval when per-seed."""
-
-    batch_size: int
-    embedding_dim: int
-    key: tuple
-    competitor: str
-    flops: float | None
-    time: float | None
-    time_lo: float | None  # 95% interval of the geometric mean of per-seed ratios
-    time_hi: float | None
-    verdict: str
-
-
-@dataclass
-class RatioEvaluation:
-    claim: CostRatioClaim
-    source: str
-    points: list[RatioPoint]
-    verdict: str
-
-
-def _time_ratio(
-    subj: list[Row], comp: list[Row], thr: float
-) -> tuple[float | None, float | None, float | None, str]:
-    """(ratio, lo, hi, verdict) of subject/competitor time at one point.
-
-    With per-seed times on both sides (trials, >= 2 common seeds) the ratio is the geometric mean
-    of per-seed ratios with its 95% interval; otherwise the ratio of medians, judged as is.
-    """
-    s = {r["seed"]: r["time"] for r in subj if r.get("seed") is not None and r.get("time")}
-    c = {r["seed"]: r["time"] for r in comp if r.get("seed") is not None and r.get("time")}
-    common = sorted(set(s) & set(c))
-    if len(common) >= 2:
-        est = mean_ci([math.log(s[x] / c[x]) for x in common])
-        assert est is not None and est.lo is not None and est.hi is not None
-        verdict = judge(Estimate(-est.mean, -est.hi, -est.lo, est.n), -math.log(thr))
-        return math.exp(est.mean), math.exp(est.lo), math.exp(est.hi), verdict
-    r = ratio(median_of(subj, "time"), median_of(comp, "time"))
-    return r, None, None, judge_value(r, thr)
-
-
-def evaluate_cost_ratio(view: ReportView, claim: CostRatioClaim) -> RatioEvaluation:
-    thr = claim.threshold
-    subject = group_by(
-        with_name(view.cost, [claim.subject]), ["batch_size", "embedding_dim", "key"]
-    )
-    competitors = group_by(
-        with_name(view.cost, claim.competitors), ["batch_size", "embedding_dim", "key", "loss"]
-    )
-    points = []
-    for (b, d, key, label), comp in sorted(
-        competitors.items(), key=lambda kv: (str(kv[0][2]), kv[0][1], kv[0][0], kv[0][3])
-    ):
-        subj = subject.get((b, d, key))
-        if not subj:
-            continue
-        verdicts, flops, time, lo, hi = [], None, None, None, None
-        if "flops" in claim.metrics:
-            flops = ratio(median_of(subj, "flops_fwd"), median_of(comp, "flops_fwd"))
-            verdicts.append(judge_value(flops, thr))
-        if "time" in claim.metrics:
-            time, lo, hi, v = _time_ratio(subj, comp, thr)
-            verdicts.append(v)
-        points.append(RatioPoint(b, d, key, label, flops, time, lo, hi, combine(verdicts)))
-    return RatioEvaluation(claim, view.cost_source, points, combine([p.verdict for p in points]))
-
-
-def where_it_holds(points: list[tuple[int, Any, int, str]]) -> str:
-    """'d=64: B ≥ 256; d=128: nowhere' — per d, the smallest B from which every point holds."""
-    parts = []
-    several_keys = len({str(p[1]) for p in points}) > 1
-    for d, key in sorted({(p[0], str(p[1])) for p in points}):
-        these = sorted((b, v) for dd, kk, b, v in points if dd == d and str(kk) == key)
-        from_b = None
-        for b, _ in reversed(these):
-            if all(v == SUPPORTED for bb, v in these if bb >= b):
-                from_b = b
-        label = f"d={d}" + (f" {key}" if several_keys else "")
-        if from_b is None:
-            parts.append(f"{label}: nowhere")
-        elif from_b == these[0][0]:
-            parts.append(f"{label}: every B")
-        else:
-            parts.append(f"{label}: B ≥ {from_b}")
-    return "; ".join(parts)
-
-
-# ---------------------------------------------------------------- C3: convergence
-
-
-@dataclass
-class ConvergenceCondition:
-    """subject vs baseline at one (dataset, B, d): per-seed epochs/seconds to the fraction of
-    the final accuracy, final accuracies, and the differences."""
-
-    key: tuple[str, int, int]
-    epochs: tuple[dict[int, float], dict[int, float]]  # (subject, baseline)
-    finals: tuple[dict[int, float], dict[int, float]]
-    faster: Estimate | None  # baseline − subject epochs
-    seconds: Estimate | None  # baseline − subject seconds (shown, not judged)
-    higher: Estimate | None  # subject − baseline final accuracy, points
-    verdict: str
-
-
-@dataclass
-class ConvergenceEvaluation:
-    claim: ConvergenceClaim
-    k: int | None
-    missing: list[str]  # subject / baseline names without ok trials
-    conditions: list[ConvergenceCondition] = field(default_factory=list)
-    verdict: str = NO_DATA
-
-
-TrialKey = tuple[str, str, int, int, int]  # dataset, loss, B, d, seed
-
-
-def per_trial_convergence(view: ReportView, k: int, fraction: float) -> dict[TrialKey, dict]:
-    """Trial -> results.convergence of its epoch rows at k (the one computation the trainer
-    also uses); trials without epoch rows at k have none."""
-    keys = ["dataset", "loss", "batch_size", "embedding_dim", "seed"]
-    out = {}
-    for key, rows in group_by(view.ok_epochs, keys).items():
-        conv = convergence(rows, k, (fraction,))
-        if conv:
-            out[key] = conv
-    return out
-
-
-def evaluate_convergence(view: ReportView, claim: ConvergenceClaim) -> ConvergenceEvaluation:
-    k = view.k_for(claim.k)
-    pct = round(100 * claim.fraction)
-    conv = per_trial_convergence(view, k, claim.fraction) if k is not None else {}
-    keys = ["dataset", "batch_size", "embedding_dim"]
-    subj = group_by(with_name(view.ok, [claim.subject]), keys)
-    base = group_by(with_name(view.ok, [claim.baseline]), keys)
-    missing = [n for n, g in ((claim.subject, subj), (claim.baseline, base)) if not g]
-
-    def values(cell: list[Row], what: str) -> dict[int, float]:
-        out = {}
-        for r in cell:
-            c = conv.get((r["dataset"], r["loss"], r["batch_size"], r["embedding_dim"], r["seed"]))
-            if c and c[f"{what}_to_{pct}"] is not None:
-                out[int(r["seed"])] = float(c[f"{what}_to_{pct}"])
-        return out
-
-    first_epoch = min(view.group.epochs["epoch"].drop_nulls().to_list(), default=1)
-    result = ConvergenceEvaluation(claim, k, missing)
-    for key in sorted(set(subj) & set(base)):
-        s_ep, b_ep = values(subj[key], "epochs"), values(base[key], "epochs")
-        s_sec, b_sec = values(subj[key], "seconds"), values(base[key], "seconds")
-        s_acc = seed_values(subj[key], f"knn_acc_{k}", 100.0)
-        b_acc = seed_values(base[key], f"knn_acc_{k}", 100.0)
-        faster = diff_ci(b_ep, s_ep)  # baseline minus subject epochs: > 0 when subject faster
-        higher = diff_ci(s_acc, b_acc)
-        # Reached within the first epoch on every seed: the epoch count cannot order the two.
-        censored = bool(s_ep) and {*s_ep.values(), *b_ep.values()} == {first_epoch}
-        faster_verdict = INCONCLUSIVE if censored else judge(faster, 0.0)
-        verdict = combine([faster_verdict, judge(higher, claim.threshold)])
-        result.conditions.append(
-            ConvergenceCondition(
-                key, (s_ep, b_ep), (s_acc, b_acc), faster, diff_ci(b_sec, s_sec), higher, verdict
-            )
-        )
-    result.verdict = combine([c.verdict for c in result.conditions])
-    return result

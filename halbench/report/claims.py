@@ -1,11 +1,15 @@
 """The paper's claims as typed models, read from a claims file (halbench/claims/*.yaml), and the
 one rule that turns an interval into a verdict.
 
-Verdicts come from 95% intervals over seeds, never from a single run:
-- a margin claim "X - Y > m" is supported when the interval's lower bound is > m, not supported
-  when its upper bound is <= m, inconclusive otherwise or with fewer than 2 seeds a side;
-- a claim over several conditions (datasets, configurations, points) is not supported when one
-  condition is not, no data when one lacks data, inconclusive when one is, supported otherwise.
+Verdicts come from intervals over seeds (replicate x seed with tuning replicates), never from
+a single run (docs/report.md, "Verdicts"):
+- a margin claim "X - Y > m" is supported when the interval clears m, contradicted when it
+  excludes m from above (and, said apart, when it also excludes 0: X is worse), inconclusive
+  otherwise or with fewer than 2 seeds a side; the conditions of one claim (its datasets) are
+  tested together with Holm's correction (verdict_stats.py);
+- a claim over several conditions is contradicted when one condition is, inconclusive when one
+  is, supported otherwise; conditions without data (a dataset not in the suite) are "untested"
+  beside the verdict of those with data, and only a claim with no tested condition is no data.
 
 Evaluation (estimates and verdicts) is in claim_eval.py, layout (tables, text) in
 claim_tables.py; every threshold comes from the claim file.
@@ -24,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from halbench.errors import UserError
 from halbench.report.stats import Estimate
 
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NO_DATA = (
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, NO_DATA = (
     "supported",
-    "not supported",
+    "contradicted",
     "inconclusive",
     "no data",
 )
@@ -41,6 +45,13 @@ class _Claim(BaseModel):
     statement: Annotated[str, Field(min_length=1)]
     subject: Annotated[str, Field(min_length=1)]  # a loss registry name
     metric: Literal["knn_acc"] = "knn_acc"
+    # How intervals become verdicts (docs/report.md, "Verdicts"): the test's level, the power
+    # of the minimum detectable effect an inconclusive verdict states, the correction over a
+    # claim's conditions, and a margin within which a difference counts as no difference.
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8
+    correction: Literal["holm", "none"] = "holm"
+    equivalence_margin: Annotated[float, Field(ge=0)] | None = None
 
     @field_validator("statement")
     @classmethod
@@ -66,26 +77,33 @@ class AccuracyMarginClaim(_Claim):
     _finite_threshold = field_validator("threshold")(_finite)
 
 
+CostPart = Literal["flops", "time", "step"]
+
+
 class CostRatioClaim(_Claim):
-    """subject / competitor cost per loss call < threshold at every measured point."""
+    """subject / competitor cost < threshold at every measured point, judged in three parts
+    (each its own verdict): forward FLOPs, isolated loss-call time, training step."""
 
     kind: Literal["cost_ratio"]
     competitors: list[str] = []
-    metrics: Annotated[list[Literal["flops", "time"]], Field(min_length=1)] = ["flops", "time"]
+    metrics: Annotated[list[CostPart], Field(min_length=1)] = ["flops", "time", "step"]
     threshold: Annotated[float, Field(gt=0)] = 0.1  # a ratio
 
     _finite_threshold = field_validator("threshold")(_finite)
 
 
 class ConvergenceClaim(_Claim):
-    """subject reaches `fraction` of its final accuracy in fewer epochs than baseline, and its
-    final accuracy is higher by more than threshold points."""
+    """subject reaches a fixed accuracy target in fewer optimizer steps than baseline (target:
+    the lower of the two final accuracies minus target_margin points, on the sub-epoch curve),
+    and its final accuracy is higher by more than threshold points. Without curves: epochs to
+    `fraction` of the final accuracy."""
 
     kind: Literal["convergence"]
     baseline: Annotated[str, Field(min_length=1)] = "al"
     k: Annotated[int, Field(ge=1)] | None = None
     fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
     threshold: float = 0.0  # final accuracy margin, percent points
+    target_margin: Annotated[float, Field(ge=0)] = 2.0  # percent points below the lower final
 
     _finite_threshold = field_validator("threshold")(_finite)
 
@@ -142,7 +160,7 @@ def cost_threshold(claims: list[Claim]) -> float | None:
 
 
 def judge(est: Estimate | None, margin: float) -> str:
-    """Verdict of 'value > margin' from a 95% interval (see module docstring)."""
+    """Verdict of 'value > margin' from an interval (see module docstring)."""
     if est is None:
         return NO_DATA
     if est.lo is None or est.hi is None or est.n < 2:
@@ -150,7 +168,7 @@ def judge(est: Estimate | None, margin: float) -> str:
     if est.lo > margin:
         return SUPPORTED
     if est.hi <= margin:
-        return NOT_SUPPORTED
+        return CONTRADICTED
     return INCONCLUSIVE
 
 
@@ -158,12 +176,12 @@ def judge_value(value: float | None, threshold: float) -> str:
     """Verdict of 'value < threshold' for a single measured value (no interval)."""
     if value is None:
         return NO_DATA
-    return SUPPORTED if value < threshold else NOT_SUPPORTED
+    return SUPPORTED if value < threshold else CONTRADICTED
 
 
 def combine(verdicts: list[str]) -> str:
     """Verdict of a claim that must hold under every condition."""
-    for v in (NOT_SUPPORTED, NO_DATA, INCONCLUSIVE):
+    for v in (CONTRADICTED, NO_DATA, INCONCLUSIVE):
         if v in verdicts:
             return v
     return SUPPORTED if verdicts else NO_DATA

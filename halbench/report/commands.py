@@ -1,4 +1,4 @@
-"""`halbench report` and `halbench compare`: their arguments and what they do.
+"""`halbench report`, `compare` and `reproduce`: their arguments and what they do.
 
 halbench.cli declares the subcommands with these and owns the exit codes.
 """
@@ -95,3 +95,30 @@ def compare_main(args: argparse.Namespace) -> bool:
     if args.output is not None:
         write_comparison(text, args.output)
     return bool(result.regressions)
+
+
+def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
+    """Declare `halbench reproduce` (report/reproduce.py); its handler returns the exit code:
+    0 when every headline reproduces, 3 when one leaves the original's interval."""
+    parser = sub.add_parser(
+        "reproduce",
+        help="rerun a run directory's suite with today's code; exit 3 when a headline moves",
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run to reproduce")
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        help="where the rerun goes (default: RUN_DIR-reproduced-<UTC time> beside RUN_DIR)",
+    )
+    parser.add_argument("--no-ray", action="store_true", help="rerun trials in this process")
+    parser.add_argument("--claims", type=Path, default=None, help="claims YAML file")
+    parser.set_defaults(handler=reproduce_command)
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    # Imported here: the claim statistics (scipy, statsmodels) stay out of every CLI start-up.
+    from halbench.report.reproduce import reproduce_main
+
+    return reproduce_main(args)

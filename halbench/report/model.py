@@ -58,7 +58,7 @@ class Verdict:
 
     claim_id: str
     title: str
-    verdict: str  # supported | not supported | inconclusive | no data
+    verdict: str  # supported | contradicted | inconclusive | no data
     summary: str
 
 
@@ -83,7 +83,7 @@ class Report:
 # and the HTML colours verdict cells and badges, so that no cell relies on a symbol alone.
 VERDICT_SYMBOLS = {
     "supported": "✓",
-    "not supported": "✗",
+    "contradicted": "✗",
     "inconclusive": "?",
     "no data": "∅",
 }

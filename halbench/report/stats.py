@@ -1,7 +1,6 @@
-"""Confidence intervals over seeds: Student t intervals, paired or Welch, without scipy.
-
-The t quantile is computed exactly (regularized incomplete beta + bisection) so that a report does
-not depend on scipy and Welch's fractional degrees of freedom need no table interpolation.
+"""Confidence intervals over seeds: Student t intervals, paired or Welch (t_quantile is exact:
+regularized incomplete beta + bisection). The verdict statistics (p-values, Holm correction,
+effect sizes, power, replicate x seed intervals) are in verdict_stats.py, on scipy/statsmodels.
 """
 
 from __future__ import annotations
@@ -9,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 LEVEL = 0.95
 
@@ -100,15 +100,17 @@ def _mean_var(values: Sequence[float]) -> tuple[float, float]:
     return mean, var
 
 
-def _interval(mean: float, se: float, df: float, n: int, method: str) -> Estimate:
+def _interval(
+    mean: float, se: float, df: float, n: int, method: str, level: float = LEVEL
+) -> Estimate:
     if se == 0.0:
         return Estimate(mean, mean, mean, n, method)
-    half = t_quantile(0.5 + LEVEL / 2.0, df) * se
+    half = t_quantile(0.5 + level / 2.0, df) * se
     return Estimate(mean, mean - half, mean + half, n, method)
 
 
-def mean_ci(values: Iterable[float]) -> Estimate | None:
-    """Mean and 95% t interval of independent values (None when empty)."""
+def mean_ci(values: Iterable[float], level: float = LEVEL) -> Estimate | None:
+    """Mean and t interval (95% unless level says) of independent values (None when empty)."""
     values = [float(v) for v in values]
     n = len(values)
     if n == 0:
@@ -116,11 +118,13 @@ def mean_ci(values: Iterable[float]) -> Estimate | None:
     mean, var = _mean_var(values)
     if n < 2:
         return Estimate(mean, None, None, n)
-    return _interval(mean, math.sqrt(var / n), n - 1, n, "t")
+    return _interval(mean, math.sqrt(var / n), n - 1, n, "t", level)
 
 
-def diff_ci(a: Mapping[int, float], b: Mapping[int, float]) -> Estimate | None:
-    """Mean of a - b with a 95% interval; a and b map seed -> value.
+def diff_ci(
+    a: Mapping[Any, float], b: Mapping[Any, float], level: float = LEVEL
+) -> Estimate | None:
+    """Mean of a - b with a 95% interval (or level); a and b map seed (or any key) -> value.
 
     Paired t interval over seeds when both sides have the same seeds (same data order and
     initialisation, so the pairing removes seed noise); Welch's interval otherwise. n is the
@@ -129,7 +133,7 @@ def diff_ci(a: Mapping[int, float], b: Mapping[int, float]) -> Estimate | None:
     if not a or not b:
         return None
     if set(a) == set(b) and len(a) >= 2:
-        est = mean_ci([a[s] - b[s] for s in sorted(a)])
+        est = mean_ci([a[s] - b[s] for s in sorted(a)], level)
         assert est is not None
         return Estimate(est.mean, est.lo, est.hi, est.n, "paired")
     ma, va = _mean_var(list(a.values()))
@@ -142,7 +146,7 @@ def diff_ci(a: Mapping[int, float], b: Mapping[int, float]) -> Estimate | None:
     if se2 == 0.0:
         return Estimate(ma - mb, ma - mb, ma - mb, n, "welch")
     df = se2 * se2 / (qa * qa / (len(a) - 1) + qb * qb / (len(b) - 1))
-    return _interval(ma - mb, math.sqrt(se2), df, n, "welch")
+    return _interval(ma - mb, math.sqrt(se2), df, n, "welch", level)
 
 
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:

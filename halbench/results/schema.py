@@ -41,8 +41,9 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "best_epoch": pl.Int64,
     "best_knn_acc": pl.Float64,
     "final_train_loss": pl.Float64,
-    "train_time_s": pl.Float64,
+    "train_time_s": pl.Float64,  # without the warm-up (halbench/trial/epoch.py)
     "images_per_s": pl.Float64,
+    "warmup_s": pl.Float64,  # the first steps of epoch 1, off the clock (cuDNN, compile)
     "eval_every": pl.Int64,  # eval.every_n_epochs: the resolution of the convergence columns
     "epochs_to_90": pl.Int64,
     "epochs_to_95": pl.Int64,
@@ -64,6 +65,15 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "gpu_ids": pl.Utf8,
     "started_at": pl.Utf8,
     "ended_at": pl.Utf8,
+    # Other trials on the trial's device while it ran (placement.neighbours; a CPU node is one
+    # device; null when unknown): a timing with neighbours is contended.
+    "max_neighbours": pl.Int64,
+    # The sub-epoch convergence curve (halbench/trial/curve.py): optimizer steps done at each
+    # evaluation and the k-NN accuracy at k = curve_k of curve_subsample evaluation images.
+    "curve_steps": pl.List(pl.Int64),
+    "curve_acc": pl.List(pl.Float64),
+    "curve_k": pl.Int64,
+    "curve_subsample": pl.Int64,
     # The protocol (halbench/suite/tune.py): "grid" for a hand-set grid point, "final" for a
     # seed of the best validation configuration of a tuned suite. Final rows also carry the
     # chosen configuration (`config`, JSON, and one cfg_<key> column per tuned key), the tuning

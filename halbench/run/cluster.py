@@ -222,10 +222,20 @@ def local_capacity(num_cpus: int | None, num_gpus: int | None) -> dict[str, floa
 
     gpus = num_gpus if num_gpus is not None else torch.cuda.device_count()
     return {
-        "cpu": float(num_cpus or os.cpu_count() or 1),
+        "cpu": float(num_cpus or ray_detected_cpus()),
         "gpu": float(gpus),
         "memory": float(_machine_memory()),
     }
+
+
+def ray_detected_cpus() -> int:
+    """The CPUs a local `ray.init()` registers without --num-cpus: Ray's own count.
+
+    Ray reads the container's CPU quota (cgroups), truncated to a whole number, where
+    os.cpu_count() counts the host's CPUs: on a 16-core node with a quota of 15.5 CPUs Ray
+    registers 15, and 4-CPU trials then fit 3 at once. Without Ray, os.cpu_count().
+    """
+    return ray_compat.detected_cpus() or os.cpu_count() or 1
 
 
 def _machine_memory() -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from halbench.errors import UserError
 from halbench.run.options import RunOptions
+from halbench.run.packing import packing_line
 from halbench.run.plan import TUNE
 from halbench.run.runner import check_data, load_dataset, run_plan
 from halbench.suite import Suite, TrialSpec
@@ -245,6 +246,7 @@ def _print_total(
         slots = 1
     wall = hours / slots
     out(f"  wall time: about {_fmt_hours(wall)} at {slots} trials at once ({why})")
+    out(f"  Ray on this machine: {packing_line(suite.resources, options)}")  # gputrial hook
     if cpu_h + gpu_h >= MANY_HOURS:
         out(
             f"  this suite is {cpu_h + gpu_h:,.0f} hours of compute on this machine: "

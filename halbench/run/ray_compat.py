@@ -7,6 +7,8 @@ Ray is upgraded; tests/run/test_ray_compat.py fails when one of them moves).
   services.get_node_ip_address: False makes a local ray.init choose 127.0.0.1.
 - `session_dir()`: the session directory of the local Ray this process started
   (`ray._private.worker._global_node`), whose processes are ended after the run.
+- `detected_cpus()`: the CPUs a local ray.init registers (`ray._private.utils.get_num_cpus`,
+  cgroup-aware), for the packing that validate and --dry-run print.
 """
 
 from __future__ import annotations
@@ -44,3 +46,12 @@ def session_dir() -> str | None:
 
     node = getattr(worker, "_global_node", None)
     return node.get_session_dir_path() if node is not None else None
+
+
+def detected_cpus() -> int | None:
+    """The CPUs a local Ray registers without num_cpus; None without Ray."""
+    try:
+        from ray._private.utils import get_num_cpus
+    except ImportError:
+        return None
+    return max(1, int(get_num_cpus(override_docker_cpu_warning=True)))

@@ -101,9 +101,6 @@ def task_path(out_dir: Path, task_id: str, kind: str = "trials") -> Path:
     return inside(out_dir, kind, task_file_name(task_id))
 
 
-trial_path = task_path  # the name storage.py mirrors trial files by
-
-
 def check_run_dir(suite: Suite, suite_path: Path, out_dir: Path, *, resume: bool) -> None:
     """What prepare_run_dir refuses, without writing anything (run before creating the dir)."""
     if resume:

@@ -133,7 +133,7 @@ class _Mirror:
                 if what == _MISSING:
                     present = _retried(_listed, self.storage)
                     for trial_id in trial_ids:
-                        if rundir.trial_path(out_dir, trial_id).name not in present:
+                        if rundir.task_path(out_dir, trial_id).name not in present:
                             _retried(_upload, self.storage, out_dir, trial_id)
                     _retried(_upload_tune_state, self.storage, out_dir)
                 else:
@@ -194,7 +194,7 @@ def _retried(call: Callable[..., T], *args: Any) -> T:
 def _upload(storage: str, out_dir: Path, trial_id: str) -> None:
     from pyarrow import fs
 
-    local = rundir.trial_path(out_dir, trial_id)
+    local = rundir.task_path(out_dir, trial_id)
     filesystem, path = fs.FileSystem.from_uri(storage)
     if isinstance(filesystem, fs.LocalFileSystem):  # file://: a bucket has no directories
         filesystem.create_dir(f"{path.rstrip('/')}/trials", recursive=True)

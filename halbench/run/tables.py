@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from halbench import results
+from halbench.probes import placement
 from halbench.run import rundir
 from halbench.run.rundir import inside
 from halbench.suite import Suite, TrialSpec
-from halbench.trial.spec import base_row
+from halbench.trial.spec import base_row, resolve_spec
 
 # Keys a profile point's file carries for the trust rule, which profile.parquet does not hold.
 PROFILE_IDENTITY = ("trial_id", "suite", "suite_hash")
@@ -35,6 +36,7 @@ def write_trials(
     """Finished trials -> trials.parquet + epochs.parquet, in plan order. Returns status counts."""
     ids = _ordered(done, order)
     rows = [done[t]["row"] for t in ids]
+    placement.add_neighbours(rows)  # max_neighbours, from the rows' node, GPU ids and times
     epochs = [e for t in ids for e in done[t]["epochs"]]
     trials_df = results.frame(rows, results.TRIAL_SCHEMA)
     results.write_parquet_atomic(trials_df, inside(out_dir, "trials.parquet"))
@@ -79,7 +81,8 @@ def write_profile(out_dir: Path, done: Mapping[str, dict[str, Any]], order: list
 def failed_row(suite: Suite, spec: TrialSpec, status: str, error: str) -> dict[str, Any]:
     """A trials.parquet row for a trial that died outside run_trial (a lost worker, a crashed
     actor) or could not start (no tuning trial of its group finished)."""
-    return {**base_row(suite, spec), "status": status, "error": error, "node": None}
+    row = base_row(suite, resolve_spec(spec))
+    return {**row, "status": status, "error": error, "node": None}
 
 
 def status_counts(rows: list[dict[str, Any]]) -> dict[str, int]:

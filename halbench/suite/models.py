@@ -144,6 +144,17 @@ class EvalConfig(Section):
     # Evaluate the k-NN accuracy every n epochs (the last epoch always): convergence columns
     # are then measured at that resolution (the trial row's eval_every).
     every_n_epochs: BoundedInt = 1
+    # The sub-epoch convergence curve (halbench/trial/curve.py): every `curve_every` epochs
+    # (at most a quarter), k-NN accuracy of `curve_subsample` evaluation images (0: no curve)
+    # against `curve_reference` training images, both fixed subsets.
+    curve_every: Annotated[float, Field(gt=0.0, le=0.25, allow_inf_nan=False)] = 0.25
+    curve_subsample: CountInt = 1000
+    curve_reference: BoundedInt = 5000
+
+    @field_validator("curve_every", mode="before")
+    @classmethod
+    def _curve_number(cls, v: Any) -> Any:
+        return _to_float(v)
 
     @field_validator("ks")
     @classmethod
@@ -151,6 +162,9 @@ class EvalConfig(Section):
         if len(set(v)) != len(v):
             raise ValueError(f"values must be unique, got {v}")
         return sorted(v)
+
+
+CURVE_KEYS = ("curve_every", "curve_subsample", "curve_reference")
 
 
 class ProbesConfig(Section):
@@ -256,8 +270,15 @@ class Suite(Section):
 
         An absent tune:/final: section is left out, so that a grid suite hashes as before.
         """
-        exclude = {"description", "resources"}
-        exclude |= {k for k in ("tune", "final") if getattr(self, k) is None}
+        exclude: dict[str, Any] = {"description": True, "resources": True}
+        exclude |= {k: True for k in ("tune", "final") if getattr(self, k) is None}
+        # The curve's keys at their defaults are left out too: the curve is measured off the
+        # training, so a suite written before them hashes as before.
+        curve = {
+            k for k in CURVE_KEYS if getattr(self.eval, k) == EvalConfig.model_fields[k].default
+        }
+        if curve:
+            exclude["eval"] = curve
         return self.model_dump(mode="json", exclude=exclude)
 
     def hash(self) -> str:

@@ -26,8 +26,12 @@ def phase_epochs(suite: Suite, spec: TrialSpec) -> int:
     return suite.train.epochs
 
 
-def _resolve_spec(spec: TrialSpec) -> TrialSpec:
-    """The spec with the overrides' batch size, embedding dim and loss params applied."""
+def resolve_spec(spec: TrialSpec) -> TrialSpec:
+    """The spec with the overrides' batch size, embedding dim and loss params applied.
+
+    Applied once per trial, where the trial starts (run_trial, or the runner's row for a trial
+    that died outside it); everything after reads the resolved spec.
+    """
     if not spec.overrides:
         return spec
     shared, loss_params = split_config(spec.overrides)
@@ -41,34 +45,39 @@ def _resolve_spec(spec: TrialSpec) -> TrialSpec:
     )
 
 
-def resolve(suite: Suite, spec: TrialSpec) -> tuple[Suite, TrialSpec]:
-    """The suite and spec a tuning or final trial runs with (a grid trial's are unchanged).
+def resolve_suite(suite: Suite, spec: TrialSpec) -> Suite:
+    """The suite a tuning or final trial runs with (a grid trial's is unchanged).
 
     The train keys of `overrides` and the phase's epochs replace the suite's (validated like
     the suite's own: a bad combination is the trial's error row); a tuning trial runs
     without probes, since only its validation score matters.
     """
     if spec.phase == "grid":
-        return suite, spec
-    shared, _ = split_config(spec.overrides)
-    update = {k: v for k, v in shared.items() if k in TRAIN_KEYS}
+        return suite
+    update = {k: v for k, v in spec.overrides.items() if k in TRAIN_KEYS}
     train = TrainConfig.model_validate(
         {**suite.train.model_dump(), **update, "epochs": phase_epochs(suite, spec)}
     )
     changes: dict[str, Any] = {"train": train}
     if spec.phase == "tune":
         changes["probes"] = suite.probes.model_copy(update={"enabled": False})
-    return suite.model_copy(update=changes), _resolve_spec(spec)
+    return suite.model_copy(update=changes)
+
+
+def resolve(suite: Suite, spec: TrialSpec) -> tuple[Suite, TrialSpec]:
+    """Both at once, for callers that start from the planned spec (tests, stubs)."""
+    resolved = resolve_spec(spec)
+    return resolve_suite(suite, resolved), resolved
 
 
 def base_row(suite: Suite, spec: TrialSpec) -> dict[str, Any]:
-    """The trial's identity columns; every other schema column null until known.
+    """The trial's identity columns (of a resolved spec); every other column null until known.
 
     Every row starts here, also a failed trial's and one the runner writes for a trial that
     died outside run_trial, so all rows have the same columns. A tuning or final trial's row
     carries its configuration (`config`, cfg_<key>) and, for a final one, where it came from.
     """
-    row = _identity_row(suite, _resolve_spec(spec))
+    row = _identity_row(suite, spec)
     row["phase"] = spec.phase
     row["epochs"] = phase_epochs(suite, spec)
     if spec.phase != "grid":

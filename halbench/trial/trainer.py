@@ -7,6 +7,14 @@ Metrics of the epochs that did finish stay in the epoch rows.
 
 Conventions of the numbers:
 - Times are training time only (k-NN evaluation excluded); `elapsed_s` is cumulative.
+- Warm-up: the first WARMUP_STEPS steps of epoch 1 (cuDNN's algorithm search, torch.compile's
+  compilation, the optimizer's state allocation) run off the clock; their time is the row's
+  `warmup_s`. They are ordinary training steps (the same batches, the same updates), only
+  untimed; epoch 1's time counts them at that epoch's steady per-step rate, so that every
+  epoch's time covers all its steps. docs/probes.md.
+- No host syncs in a step: the loss sum stays on the device and its finiteness is read only on
+  the probe schedule (every probes.every_n_steps steps), after the warm-up and at epoch ends.
+- The convergence curve (trial/curve.py) evaluates off the clock every quarter epoch.
 - `best_knn_acc` / `best_epoch` and the convergence columns use the k-NN accuracy at the
   primary k (halbench.results.primary_k: the smallest evaluated k), as the report does.
 - `epochs_to_90` is the first epoch whose accuracy reaches 90% of the final epoch's accuracy;
@@ -28,25 +36,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
 from halbench import data, failures, losses, models, results
-from halbench.failures import Diverged
 from halbench.probes import (
     TrialProbe,
     device_name,  # the label profile rows carry too
     placement,
 )
-from halbench.probes.timing import synchronize
 from halbench.suite import EvalConfig, Suite, TrialSpec
+from halbench.trial.curve import Curve, build_curve
+from halbench.trial.epoch import TrialRun, train_epoch, warmup_steps
 from halbench.trial.evaluation import evaluate_model, evaluates
 from halbench.trial.optim import build_optimizer, lr_factor
-from halbench.trial.spec import base_row, resolve
+from halbench.trial.spec import base_row, resolve_spec, resolve_suite
 
 DATA_SEED = 0
-# Steps between finiteness checks of the running loss: each check syncs a GPU, and a NaN
-# found a few steps late costs nothing since the trial stops anyway.
-CHECK_EVERY = 20
 
 
 @dataclass
@@ -59,11 +63,12 @@ def run_trial(
     suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], None] | None = None
 ) -> TrialResult:
     """Train and evaluate one grid point; failures become a status, never an exception."""
+    spec = resolve_spec(spec)  # a tuning/final trial's batch size, dim and loss params
     result = TrialResult(row=base_row(suite, spec))
     row = result.row
     row["started_at"] = placement.now()
     try:
-        suite, spec = resolve(suite, spec)  # a tuning/final trial's configuration
+        suite = resolve_suite(suite, spec)  # its train keys and epochs (validated: may fail)
         with _torch_settings(suite.train.deterministic):
             _train(suite, spec, result, report)
         row["status"] = "ok"
@@ -114,26 +119,6 @@ def _torch_settings(deterministic: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=True)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1:]
-
-
-@dataclass
-class TrialRun:
-    """Everything one trial trains and evaluates with, built once."""
-
-    device: torch.device
-    splits: data.Splits
-    model: nn.Module
-    train_model: nn.Module  # the model, or its torch.compile wrapper
-    loss_fn: losses.KNNLoss
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    metric: str
-    steps: int  # per epoch
-    drop_last: bool
-    augment: bool
-    amp: bool
-    channels_last: bool
-    generator: torch.Generator
 
 
 def setup_run(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> TrialRun:
@@ -194,6 +179,12 @@ def setup_run(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> TrialRun:
     if tcfg.max_steps_per_epoch is not None:
         steps = min(steps, tcfg.max_steps_per_epoch)
     row["steps_per_epoch"] = steps
+    if isinstance(loss_fn, losses.KNNLoss):
+        # Once per trial: the batches' labels are these rows. forward's per-call check reads
+        # two scalars from the device (a host sync per step), so this loss object skips it.
+        # TODO(losses): a public switch for "labels already checked" instead of this override.
+        loss_fn.check_label_range(splits.train_y)
+        loss_fn.check_label_range = _labels_checked  # type: ignore[method-assign]
     optimizer = build_optimizer(tcfg, model, loss_fn)
     return TrialRun(
         device=device,
@@ -211,6 +202,10 @@ def setup_run(suite: Suite, spec: TrialSpec, row: dict[str, Any]) -> TrialRun:
         channels_last=channels_last,
         generator=torch.Generator().manual_seed(spec.seed),
     )
+
+
+def _labels_checked(labels: torch.Tensor) -> None:
+    """A trial's loss: its labels were checked once by setup_run (no per-call host read)."""
 
 
 def _train(
@@ -231,10 +226,16 @@ def _train(
     ks = list(suite.eval.ks)
     elapsed, images_total = 0.0, 0
     row["eval_every"] = suite.eval.every_n_epochs
+    curve = trial_curve(suite, spec, run)
+    if curve is not None:
+        curve.record(run.model, 0)  # the untrained model: where every curve starts
     probe.start()
     try:
         for epoch in range(1, suite.train.epochs + 1):
-            train_loss, images, epoch_time = train_epoch(run, spec.batch_size, probe, epoch)
+            warm = warmup_steps(run.steps) if epoch == 1 else 0
+            train_loss, images, epoch_time = train_epoch(
+                run, spec.batch_size, probe, epoch, warmup_steps=warm, curve=curve
+            )
             elapsed += epoch_time
             images_total += images
             eval_start = time.perf_counter()
@@ -266,6 +267,7 @@ def _train(
                 epoch_row["map_at_r"] = metrics["map_at_r"]
             result.epochs.append(epoch_row)
             row["epochs_done"] = epoch
+            row["warmup_s"] = run.warmup_s
             if report is not None:
                 report(epoch_row)
         row.update(metrics)
@@ -276,49 +278,24 @@ def _train(
         row.update(probe.summary())
     finally:
         probe.close()
+        if curve is not None:
+            row.update(curve.columns())  # the points so far, also of a diverged trial
 
 
-def train_epoch(
-    run: TrialRun, batch_size: int, probe: TrialProbe, epoch: int
-) -> tuple[float, int, float]:
-    """One epoch of training: (mean train loss, images, seconds)."""
-    run.model.train()
-    run.loss_fn.train()
-    synchronize(run.device)
-    start = time.perf_counter()
-    # Summed on the device: reading the loss every step would sync a GPU every step.
-    loss_sum = torch.zeros((), device=run.device)
-    steps = 0
-    batches = run.splits.batches(
-        "train",
-        batch_size,
-        shuffle=True,
-        augment=run.augment,
-        generator=run.generator,
-        drop_last=run.drop_last,
+def trial_curve(suite: Suite, spec: TrialSpec, run: TrialRun) -> Curve | None:
+    """The convergence curve of a grid or final trial (a tuning trial is scored per epoch)."""
+    if spec.phase == "tune":
+        return None
+    return build_curve(
+        run.splits,
+        suite.eval,
+        steps_per_epoch=run.steps,
+        k=select_k(list(suite.eval.ks)),
+        metric=run.metric,
+        seed=DATA_SEED,
+        amp=run.amp,
+        channels_last=run.channels_last,
     )
-    for x, y, idx in batches:
-        if steps == run.steps:
-            break
-        if run.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with probe.step((epoch - 1) * run.steps + steps):
-            with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
-                emb = run.train_model(x)
-            # The loss runs in float32: its exp/log are where bf16 loses accuracy.
-            loss = probe.loss_call(run.loss_fn, emb.float(), y, idx)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            run.optimizer.step()
-            run.scheduler.step()
-        loss_sum += loss.detach()
-        steps += 1
-        if steps % CHECK_EVERY == 0:
-            _check_finite(loss_sum, epoch)
-    synchronize(run.device)
-    seconds = time.perf_counter() - start
-    _check_finite(loss_sum, epoch)
-    return loss_sum.item() / steps, steps * batch_size, seconds
 
 
 def convergence(epochs: list[dict[str, Any]], k: int) -> dict[str, Any]:
@@ -338,8 +315,3 @@ def evaluate_run(run: TrialRun, ecfg: EvalConfig, *, final: bool) -> dict[str, A
         amp=run.amp,
         channels_last=run.channels_last,
     )
-
-
-def _check_finite(loss_sum: torch.Tensor, epoch: int) -> None:
-    if not torch.isfinite(loss_sum).item():
-        raise Diverged(f"training loss became NaN or infinite in epoch {epoch}")

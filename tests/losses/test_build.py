@@ -193,3 +193,8 @@ def test_pml_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPat
 def test_pml_name_syntax_errors(name: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build(name)
+
+
+def test_normface_names_temperature_when_given_hals_scale() -> None:
+    with pytest.raises(ValueError, match="'scale' is 1/temperature; set temperature"):
+        losses.build("normface", num_classes=4, embedding_dim=8, scale=16.0)

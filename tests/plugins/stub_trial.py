@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from halbench.suite import Suite, TrialSpec
-from halbench.trial.spec import base_row
+from halbench.trial.spec import base_row, resolve_spec
 
 
 @dataclass
@@ -49,7 +49,7 @@ def run_trial(
             report(row)
     status = spec.loss.params.get("status", "ok")
     row = {
-        **base_row(suite, spec),
+        **base_row(suite, resolve_spec(spec)),
         "epochs_done": suite.train.epochs,
         "status": status,
         "error": None if status == "ok" else f"StubError: {status}",

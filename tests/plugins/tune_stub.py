@@ -51,7 +51,7 @@ def run_trial(
         if report is not None:
             report(row)
     row = {
-        **base_row(suite, spec),
+        **base_row(suite, run_spec),
         "epochs_done": len(epochs),
         "status": status,
         "error": None if status == "ok" else f"StubError: {status}",

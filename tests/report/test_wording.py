@@ -55,6 +55,6 @@ def test_a_profile_report_has_only_the_cost_claim(make_run):
     ]
     model = build_model([make_run(profile=rows, suite_hash="p")])
     verdicts = [b for s in model.sections for b in s.blocks if isinstance(b, Verdict)]
-    assert [v.claim_id for v in verdicts] == ["C2"]
+    assert [v.claim_id for v in verdicts] == ["C2 FLOPs", "C2 call time"]  # no trials: no step
     text = str(model)
     assert "C1" not in text and "C3" not in text

@@ -15,7 +15,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.run.cluster_fixtures import Cluster, halbench, ray_cluster, run_cli, tiny_suite
+from tests.run.cluster_fixtures import (
+    Cluster,
+    base_env,
+    halbench,
+    ray_cluster,
+    run_cli,
+    tiny_suite,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -106,3 +113,29 @@ def test_validate_checks_the_clusters_gpus(gpu_node, tmp_path) -> None:
         f"resources.gpus_per_trial: a trial needs 8 GPU but the cluster at {gpu_node.address} has 4"
     ), lines
     assert "Traceback" not in too_big.stderr
+
+
+def test_sixteen_cpus_and_one_gpu_pack_four_4_cpu_quarter_gpu_trials(tmp_path) -> None:
+    """The suite of issue 23 (4 CPUs and 0.25 GPU per trial) on a local Ray of 16 logical
+    CPUs and 1 logical GPU: validate says 4 per GPU, and 4 trials run at once on GPU 0."""
+    suite = tiny_suite(
+        tmp_path,
+        "sixteen",
+        losses=("hal", "nca"),
+        seeds=(0, 1, 2, 3),
+        epochs=6,  # long enough for four trials to overlap on a loaded machine
+        dataset={"train_size": 512},
+        train={"device": "cpu"},
+        resources={"cpus_per_trial": 4, "gpus_per_trial": 0.25},
+    )
+    env, size = base_env(), ["--num-cpus", "16", "--num-gpus", "1"]
+    cmd = [sys.executable, "-m", "halbench.cli", "validate", str(suite), *size]
+    said = run_cli(cmd, env, 120).stdout
+    assert "4 trials at once, 4 per GPU: limited by GPUs, 0.25 per trial on 1" in said, said
+    out = tmp_path / "out"
+    run_cli(halbench(suite, *size, "--output", out, "--no-report"), env, 900)
+    trials = pl.read_parquet(out / "trials.parquet")
+    assert trials["status"].to_list() == ["ok"] * 8
+    assert set(trials["gpu_ids"]) == {"0"}
+    assert max_overlap(trials.to_dicts()) == 4, trials.select("started_at", "ended_at")
+    assert trials["max_neighbours"].max() == 3

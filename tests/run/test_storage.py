@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from halbench.run import rundir, signals, storage
+from halbench.run import signals, storage, store
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def fresh(monkeypatch):
 def run_dir(tmp_path: Path, *ids: str) -> Path:
     out = tmp_path / "run"
     for trial_id in ids:
-        rundir.save_trial(out, {"trial_id": trial_id, "status": "ok"}, [])
+        store.save(out, {"trial_id": trial_id, "status": "ok"}, [])
     (out / "ray" / "tune-x").mkdir(parents=True)
     (out / "ray" / "tune-x" / "experiment_state-1.json").write_text("{}")
     return out

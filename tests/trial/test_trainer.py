@@ -14,6 +14,7 @@ from halbench import results
 from halbench.suite import Suite, parse_suite
 from halbench.trial import evaluation
 from halbench.trial import trainer as trial
+from halbench.trial.epoch import WARMUP_STEPS
 
 # 10 classes with noise 2.0: an untrained small CNN's 10-NN accuracy is ~50%, so a high
 # accuracy after training means the trainer trained.
@@ -128,15 +129,16 @@ def _patch_loss(monkeypatch: pytest.MonkeyPatch, loss: CountingLoss) -> None:
 
 
 def test_nan_loss_stops_the_trial_as_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
-    loss = CountingLoss(nan_at=3)
+    loss = CountingLoss(nan_at=6)
     _patch_loss(monkeypatch, loss)
-    suite = make_suite()
+    suite = make_suite(probes={"enabled": False, "every_n_steps": 4})
     result = trial.run_trial(suite, suite.trials()[0])
     assert result.row["status"] == "diverged"
     assert "NaN" in result.row["error"] and result.row["epochs_done"] == 0
-    # Stopped at the first finiteness check (every CHECK_EVERY steps and at the epoch's end),
-    # not after the 3 epochs.
-    assert loss.calls == min(trial.CHECK_EVERY, 512 // 32)
+    # Finiteness is read at the warm-up's end (step 3) and on the probe schedule after it:
+    # steps 5, 9, ... NaN from step 6 on: stopped at step 9, in epoch 1 of 3.
+    assert WARMUP_STEPS == 3
+    assert loss.calls == 9
 
 
 def test_max_steps_per_epoch_caps_the_steps(monkeypatch: pytest.MonkeyPatch) -> None:
