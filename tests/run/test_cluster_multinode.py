@@ -1,13 +1,9 @@
 """A real two-node Ray cluster on this machine: trials spread over both nodes, results on the
-driver, a node without the data set gives error rows that name it and where it looked, and,
-last (it kills the head), a lost head ends the driver in one line (halbench.run.signals)."""
+driver, and a node without the data set gives error rows that name it and where it looked."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,15 +11,7 @@ import polars as pl
 import pytest
 
 from tests.fixtures_data import write_fake_cifar10
-from tests.run.cluster_fixtures import (
-    Cluster,
-    end_group,
-    halbench,
-    ray_cluster,
-    run_cli,
-    tiny_suite,
-)
-from tests.run.test_signals import _one_line_stop, _wait_for_trial
+from tests.run.cluster_fixtures import Cluster, halbench, ray_cluster, run_cli, tiny_suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -84,29 +72,3 @@ def test_a_node_without_the_data_gives_error_rows_naming_it(two_nodes, tmp_path)
         assert str(worker_data / "cifar-10-batches-py") in message  # every path looked in
         assert f"Ray node {row['node_id']}" in message  # ... and which node looked
         assert str(head_data) not in message
-
-
-# Last in this module: it kills the module cluster's head (the fixture's teardown then ends the
-# worker). Moved from test_signals.py to reuse this cluster rather than start another.
-def test_a_lost_head_ends_the_driver_in_one_line(two_nodes, tmp_path: Path) -> None:
-    cluster, _, _ = two_nodes
-    suite = tiny_suite(tmp_path, "headless", losses=("hal", "nca"), seeds=(0, 1, 2), epochs=3)
-    out = tmp_path / "run"
-    log = tmp_path / "driver.log"
-    cmd = halbench(suite, "--address", cluster.address, "--output", out, "--no-report")
-    with log.open("w") as err:
-        driver = subprocess.Popen(
-            cmd, env=cluster.env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
-        )
-    try:
-        _wait_for_trial(out, driver)
-        os.killpg(cluster.nodes[0].pid, signal.SIGKILL)  # the head, all of it
-        started = time.monotonic()
-        rc = driver.wait(120)
-        assert time.monotonic() - started < 90
-    finally:
-        end_group(driver, grace=1)
-    assert rc == 1, log.read_text()[-3000:]
-    _one_line_stop(log.read_text(), contains=f"head at {cluster.address}", out=out)
-    done = {p.stem for p in (out / "trials").glob("*.json")}
-    assert done and set(pl.read_parquet(out / "trials.parquet")["trial_id"]) == done

@@ -1,9 +1,7 @@
 """What stops a run from outside: SIGTERM like Ctrl-C (exit 143, the resume command, env.json
 closed, no process of its local Ray left), and a cluster head that dies (one line naming its
 address, the parquet of what finished). The fast tests drive halbench.run.signals and
-halbench.run.session directly; the slow one a real `halbench run` in its own process group.
-The lost head is tests/run/test_cluster_multinode.py::test_a_lost_head_ends_the_driver_in_one_line,
-the last test on that module's two-node cluster (one cluster start instead of two)."""
+halbench.run.session directly; the slow ones a real `halbench run` in its own process group."""
 
 from __future__ import annotations
 
@@ -21,8 +19,11 @@ import pytest
 
 from halbench.run import session, signals
 from tests.run.cluster_fixtures import (
+    end_group,
     free_port,
+    halbench,
     live_run,
+    ray_cluster,
     session_pids,
     tiny_suite,
 )
@@ -143,3 +144,31 @@ def test_sigterm_to_a_local_ray_run(tmp_path: Path) -> None:
     assert env["invocations"][-1].get("finished_at"), env["invocations"]
     done = {p.stem for p in (out / "trials").glob("*.json")}
     assert set(pl.read_parquet(out / "trials.parquet")["trial_id"]) == done
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_lost_head_ends_the_driver_in_one_line(tmp_path: Path) -> None:
+    suite = tiny_suite(tmp_path, "headless", losses=("hal", "nca"), seeds=(0, 1, 2), epochs=3)
+    out = tmp_path / "run"
+    with ray_cluster() as cluster:
+        cluster.add_node()
+        log = tmp_path / "driver.log"
+        cmd = halbench(suite, "--address", cluster.address, "--output", out, "--no-report")
+        with log.open("w") as err:
+            driver = subprocess.Popen(
+                cmd, env=cluster.env, stdout=subprocess.DEVNULL, stderr=err,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            _wait_for_trial(out, driver)
+            os.killpg(cluster.nodes[0].pid, signal.SIGKILL)  # the head, all of it
+            started = time.monotonic()
+            rc = driver.wait(120)
+            assert time.monotonic() - started < 90
+        finally:
+            end_group(driver, grace=1)
+    assert rc == 1, log.read_text()[-3000:]
+    _one_line_stop(log.read_text(), contains=f"head at {cluster.address}", out=out)
+    done = {p.stem for p in (out / "trials").glob("*.json")}
+    assert done and set(pl.read_parquet(out / "trials.parquet")["trial_id"]) == done
