@@ -27,8 +27,13 @@ def ray_env(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_smoke_suite_through_ray(tmp_path, ray_env, capsys) -> None:
+    # The Ray smoke run also carries `--log-to tensorboard` (issue 25: "halbench run
+    # suites/smoke.yaml --log-to tensorboard leaves TensorBoard event files"): one Ray run, not two.
+    pytest.importorskip("tensorboardX")  # a test extra (pyproject.toml)
     out = tmp_path / "run"
-    rc = main(["run", str(ROOT / "suites/smoke.yaml"), "--output", str(out), "--num-cpus", "2"])
+    suite = str(ROOT / "suites/smoke.yaml")
+    argv = ["run", suite, "--output", str(out), "--num-cpus", "2", "--log-to", "tensorboard"]
+    rc = main(argv)
     assert rc == 0, capsys.readouterr().err
     for name in (
         "suite.yaml",
@@ -63,6 +68,13 @@ def test_smoke_suite_through_ray(tmp_path, ray_env, capsys) -> None:
         .agg(pl.col("train_loss"))
     )
     assert all(first > last for first, last in losses["train_loss"].to_list()), losses
+
+    # --log-to tensorboard: Tune's TBX callback wrote event files under the run directory, with
+    # the per-epoch metrics each trial reports to Tune as scalar tags.
+    events = sorted(out.glob("ray/**/events.out.tfevents.*"))
+    assert events, sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    blob = b"".join(p.read_bytes() for p in events)
+    assert b"ray/tune/knn_acc_1" in blob and b"ray/tune/train_loss" in blob
 
 
 @pytest.mark.slow

@@ -83,18 +83,12 @@ def test_every_case_is_refused_in_one_line_or_loads(tmp_path: Path) -> None:
     assert slowest[0] < LIMIT_S, slowest
 
 
-# A sample through the real command: exit 2, one stderr line, no run directory.
-CLI_SAMPLE = [
-    "text: alias bomb in description",
-    "text: deep flow mapping",
-    "text: duplicate top-level key",
-    "grid.seed = [18446744073709551616]",
-    "train.lr = inf",
-    "dataset.params.num_classes = 600",
-    "model.params.width = 0",
-    "file: a FIFO",
-    "file: /proc/self/mem",
-]
+# A sample through the real command: exit 2, one stderr line, no run directory. Every case's
+# outcome is proven in process (load_suite above, `validate` through cli.main below); these
+# processes only add what a real `halbench run` process does on top (its exit status, its stderr,
+# no run directory left, no file written outside it), so two suffice: a FIFO (a read that could
+# block a real process) and, below, a loss label that would escape the run directory.
+CLI_SAMPLE = ["file: a FIFO"]
 
 
 @pytest.mark.slow
@@ -204,29 +198,10 @@ def test_every_case_through_halbench_validate(tmp_path: Path) -> None:
     assert counts["ok", True] >= 50 and counts["ok", False] >= 300, counts
 
 
-# A sample through a real `halbench validate` process each: the same outcomes.
-VALIDATE_SAMPLE = [
-    "smoke as shipped",
-    "train.epochs = 1000000000",
-    "text: alias bomb in description",
-    "text: deep flow mapping",
-    "text: duplicate top-level key",
-    "text: recursive alias",
-    "text: python tag",
-    "grid.seed = [18446744073709551616]",
-    "train.lr = inf",
-    "train.warmup_epochs = 1e+29",
-    "dataset.params.num_classes = 600",
-    "dataset.train_size = 100000000000",
-    "model.params.width = 0",
-    "resources.gpus_per_trial = 1.5",
-    "resources.cpus_per_trial = 1000",
-    "train.device = 'cuda'",
-    "file: a FIFO",
-    "file: /proc/self/mem",
-    "file: random bytes",
-    "file: a directory",
-]
+# A sample through a real `halbench validate` process each: the same outcomes. Every case of the
+# corpus goes through `validate` in process above (test_every_case_through_halbench_validate);
+# the processes only add the real exit status and streams, so one valid and one invalid suite.
+VALIDATE_SAMPLE = ["smoke as shipped", "text: alias bomb in description"]
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,6 +295,23 @@ def listening_sockets(pids: set[int]) -> list[tuple[str, int, int]]:
             hex_ip, hex_port = local.split(":")
             found.append((_ip(hex_ip, v6), int(hex_port, 16), inodes[inode]))
     return found
+
+
+def wait_for_listeners(pids: Callable[[], set[int]], timeout: float = READY_S) -> list:
+    """The run's listening sockets once its GCS, raylet and a trial worker all listen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sockets = listening_sockets(pids())
+        names = set()
+        for _, _, pid in sockets:
+            try:
+                names.add(Path(f"/proc/{pid}/comm").read_text().strip())
+            except OSError:
+                continue
+        if {"gcs_server", "raylet"} <= names and any(n.startswith("ray::") for n in names):
+            return sockets
+        assert time.monotonic() < deadline, f"Ray's services not all seen: {sockets} {names}"
+        time.sleep(2)
 
 
 def _ip(hex_ip: str, v6: bool) -> str:

@@ -1,9 +1,15 @@
 """`--dashboard`: its URL and how to get the token are printed, its state API answers only with
-the token, shows each trial under its readable name, and listens on 127.0.0.1 only."""
+the token, shows each trial under its readable name, and listens on 127.0.0.1 only.
+
+The same live run also carries the check of tests/run/test_listeners.py (issue 16): every
+listening TCP socket of the run's processes (GCS, raylet, workers, and here the dashboard and
+its agents too) is on the loopback, and the auth token the run created is 0600. One local Ray
+start proves both."""
 
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import time
 import urllib.error
@@ -13,9 +19,18 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.run.cluster_fixtures import RAY, base_env, listening_sockets, live_run, tiny_suite
+from tests.run.cluster_fixtures import (
+    RAY,
+    base_env,
+    listening_sockets,
+    live_run,
+    tiny_suite,
+    wait_for_listeners,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+LOOPBACK = {"127.0.0.1", "::1"}
 
 
 def get(url: str, token: str | None) -> tuple[int, dict]:
@@ -62,3 +77,10 @@ def test_dashboard_url_token_names_and_loopback(tmp_path: Path) -> None:
         port = urlparse(url).port
         dashboard = [s for s in listening_sockets(run.pids()) if s[1] == port]
         assert dashboard and {ip for ip, _, _ in dashboard} == {"127.0.0.1"}, dashboard
+
+        # Every listener of the run, not only the dashboard's, stays on the loopback.
+        sockets = wait_for_listeners(run.pids)
+        exposed = [s for s in sockets if s[0] not in LOOPBACK]
+        assert not exposed, f"listening beyond the loopback: {exposed}"
+    token = home / ".ray" / "auth_token"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600  # created by halbench, not by Ray

@@ -1,4 +1,8 @@
-"""--log-to: Ray Tune's own logger callbacks, writing under the run directory, offline."""
+"""--log-to: Ray Tune's own logger callbacks, writing under the run directory, offline.
+
+That a real run with `--log-to tensorboard` leaves event files with the trials' metrics is
+checked on the Ray smoke run of tests/test_e2e.py (test_smoke_suite_through_ray).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,6 @@ import pytest
 
 from halbench.errors import UserError
 from halbench.run import loggers
-from tests.run.cluster_fixtures import halbench, run_cli, tiny_suite
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_tensorboard_is_tunes_own_callback_once(tmp_path: Path) -> None:
@@ -43,22 +44,3 @@ def test_a_missing_package_or_name_is_one_line(monkeypatch) -> None:
         loggers.tune_callbacks(["wandb"], Path("run"))
     with pytest.raises(UserError, match="expected one of tensorboard, mlflow, wandb"):
         loggers.check_log_to(["neptune"])
-
-
-@pytest.mark.slow
-@pytest.mark.ray
-def test_run_log_to_tensorboard_leaves_event_files(tmp_path: Path) -> None:
-    pytest.importorskip("tensorboardX")
-    suite = tiny_suite(tmp_path, "tb")
-    out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    cmd = halbench(
-        suite, "--output", out, "--no-report", "--num-cpus", "1", "--log-to", "tensorboard"
-    )
-    run_cli(cmd, env, timeout=400)
-    events = sorted(out.glob("ray/**/events.out.tfevents.*"))
-    assert events, sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
-    # The per-epoch metrics the trial reports to Tune, as TensorBoard scalar tags.
-    blob = b"".join(p.read_bytes() for p in events)
-    assert b"ray/tune/knn_acc_1" in blob and b"ray/tune/train_loss" in blob

@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # Columns that measure time or the machine: equal configs and seeds do not make them equal.
 MEASURED = ("time", "_s", "_ms", "seconds_", "images_per_s", "node", "gpu_", "energy", "share")
 MEASURED += ("_at",)  # started_at, ended_at (halbench.probes.placement)
+# max_neighbours: how many trials shared the device, set by how Ray placed them (2 at a time
+# under Ray, 0 in process), not by what a trial computed
+MEASURED += ("neighbours",)
 
 
 def tiny_suite(tmp_path: Path, name: str, loss_names: list[str], seeds: list[int]) -> Path:
