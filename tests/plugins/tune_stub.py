@@ -17,6 +17,22 @@ from typing import Any
 from halbench.suite import Suite, TrialSpec
 from halbench.trial.spec import base_row, phase_epochs, resolve
 
+# The tuned suite the protocol tests run with this stub (two losses, two batch sizes).
+STUB_SUITE = {
+    "name": "tstub",
+    "dataset": {"name": "synthetic"},
+    "losses": [{"name": "a"}, {"name": "b"}],
+    "grid": {"batch_size": [8, 16], "embedding_dim": [4], "seed": [0]},
+    "train": {"epochs": 2, "lr": 1e-3},
+    "tune": {
+        "budget": 5,
+        "epochs": 3,
+        "scheduler": "fifo",
+        "space": {"lr": {"loguniform": [1e-5, 1e-1]}, "weight_decay": {"uniform": [0, 0.1]}},
+    },
+    "final": {"seeds": [0, 1], "epochs": 2},
+}
+
 
 @dataclass
 class StubResult:

@@ -19,20 +19,7 @@ from tests.plugins import tune_stub
 ROOT = Path(__file__).resolve().parents[2]
 
 
-SUITE = {
-    "name": "tstub",
-    "dataset": {"name": "synthetic"},
-    "losses": [{"name": "a"}, {"name": "b"}],
-    "grid": {"batch_size": [8, 16], "embedding_dim": [4], "seed": [0]},
-    "train": {"epochs": 2, "lr": 1e-3},
-    "tune": {
-        "budget": 5,
-        "epochs": 3,
-        "scheduler": "fifo",
-        "space": {"lr": {"loguniform": [1e-5, 1e-1]}, "weight_decay": {"uniform": [0, 0.1]}},
-    },
-    "final": {"seeds": [0, 1], "epochs": 2},
-}
+SUITE = tune_stub.STUB_SUITE
 
 
 def write_suite(tmp_path: Path, doc: dict) -> tuple[Suite, Path]:

@@ -14,20 +14,7 @@ from halbench.run.options import RunOptions
 from halbench.suite import Suite
 from tests.plugins import tune_stub
 
-SUITE = {  # tests/run/test_protocol.py's stub suite (importing that module registers twice)
-    "name": "tstub",
-    "dataset": {"name": "synthetic"},
-    "losses": [{"name": "a"}, {"name": "b"}],
-    "grid": {"batch_size": [8, 16], "embedding_dim": [4], "seed": [0]},
-    "train": {"epochs": 2, "lr": 1e-3},
-    "tune": {
-        "budget": 5,
-        "epochs": 3,
-        "scheduler": "fifo",
-        "space": {"lr": {"loguniform": [1e-5, 1e-1]}, "weight_decay": {"uniform": [0, 0.1]}},
-    },
-    "final": {"seeds": [0, 1], "epochs": 2},
-}
+SUITE = tune_stub.STUB_SUITE
 
 ONE_GROUP = {**SUITE, "losses": [{"name": "a"}], "grid": {**SUITE["grid"], "batch_size": [8]}}
 

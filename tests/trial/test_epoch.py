@@ -42,14 +42,6 @@ def make_suite(loss: str = "hal", **overrides: Any) -> Suite:
     return parse_suite(doc, Path("test.yaml"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run(suite: Suite) -> trial.TrialResult:
     result = trial.run_trial(suite, suite.trials()[0])
     assert result.row["status"] == "ok", result.row["error"]

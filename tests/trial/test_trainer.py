@@ -43,14 +43,6 @@ def make_suite(**overrides: Any) -> Suite:
     return parse_suite(doc, Path("test.yaml"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("loss", ["hal", "nca"])
 def test_trial_learns_and_fills_its_rows(loss: str) -> None:
     suite = make_suite()
