@@ -153,8 +153,8 @@ def compare(args: argparse.Namespace, device: str) -> dict:
 
 
 def loss_syncs(run, batch_size: int) -> int:  # noqa: ANN001
-    """Host syncs of one call of the loss (forward and backward, the label check skipped as
-    in a trial): the part of S that the trainer cannot remove (losses/kernels*.py)."""
+    """Host syncs of one call of the loss (forward and backward, as the trial calls it: its
+    loss object skips host reads, KNNLoss.skip_host_reads): the loss's part of S."""
     x, y, idx = next(run.splits.batches("train", batch_size, shuffle=False, augment=False))
     emb = torch.randn(len(y), run.loss_fn.embedding_dim, device=run.device, requires_grad=True)
     with HostSyncCounter() as counter:

@@ -45,11 +45,11 @@ class KNNLoss(nn.Module):
 
     The contract: `forward` (checks inputs, calls `compute`), `compute` (the loss itself),
     `anchors`, `flops` and `param_groups`; attributes `name`, `metric`, `has_anchors`,
-    `needs_memory_size` and `impl`. `compute` is the readable formula of its file; `forward`
-    runs it with the formula functions marked `@fast_path(kernel)` switched to their kernels
-    (losses/kernels*.py) when impl="fast"; both give the same value and gradient. `metric` is
-    what k-NN should use; losses with a distance option set it per instance, so read it from
-    the built loss.
+    `needs_memory_size`, `impl` and `host_reads`. `compute` is the readable formula of its
+    file; `forward` runs it with the formula functions marked `@fast_path(kernel)` switched to
+    their kernels (losses/kernels*.py) when impl="fast"; both give the same value and
+    gradient. `metric` is what k-NN should use; losses with a distance option set it per
+    instance, so read it from the built loss.
     """
 
     name: ClassVar[str] = ""
@@ -64,24 +64,37 @@ class KNNLoss(nn.Module):
         self.embedding_dim = check_int("embedding_dim", embedding_dim, minimum=1)
         self.impl = check_choice("impl", impl, IMPLS)
         self.lr_scale = 1.0
+        # Whether a call may read a device value on the host (a sync on GPU): see skip_host_reads.
+        self.host_reads = True
 
     @property
     def fast(self) -> bool:
         """Whether `compute` runs the kernels (impl="fast")."""
         return self.impl == "fast"
 
+    def skip_host_reads(self, labels: Tensor) -> None:
+        """Checks `labels`, every label later calls will see (a training split's), once, and
+        from then on makes each call read no device value on the host, so that a GPU training
+        step never waits for the device: no per-call label range check (nor, for losses with
+        a memory bank, index range check: the caller passes positions in the split the bank
+        was sized for), and the kernels take their paths without a finite check (the same
+        value and gradient; losses/kernels_cosine.py). Used by the trainer (halbench/trial).
+        """
+        self.check_label_range(labels)
+        self.host_reads = False
+
     def forward(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None = None) -> Tensor:
         """Scalar loss of a batch, by the formulas or their kernels (`impl`); raises ValueError
         on malformed inputs."""
         labels = self._check_inputs(embeddings, labels)
-        token = _FAST.set(self.fast)
+        token = _KERNELS.set(SYNC_FREE if not self.host_reads and self.fast else self.fast)
         try:
             return self.compute(embeddings, labels, indices)
         except LabelRangeError:  # a kernel that checks labels itself found one out of range
             self.check_label_range(labels)  # the error that names the loss and the range
             raise
         finally:
-            _FAST.reset(token)
+            _KERNELS.reset(token)
 
     def compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None) -> Tensor:
         """The loss itself, on checked inputs (labels int64 and in [0, C))."""
@@ -141,7 +154,7 @@ class KNNLoss(nn.Module):
                 f"{self.name}: labels must have shape [{shape[0]}] to match the "
                 f"embeddings, got {list(labels.shape)}"
             )
-        if not (self.fast and self.kernel_checks_labels(labels.device.type)):
+        if self.host_reads and not (self.fast and self.kernel_checks_labels(labels.device.type)):
             self.check_label_range(labels)
         return labels if labels.dtype == torch.int64 else labels.long()
 
@@ -175,9 +188,18 @@ class LabelRangeError(ValueError):
     """A label outside [0, C), found by a kernel that checks labels itself."""
 
 
-# Whether the formula functions marked @fast_path run their kernels: set by KNNLoss.forward
-# for the duration of one call (a context variable, so threads do not share it).
-_FAST: ContextVar[bool] = ContextVar("halbench_fast_kernels", default=False)
+# What the formula functions marked @fast_path run: False the formula, True the kernels,
+# SYNC_FREE the kernels on their paths that read no device value on the host
+# (KNNLoss.skip_host_reads). Set by KNNLoss.forward for the duration of one call (a context
+# variable, so threads do not share it); one variable, because each call pays for setting it.
+SYNC_FREE = "sync-free"
+_KERNELS: ContextVar[bool | str] = ContextVar("halbench_kernels", default=False)
+
+
+def host_reads_allowed() -> bool:
+    """Whether a kernel running now may read a device value on the host (a sync on GPU)."""
+    return _KERNELS.get() is not SYNC_FREE
+
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 
@@ -193,7 +215,7 @@ def fast_path(kernel: Callable[..., Any]) -> Callable[[Fn], Fn]:
     def decorator(formula: Fn) -> Fn:
         @functools.wraps(formula)
         def dispatch(*args: Any, **kwargs: Any) -> Any:
-            return (dispatch.kernel if _FAST.get() else formula)(*args, **kwargs)  # type: ignore[attr-defined]
+            return (dispatch.kernel if _KERNELS.get() else formula)(*args, **kwargs)  # type: ignore[attr-defined]
 
         dispatch.reference = formula  # type: ignore[attr-defined]
         dispatch.kernel = kernel  # type: ignore[attr-defined]

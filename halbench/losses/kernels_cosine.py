@@ -27,7 +27,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from halbench.losses.base import EPS, LabelRangeError, as_float32, normalize
+from halbench.losses.base import (
+    EPS,
+    LabelRangeError,
+    as_float32,
+    host_reads_allowed,
+    normalize,
+)
 from halbench.losses.kernels import class_major, cross_entropy, no_autocast
 
 __all__ = ["LabelRangeError", "checks_labels", "cosine_cross_entropy"]
@@ -79,7 +85,8 @@ def cosine_cross_entropy(
 
     The logits are stored class-major, [C, B], where kernels.py `class_major` says so. At
     B = 256 each line of Python here costs about a small op, hence the one device lookup and
-    the fallback written out rather than shared with `with_clamped_fallback`.
+    the fallback written out rather than shared with `with_clamped_fallback`. The fused node
+    clamps both norms, so it needs no finite check.
     """
     if adjust_target is not None:  # margins edit [B, C] logits
         return with_clamped_fallback(
@@ -92,11 +99,11 @@ def cosine_cross_entropy(
     device = x.device
     layout = class_major(device, len(weight))
     if uses_fused_node(device.type, *x.shape):
-        loss = _CosineCrossEntropy.apply(x, weight, labels, scale, layout)
-    else:
+        return _CosineCrossEntropy.apply(x, weight, labels, scale, layout)
+    if host_reads_allowed():
         loss = _cross_entropy(cosine_logits(x, weight, scale, layout), labels, layout)
-    if math.isfinite(loss.item()):  # see with_clamped_fallback
-        return loss
+        if math.isfinite(loss.item()):  # see with_clamped_fallback
+            return loss
     return _cross_entropy(clamped_cosine_logits(x, weight, scale, layout), labels, layout)
 
 
@@ -124,7 +131,8 @@ def checked_nll(log_p: Tensor, labels: Tensor, class_major: bool) -> tuple[Tenso
             loss, total_weight = _NLL_1D[0](log_p, labels, None, _MEAN, _IGNORE)
     except IndexError as error:  # "Target 12 is out of bounds."
         raise LabelRangeError(str(error)) from None
-    if log_p.device.type == "cpu" and total_weight.item() != len(labels):
+    # Without host reads (KNNLoss.skip_host_reads) the labels were checked before training.
+    if log_p.device.type == "cpu" and host_reads_allowed() and total_weight.item() != len(labels):
         raise LabelRangeError(f"Target {_IGNORE} is out of bounds.")
     return loss, total_weight
 
@@ -141,11 +149,14 @@ def with_clamped_fallback(
     The weight-norm kernel does not clamp |v|: a zero-norm row of x or w makes the loss NaN
     (the softmax and the mean see every row and every anchor), and then the clamped path gives
     F.normalize's answer. Non-finite inputs stay non-finite on either path. The check is one
-    scalar read: free on CPU; on GPU it waits for the loss's few kernels.
+    scalar read: free on CPU; on GPU it waits for the loss's few kernels, so a call that may
+    not read the host (KNNLoss.skip_host_reads, the trainer's) takes the clamped path at once:
+    a few more small kernels, queued without a wait.
     """
-    loss = loss_of(cosine_logits(x, weight, scale, class_major))
-    if math.isfinite(loss.item()):
-        return loss
+    if host_reads_allowed():
+        loss = loss_of(cosine_logits(x, weight, scale, class_major))
+        if math.isfinite(loss.item()):
+            return loss
     return loss_of(clamped_cosine_logits(x, weight, scale, class_major))
 
 
@@ -208,8 +219,9 @@ class _CosineCrossEntropy(torch.autograd.Function):
     beyond the two products of a bare linear layer, one pass over [B, d]. The anchors a and
     their gradient (from dL/da_c = sum_i P_ic x_i) are the weight-norm kernel's forward and
     backward on the small [C, d]: two calls instead of eight small ops. Softmax statistics are
-    fp32 for low-precision inputs. |x| is clamped (EPS); a zero anchor gives NaN, which
-    `cosine_cross_entropy` catches.
+    fp32 for low-precision inputs. Both |x| and |w_c| are clamped (EPS), as F.normalize
+    clamps them: a zero row gets a zero direction, and weight-norm's backward with the clamped
+    norm gives F.normalize's gradient there (g / EPS times the incoming gradient).
     """
 
     @staticmethod
@@ -219,7 +231,9 @@ class _CosineCrossEntropy(torch.autograd.Function):
         with no_autocast(x):
             x_norm = torch.linalg.vector_norm(x, dim=1).clamp_min_(EPS)
             g = _column(len(weight), scale, weight.dtype, weight.device)
-            anchors, w_norm = torch._weight_norm_interface(weight, g, 0)  # scale * unit anchors
+            # scale * unit anchors; w_norm [C, 1] is what the weight-norm backward expects
+            w_norm = torch.linalg.vector_norm(weight, dim=1, keepdim=True).clamp_min_(EPS)
+            anchors = weight * (g / w_norm)
             if class_major:  # [C, B]: |x_i| divides column i
                 logits = torch.mm(anchors, x.T).div_(x_norm)
             else:  # [B, C]

@@ -95,7 +95,7 @@ class MemoryNCA(KNNLoss):
             or indices.shape != (batch_size,)
         ):
             raise ValueError(f"{self.name}: indices must be an integer tensor of shape [B]")
-        if bool(((indices < 0) | (indices >= self.memory_size)).any()):
+        if self.host_reads and bool(((indices < 0) | (indices >= self.memory_size)).any()):
             raise ValueError(f"{self.name}: indices must be in [0, {self.memory_size})")
         return indices.long()
 

@@ -198,3 +198,34 @@ def test_pml_name_syntax_errors(name: str, message: str) -> None:
 def test_normface_names_temperature_when_given_hals_scale() -> None:
     with pytest.raises(ValueError, match="'scale' is 1/temperature; set temperature"):
         losses.build("normface", num_classes=4, embedding_dim=8, scale=16.0)
+
+
+# ----- KNNLoss.skip_host_reads: the trainer's calls read no device value ----------------------
+
+
+@pytest.mark.parametrize("size", [16, 4096], ids=["small", "fused"])
+@pytest.mark.parametrize("name", losses.available())
+def test_skip_host_reads_leaves_calls_without_a_host_read(name: str, size: int) -> None:
+    """Forward and backward, counted as on a GPU (HostSyncCounter): the default calls of the
+    hal family read the finite check (and, on CPU, the NLL's total weight); these read none."""
+    from halbench.probes.torch_compat import HostSyncCounter
+
+    dim = 64  # 4096 x 64 takes the CPU's fused node in kernels_cosine.py
+    loss = losses.build(name, num_classes=4, embedding_dim=dim, memory_size=size)
+    labels = torch.arange(size) % 4
+    loss.skip_host_reads(labels)
+    x = torch.randn(size, dim, requires_grad=True)
+    with HostSyncCounter() as counter:
+        value = loss(x, labels, torch.arange(size))
+        value.backward()
+    assert dict(counter.counts) == {}
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+
+
+def test_skip_host_reads_checks_the_labels_it_is_given_once() -> None:
+    loss = build("hal")
+    with pytest.raises(ValueError, match=r"hal: labels must be in \[0, 4\), got values in \[0, 4"):
+        loss.skip_host_reads(torch.tensor([0, 4]))
+    assert loss.host_reads
+    loss.skip_host_reads(torch.tensor([0, 3]))
+    assert not loss.host_reads

@@ -37,9 +37,15 @@ def batch(seed: int, size: int = 24):
     return x, torch.randint(0, C, (size,), generator=g)
 
 
-def ours(name: str, **params):
+def ours(name: str, impl: str = "fast", **params):
+    """Our loss in float64; impl "sync-free" is the fast kernels as the trainer runs them
+    (KNNLoss.skip_host_reads: no label check, no finite check, no host read per call)."""
     torch.manual_seed(0)
-    return losses.build(name, num_classes=C, embedding_dim=D, **params).double()
+    kernels = "fast" if impl == "sync-free" else impl
+    loss = losses.build(name, num_classes=C, embedding_dim=D, impl=kernels, **params).double()
+    if impl == "sync-free":
+        loss.skip_host_reads(torch.arange(C))
+    return loss
 
 
 def with_weight(module, attribute: str, value: torch.Tensor):
@@ -244,7 +250,7 @@ PAIRWISE = {
                     lambda: pml_losses.ContrastiveLoss(pos_margin=0.3, neg_margin=1.4)),
 }  # fmt: skip
 
-IMPLS = ["fast", "reference"]
+IMPLS = ["fast", "reference", "sync-free"]
 KINDS = ["zero_row", "zero_rows", "duplicates"]
 
 
@@ -325,13 +331,14 @@ def test_issue_24_cases(impl: str) -> None:
         compare(mine, theirs, *batch(11, size))
 
 
-def test_hal_large_batch_path_agrees_with_pml_on_zero_norms() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_hal_large_batch_path_agrees_with_pml_on_zero_norms(impl: str) -> None:
     """The fused node of kernels_cosine.py (B * d past FUSED_MIN_ELEMENTS on CPU)."""
     from halbench.losses.kernels_cosine import FUSED_MIN_ELEMENTS, uses_fused_node
 
     size = FUSED_MIN_ELEMENTS // D
     assert uses_fused_node("cpu", size, D)
-    mine = ours("hal", scale=16.0)
+    mine = ours("hal", impl=impl, scale=16.0)
     mine.weight.data[1] = 0.0
     theirs = with_weight(
         pml_losses.NormalizedSoftmaxLoss(C, D, temperature=1 / 16), "W", mine.weight.data.T

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from halbench import results
+from halbench import losses, results
 from halbench.probes import TrialProbe
 from halbench.probes.torch_compat import HostSyncCounter, optimizer_host_tensors
 from halbench.suite import Suite, parse_suite
@@ -83,22 +83,9 @@ def test_warmup_leaves_epoch_one_a_timed_step() -> None:
     assert [epoch.warmup_steps(s) for s in (1, 2, 3, 4, 100)] == [0, 1, 2, 3, 3]
 
 
-# Losses whose own code reads a device scalar per call (losses/kernels_cosine.py: the finite
-# check of the cosine cross-entropy; on CPU also the NLL's total weight): a sync per step that
-# the trainer cannot remove. strict: the day the kernels stop reading, this list must shrink.
-KERNEL_SYNCS = ("hal", "normface", "arcface", "cosface", "nca_memory")
-LOSSES = ("al", "contrastive", "nca", "proxy_nca", "snnl", "softmax", "triplet", *KERNEL_SYNCS)
-
-
-@pytest.mark.parametrize(
-    "loss",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="syncs in the kernel"))
-        if name in KERNEL_SYNCS
-        else name
-        for name in LOSSES
-    ],
-)
+# Every built-in loss: the trainer's losses read no device value per call
+# (KNNLoss.skip_host_reads), so a step syncs only at probe steps.
+@pytest.mark.parametrize("loss", sorted(losses.LOSSES.names()))
 def test_host_syncs_per_step_within_the_probe_intervals_share(loss: str) -> None:
     suite = make_suite(loss, probes={"enabled": False, "every_n_steps": 4})
     spec = suite.trials()[0]
