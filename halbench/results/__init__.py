@@ -6,6 +6,7 @@
     read.py     a run directory's tables and suite record, checked against the schemas
     env.py      what env.json records: versions, device, git sha
     config.py   a sampled configuration's vocabulary (loss.<param>, cfg_ columns, the space)
+    embeddings.py  saved test embeddings (eval.save_embeddings): one parquet file per trial
 
 report/ reads the files these write and nothing else.
 """

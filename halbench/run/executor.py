@@ -100,8 +100,11 @@ class TrialWriter:
         self.progress.epoch(task_id, result, phase_epochs(self.suite, spec) if spec else None)
 
     def final(
-        self, task_id: str, row: dict[str, Any], epochs: list[Any], running: int | None
-    ) -> None:
+        self, task_id: str, row: dict[str, Any], epochs: list[Any], running: int | None,
+        embeddings: bytes | None = None,
+    ) -> None:  # fmt: skip
+        if embeddings is not None:  # first: a trial with a row has its embeddings
+            store.save_embeddings(self.out_dir, row["trial_id"], embeddings)
         store.save(self.out_dir, row, epochs)
         tune_storage.mirror_trial(self.storage, self.out_dir, row["trial_id"])
         self.progress.finished(row["trial_id"], row["status"], row.get("error"), running)
@@ -170,5 +173,6 @@ class Executor:
                 sink.epoch(task_id, epoch_row)
 
             result = trial_fn(self.suite, spec, report=report)
-            sink.final(spec.trial_id, result.row, result.epochs, None)
+            saved = getattr(result, "embeddings", None)  # a stub trial_fn may return rows only
+            sink.final(spec.trial_id, result.row, result.epochs, None, saved)
             sink.complete(spec.trial_id, {"time_total_s": result.row.get("train_time_s")}, False)

@@ -222,9 +222,10 @@ class TuningRecorder:
         self.progress.epoch(task_id, result, self.suite.tune.epochs)
 
     def final(
-        self, task_id: str, row: dict[str, Any], epochs: list[Any], running: int | None
-    ) -> None:
-        self.rows[task_id] = row
+        self, task_id: str, row: dict[str, Any], epochs: list[Any], running: int | None,
+        embeddings: bytes | None = None,
+    ) -> None:  # fmt: skip
+        self.rows[task_id] = row  # (a tuning trial never saves embeddings)
 
     def complete(self, task_id: str, last: dict[str, Any], interrupted: bool) -> None:
         self.write(task_id, time_s=last.get("time_total_s"), node=last.get("hostname"),

@@ -27,6 +27,9 @@ from halbench.run.progress import Progress
 from halbench.suite import Suite, TrialSpec
 
 FINAL_KEY = "halbench_final"  # the metric that carries a finished trial's rows, as JSON
+# ... and its saved test embeddings (eval.save_embeddings), as parquet bytes: the callback takes
+# them out of the result before Tune keeps it as the trial's last result (experiment state).
+EMBEDDINGS_KEY = "halbench_embeddings"
 VAL_KEY = "val_score"  # a tuning trial's validation score per epoch (ASHA, the searcher)
 # Ray retries a trial whose worker or node was lost; run_trial itself never raises for an
 # OOM, NaN or exception, so only infrastructure failures reach this limit.
@@ -121,8 +124,12 @@ def halbench_trial(
     result = trial_fn(suite, spec, report=report_epoch)
     placement.record(result.row, started)  # node id, GPU ids, times; the node in an error
     blob = json.dumps({"row": result.row, "epochs": result.epochs}, default=str)
+    final: dict[str, Any] = {FINAL_KEY: blob}
+    saved = getattr(result, "embeddings", None)  # a stub trial_fn may return rows only
+    if saved is not None:
+        final[EMBEDDINGS_KEY] = saved
     # Tune checks that every result of a tuning trial has the scheduler's metric.
-    tune.report({FINAL_KEY: blob, **({VAL_KEY: last_val[0]} if val_metric else {})})
+    tune.report({**final, **({VAL_KEY: last_val[0]} if val_metric else {})})
 
 
 class Interrupt:
@@ -166,8 +173,9 @@ class TaskSink(Protocol):
     def epoch(self, task_id: str, result: dict[str, Any]) -> None: ...
 
     def final(
-        self, task_id: str, row: dict[str, Any], epochs: list[Any], running: int | None
-    ) -> None: ...
+        self, task_id: str, row: dict[str, Any], epochs: list[Any], running: int | None,
+        embeddings: bytes | None = None,
+    ) -> None: ...  # fmt: skip
 
     def complete(self, task_id: str, last: dict[str, Any], interrupted: bool) -> None: ...
 
@@ -196,7 +204,10 @@ def task_callback(sink: TaskSink, interrupt: Interrupt, names: dict[str, str] | 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if FINAL_KEY in result:
                 blob = json.loads(result[FINAL_KEY])
-                sink.final(task_id(trial), blob["row"], blob["epochs"], _running(trials, trial))
+                # popped: Tune keeps this result (in place) as the trial's last_result
+                embeddings = result.pop(EMBEDDINGS_KEY, None)
+                sink.final(task_id(trial), blob["row"], blob["epochs"], _running(trials, trial),
+                           embeddings)  # fmt: skip
             elif "epoch" in result:
                 sink.epoch(task_id(trial), result)
 

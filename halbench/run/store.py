@@ -3,6 +3,8 @@
     <run>/trials/<task file>.json   a grid or final trial   {"row": {...}, "epochs": [...]}
     <run>/tuning/<task file>.json   a tuning trial          {"row": {...}}
     <run>/profile/<task file>.json  a profile point         {"row": {...}}
+    <run>/embeddings/<stem>.parquet a final trial's test embeddings (eval.save_embeddings),
+                                    written before its trial file
     <run>/<kind>/rejected/          files resume could not trust, moved aside
 
 One trust rule for every kind (`problem`): a file is trusted only when it is a record of the
@@ -26,6 +28,7 @@ import polars as pl
 from halbench import results
 from halbench.errors import UserError
 from halbench.failures import first_line
+from halbench.results import embeddings
 from halbench.run import rundir
 from halbench.run.rundir import inside, make_dir, task_file_name, task_path
 
@@ -62,6 +65,13 @@ def save(
     results.write_json_atomic(path, record)
     if kind == TRIALS:
         rundir.fault_point("trial-saved")
+
+
+def save_embeddings(out_dir: Path, task_id: str, parquet: bytes) -> None:
+    """Write a final trial's saved test embeddings (results/embeddings.py) atomically."""
+    name = embeddings.file_name(task_file_name(task_id))
+    results.write_bytes_atomic(inside(out_dir, embeddings.EMBEDDINGS_DIR, name),
+                               lambda f: f.write(parquet))  # fmt: skip
 
 
 def has(out_dir: Path, task_id: str, kind: str = TRIALS) -> bool:

@@ -150,6 +150,9 @@ class EvalConfig(Section):
     curve_every: Annotated[float, Field(gt=0.0, le=0.25, allow_inf_nan=False)] = 0.25
     curve_subsample: CountInt = 1000
     curve_reference: BoundedInt = 5000
+    # Keep each grid or final trial's test embeddings (and labels) in the run directory:
+    # <run>/embeddings/<trial>.parquet (halbench/results/embeddings.py); tuning trials never.
+    save_embeddings: bool = False
 
     @field_validator("curve_every", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ or the validation split of a tuning trial (halbench.data's phases).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -83,8 +84,10 @@ def evaluate_model(
     final: bool,
     amp: bool = False,
     channels_last: bool = False,
+    keep: Callable[[torch.Tensor], None] | None = None,
 ) -> dict[str, Any]:
-    """k-NN accuracies (and anchor accuracy); the final epoch adds p_at_1 and MAP@R."""
+    """k-NN accuracies (and anchor accuracy); the final epoch adds p_at_1 and MAP@R. `keep`,
+    when given, receives the evaluation split's embeddings (eval.save_embeddings)."""
     ks = list(ecfg.ks)
     kw = {"amp": amp, "channels_last": channels_last}
     train_emb = embed(model, splits, "train", ecfg.batch_size, **kw)
@@ -92,6 +95,8 @@ def evaluate_model(
     test_emb = embed(model, splits, "eval", ecfg.batch_size, **kw)
     if not (torch.isfinite(train_emb).all() and torch.isfinite(test_emb).all()):
         raise Diverged("embeddings became NaN or infinite")
+    if keep is not None:
+        keep(test_emb)
     # Inference mode throughout: the embeddings are inference tensors, and nothing here trains.
     with torch.inference_mode():
         anchors = loss_fn.anchors() if getattr(loss_fn, "has_anchors", False) else None

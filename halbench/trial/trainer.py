@@ -43,6 +43,7 @@ from halbench.probes import (
     device_name,  # the label profile rows carry too
     placement,
 )
+from halbench.results import embeddings
 from halbench.suite import EvalConfig, Suite, TrialSpec
 from halbench.trial.curve import Curve, build_curve
 from halbench.trial.epoch import TrialRun, train_epoch, warmup_steps
@@ -57,6 +58,9 @@ DATA_SEED = 0
 class TrialResult:
     row: dict[str, Any]  # one trials.parquet row (results.TRIAL_SCHEMA + knn_acc_<k>)
     epochs: list[dict[str, Any]] = field(default_factory=list)  # epochs.parquet rows
+    # eval.save_embeddings, a grid or final trial that finished: its test embeddings as the
+    # bytes of their parquet file (results/embeddings.py), written by the run's store
+    embeddings: bytes | None = None
 
 
 def run_trial(
@@ -76,8 +80,10 @@ def run_trial(
         raise
     except Exception as err:  # noqa: BLE001 - a failed trial is a row, the suite goes on
         row["status"], row["error"] = failures.classify(err)
-    if row["status"] != "ok" and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    if row["status"] != "ok":
+        result.embeddings = None  # only a finished trial's embeddings are kept
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     row["epochs_done"] = len(result.epochs)
     row["ended_at"] = placement.now()
     return result
@@ -222,6 +228,8 @@ def _train(
     elapsed, images_total = 0.0, 0
     row["eval_every"] = suite.eval.every_n_epochs
     curve = trial_curve(suite, spec, run)
+    saved: list[torch.Tensor] = []  # the last evaluation's test embeddings (save_embeddings)
+    keep = saved.append if suite.eval.save_embeddings and spec.phase != "tune" else None
     if curve is not None:
         curve.record(run.model, 0)  # the untrained model: where every curve starts
     probe.start()
@@ -242,7 +250,9 @@ def _train(
                 epoch, suite.train.epochs, suite.eval.every_n_epochs
             )
             if evaluated:
-                metrics = evaluate_run(run, suite.eval, final=every or epoch == suite.train.epochs)
+                last = epoch == suite.train.epochs
+                metrics = evaluate_run(run, suite.eval, final=every or last,
+                                       keep=keep if last else None)  # fmt: skip
             else:  # null accuracies: this epoch was not evaluated (eval.every_n_epochs)
                 metrics = {**{f"knn_acc_{k}": None for k in ks}, "anchor_acc": None}
             epoch_row = {
@@ -271,6 +281,11 @@ def _train(
         row["images_per_s"] = images_total / elapsed
         row.update(convergence(result.epochs, select_k(ks)))
         row.update(probe.summary())
+        if saved:
+            result.embeddings = embeddings.to_parquet_bytes(
+                saved[-1].cpu().numpy(), run.splits.eval_y.cpu().numpy(),
+                trial_id=spec.trial_id, loss=str(row["loss"]), metric=run.metric,
+            )  # fmt: skip
     finally:
         probe.close()
         if curve is not None:
@@ -298,8 +313,15 @@ def convergence(epochs: list[dict[str, Any]], k: int) -> dict[str, Any]:
     return results.convergence(epochs, k, (0.9, 0.95))
 
 
-def evaluate_run(run: TrialRun, ecfg: EvalConfig, *, final: bool) -> dict[str, Any]:
-    """The trial's evaluation (evaluation.evaluate_model) with its own model and splits."""
+def evaluate_run(
+    run: TrialRun,
+    ecfg: EvalConfig,
+    *,
+    final: bool,
+    keep: Callable[[torch.Tensor], None] | None = None,
+) -> dict[str, Any]:
+    """The trial's evaluation (evaluation.evaluate_model) with its own model and splits;
+    `keep` receives the evaluation split's embeddings."""
     return evaluate_model(
         run.model,
         run.loss_fn,
@@ -309,4 +331,5 @@ def evaluate_run(run: TrialRun, ecfg: EvalConfig, *, final: bool) -> dict[str, A
         final=final,
         amp=run.amp,
         channels_last=run.channels_last,
+        keep=keep,
     )

@@ -48,3 +48,41 @@ def test_the_in_process_path_writes_each_trial_through_its_sink(tmp_path: Path) 
     run.trials(specs, Progress(len(specs), 0))
     expected = {s.trial_id: 2 for s in specs}
     assert sorted(store.finished(tmp_path, suite, expected)) == sorted(expected)
+
+
+def test_saved_embeddings_are_written_before_the_trial_file(tmp_path: Path, monkeypatch) -> None:
+    """The in-process path hands a trial's embeddings to the same sink as Ray's callback; the
+    sink writes them first, so a trial with a file (the unit of resume) has its embeddings."""
+    from types import SimpleNamespace
+
+    from halbench.run import store
+
+    order: list[str] = []
+    monkeypatch.setattr(
+        store,
+        "save_embeddings",
+        lambda out, task_id, parquet: order.append(f"embeddings {task_id}"),
+    )
+    real_save = store.save
+    monkeypatch.setattr(store, "save", lambda out, row, epochs: (
+        order.append(f"trial {row['trial_id']}"), real_save(out, row, epochs)))  # fmt: skip
+
+    def trial_fn(suite, spec, report):  # noqa: ANN001, ANN202
+        result = stub_trial.run_trial(suite, spec, report=report)
+        return SimpleNamespace(row=result.row, epochs=result.epochs, embeddings=b"PAR1")
+
+    suite = Suite.model_validate(SUITE)
+    specs = suite.trials()
+    executor.Executor(suite, tmp_path, RunOptions(use_ray=False), trial_fn).trials(
+        specs, Progress(len(specs), 0)
+    )
+    assert order == [f"{kind} {s.trial_id}" for s in specs for kind in ("embeddings", "trial")]
+
+
+def test_store_names_the_embeddings_file_after_the_trial_file(tmp_path: Path) -> None:
+    from halbench.run import rundir, store
+
+    for task_id in ("grid-a-s0", "a/odd id"):
+        store.save_embeddings(tmp_path, task_id, b"PAR1")
+        stem = Path(rundir.task_file_name(task_id)).stem
+        assert (tmp_path / "embeddings" / f"{stem}.parquet").read_bytes() == b"PAR1"

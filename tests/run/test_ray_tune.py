@@ -70,3 +70,34 @@ def test_a_tuning_trial_reports_every_epoch_with_its_score(monkeypatch) -> None:
     assert [r["epoch"] for r in epochs] == list(range(1, EPOCHS + 1))
     assert [r[hb_tune.VAL_KEY] for r in epochs] == [e / 100 for e in range(1, EPOCHS + 1)]
     assert sent[-1][hb_tune.VAL_KEY] == EPOCHS / 100
+
+
+def test_saved_embeddings_travel_with_the_final_result_and_leave_it_at_the_driver(
+    monkeypatch,
+) -> None:
+    """eval.save_embeddings: the trial's parquet bytes go in its final report; the callback
+    hands them to the sink and takes them out of the result, which Tune then keeps in memory
+    for every trial (its last_result) and in its experiment state."""
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(tune, "report", sent.append)
+    monkeypatch.setattr(placement, "record", lambda row, started: None)
+
+    def trial_fn(suite: Suite, spec: Any, *, report: Any) -> SimpleNamespace:
+        row = {"trial_id": spec.trial_id, "status": "ok"}
+        return SimpleNamespace(row=row, epochs=[], embeddings=b"PAR1...")
+
+    suite = Suite.model_validate(TUNED)
+    spec = suite.trials()[0]
+    hb_tune.halbench_trial({"spec": spec.model_dump(mode="json")}, suite.model_dump(), trial_fn)
+    result = dict(sent[-1])
+    assert result[hb_tune.EMBEDDINGS_KEY] == b"PAR1..."
+
+    got: list[tuple[str, bytes | None]] = []
+    sink = SimpleNamespace(
+        progress=None, final=lambda task_id, row, epochs, running, emb: got.append((task_id, emb))
+    )
+    callback = hb_tune.task_callback(sink, hb_tune.Interrupt(None))  # type: ignore[arg-type]
+    trial = SimpleNamespace(trial_id="t", config={"spec": {"trial_id": spec.trial_id}}, status="")
+    callback.on_trial_result(0, [trial], trial, result)
+    assert got == [(spec.trial_id, b"PAR1...")]
+    assert hb_tune.EMBEDDINGS_KEY not in result and hb_tune.FINAL_KEY in result

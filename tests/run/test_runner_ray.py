@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import ray
@@ -28,6 +29,7 @@ import yaml
 from halbench import losses
 from halbench.cli import main
 from halbench.errors import UserError
+from halbench.results.embeddings import read_embeddings
 from halbench.run.options import RunOptions
 from halbench.run.runner import MAX_RAY_RETRIES, run_suite
 from halbench.suite import Suite
@@ -146,7 +148,11 @@ def cli_run(suite: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_failed_trials_are_rows_and_the_suite_finishes(tmp_path, ray_session) -> None:
+    """Also eval.save_embeddings through Ray: the finished trial's file, none for the others."""
     suite = tiny_suite(tmp_path, "faults", ["hal", "fault_raise", "fault_nan", "fault_oom"], [0])
+    doc = yaml.safe_load(suite.read_text())
+    doc["eval"]["save_embeddings"] = True
+    suite.write_text(yaml.safe_dump(doc))
     out = tmp_path / "run"
     # A driver with the fault plugin, on the module's Ray (whose workers have it too).
     run = subprocess.run(
@@ -171,6 +177,24 @@ def test_failed_trials_are_rows_and_the_suite_finishes(tmp_path, ray_session) ->
     assert "allocate" in rows["fault_oom"]["error"]
     assert rows["hal"]["error"] is None and rows["hal"]["knn_acc_1"] > 0.5
     assert rows["hal"]["epochs_done"] == 1
+    saved = sorted((out / "embeddings").iterdir())
+    assert [p.name for p in saved] == [f"{rows['hal']['trial_id']}.parquet"]
+    emb, labels, meta = read_embeddings(saved[0])
+    assert emb.shape == (128, 16) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    assert labels.tolist() == synthetic_test_labels(suite)
+    assert meta == {"trial_id": rows["hal"]["trial_id"], "loss": "hal", "metric": "cosine",
+                    "embedding_dim": "16"}  # fmt: skip
+
+
+def synthetic_test_labels(suite_path: Path) -> list[int]:
+    """The test labels of a suite's synthetic dataset, in order, as a trial loads them."""
+    from halbench import data
+    from halbench.trial.trainer import DATA_SEED
+
+    ds = yaml.safe_load(suite_path.read_text())["dataset"]
+    splits = data.load(ds["name"], train_size=ds["train_size"], test_size=ds["test_size"],
+                       seed=DATA_SEED, device="cpu", **ds["params"])  # fmt: skip
+    return splits.eval_y.tolist()
 
 
 def test_a_lost_worker_is_retried_then_becomes_an_error_row(tmp_path, ray_session, capsys):

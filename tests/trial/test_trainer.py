@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,37 @@ def test_embed_halves_the_batch_on_cuda_out_of_memory(monkeypatch) -> None:  # n
     assert out.shape[0] == 256 and sizes == [256, 128, 64]
     evaluation.embed(model, run.splits, "train", 256)
     assert sizes[-1] == 64  # the size that fitted is kept for the model's next calls
+
+
+# ----- eval.save_embeddings -------------------------------------------------------------------
+
+
+def test_a_finished_trial_keeps_its_test_embeddings_when_asked() -> None:
+    from halbench import data
+    from halbench.results.embeddings import read_embeddings
+
+    suite = make_suite(eval={"save_embeddings": True}, train={"epochs": 1})
+    spec = next(s for s in suite.trials() if s.loss.name == "hal")
+    result = trial.run_trial(suite, spec)
+    assert result.row["status"] == "ok", result.row["error"]
+    emb, labels, meta = read_embeddings(io.BytesIO(result.embeddings))
+    splits = data.load("synthetic", train_size=SYNTHETIC["train_size"],
+                       test_size=SYNTHETIC["test_size"], seed=trial.DATA_SEED, device="cpu",
+                       **SYNTHETIC["params"])  # fmt: skip
+    assert emb.shape == (len(splits.eval_y), 16) and labels.tolist() == splits.eval_y.tolist()
+    assert meta == {"trial_id": spec.trial_id, "loss": "hal", "metric": "cosine",
+                    "embedding_dim": "16"}  # fmt: skip
+    # off by default, and never for a tuning trial (its eval split is the validation split)
+    assert trial.run_trial(make_suite(train={"epochs": 1}), spec).embeddings is None
+    tuning = spec.model_copy(update={"phase": "tune"})
+    assert trial.run_trial(suite, tuning).embeddings is None
+
+
+def test_evaluation_hands_keep_the_evaluation_splits_embeddings() -> None:
+    suite = make_suite()
+    spec = suite.trials()[0]
+    run_ = trial.setup_run(suite, spec, {})
+    kept: list[torch.Tensor] = []
+    trial.evaluate_run(run_, suite.eval, final=True, keep=kept.append)
+    expected = evaluation.embed(run_.model, run_.splits, "eval", suite.eval.batch_size)
+    assert len(kept) == 1 and torch.equal(kept[0], expected)
