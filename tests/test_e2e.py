@@ -27,12 +27,15 @@ def ray_env(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_smoke_suite_through_ray(tmp_path, ray_env, capsys) -> None:
-    # The Ray smoke run also carries `--log-to tensorboard` (issue 25: "halbench run
-    # suites/smoke.yaml --log-to tensorboard leaves TensorBoard event files"): one Ray run, not two.
-    pytest.importorskip("tensorboardX")  # a test extra (pyproject.toml)
+    # The Ray smoke run also carries every `--log-to` (issue 25: "halbench run
+    # suites/smoke.yaml --log-to tensorboard leaves TensorBoard event files"): one Ray run, not
+    # four. tensorboardX, mlflow(-skinny) and wandb are test extras (pyproject.toml).
+    for module in ("tensorboardX", "mlflow", "wandb"):
+        pytest.importorskip(module)
     out = tmp_path / "run"
     suite = str(ROOT / "suites/smoke.yaml")
-    argv = ["run", suite, "--output", str(out), "--num-cpus", "2", "--log-to", "tensorboard"]
+    argv = ["run", suite, "--output", str(out), "--num-cpus", "2"]
+    argv += ["--log-to", "tensorboard", "--log-to", "mlflow", "--log-to", "wandb"]
     rc = main(argv)
     assert rc == 0, capsys.readouterr().err
     for name in (
@@ -75,6 +78,19 @@ def test_smoke_suite_through_ray(tmp_path, ray_env, capsys) -> None:
     assert events, sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     blob = b"".join(p.read_bytes() for p in events)
     assert b"ray/tune/knn_acc_1" in blob and b"ray/tune/train_loss" in blob
+
+    # --log-to mlflow: one MLflow run per trial, named by its trial id, in the run's database
+    import mlflow
+
+    trial_ids = sorted(pl.read_parquet(out / "trials.parquet")["trial_id"])
+    client = mlflow.MlflowClient(f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}")
+    experiment = client.get_experiment_by_name(out.parent.name)
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == trial_ids
+    assert all({"knn_acc_1", "train_loss"} <= set(r.data.metrics) for r in runs)
+    # --log-to wandb: one offline run per trial under <run>/wandb, nothing sent anywhere
+    offline = sorted(out.glob("wandb/**/offline-run-*/run-*.wandb"))
+    assert len(offline) == len(trial_ids), offline
 
 
 @pytest.mark.slow

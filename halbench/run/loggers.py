@@ -4,8 +4,10 @@
 
 - tensorboard: Tune's TBXLoggerCallback; event files beside each trial in Tune's storage
   path (default `<run>/ray/tune-<time>/<trial>/`): `tensorboard --logdir <run>/ray`.
-- mlflow: Tune's MLflowLoggerCallback with a file tracking URI, `<run>/mlflow`
-  (`mlflow ui --backend-store-uri <run>/mlflow`).
+- mlflow: Tune's MLflowLoggerCallback tracking into a SQLite database in the run directory,
+  `<run>/mlflow/mlflow.db` (`mlflow ui --backend-store-uri sqlite:///<run>/mlflow/mlflow.db`).
+  Not MLflow's file store: MLflow 3 refuses it ("maintenance mode") unless an environment
+  variable opts back in.
 - wandb: Tune's WandbLoggerCallback in offline mode, files in `<run>/wandb` (`wandb sync`
   uploads them later, if the user wants).
 
@@ -44,6 +46,13 @@ def check_log_to(log_to: Sequence[str]) -> None:
             )
 
 
+def mlflow_uri(out_dir: Path) -> str:
+    """The run's MLflow tracking database, `<run>/mlflow/mlflow.db`, as a SQLite URI."""
+    folder = (out_dir / "mlflow").resolve()
+    folder.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its directory
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
 def tune_callbacks(log_to: Sequence[str], out_dir: Path) -> list[Any]:
     """Ray Tune logger callbacks for `log_to`, configured to write under `out_dir`."""
     check_log_to(log_to)
@@ -58,7 +67,7 @@ def tune_callbacks(log_to: Sequence[str], out_dir: Path) -> list[Any]:
 
             callbacks.append(
                 MLflowLoggerCallback(
-                    tracking_uri=(out_dir / "mlflow").resolve().as_uri(),
+                    tracking_uri=mlflow_uri(out_dir),
                     experiment_name=out_dir.parent.name or "halbench",
                 )
             )

@@ -24,10 +24,11 @@ def test_tensorboard_is_tunes_own_callback_once(tmp_path: Path) -> None:
     assert loggers.tune_callbacks([], tmp_path) == []
 
 
-def test_mlflow_tracks_into_a_file_store_in_the_run_directory(tmp_path: Path) -> None:
+def test_mlflow_tracks_into_a_database_in_the_run_directory(tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     (callback,) = loggers.tune_callbacks(["mlflow"], tmp_path / "run")
-    assert callback.tracking_uri == (tmp_path / "run" / "mlflow").resolve().as_uri()
+    db = (tmp_path / "run" / "mlflow" / "mlflow.db").resolve()
+    assert callback.tracking_uri == f"sqlite:///{db}" and db.parent.is_dir()
 
 
 def test_wandb_is_offline_and_writes_in_the_run_directory(tmp_path: Path, monkeypatch) -> None:
