@@ -28,6 +28,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 # The configuration vocabulary (DISTRIBUTIONS, `loss.<param>` keys, cfg_ columns) is shared with
@@ -85,6 +86,17 @@ class TuneConfig(_Section):
         if isinstance(v, float) and not (math.isfinite(v) and 0.0 < v < 1.0):
             raise ValueError(f"a fraction must be in (0, 1), got {v!r}; a count is an integer")
         return v
+
+    @model_validator(mode="after")
+    def _budget_holds_a_trial(self) -> TuneConfig:
+        # A budget below one trial's epochs would stop every group before its first trial
+        # trained to the end: no configuration could be judged at tune.epochs.
+        if self.budget_epochs is not None and self.budget_epochs < self.epochs:
+            raise ValueError(
+                f"budget_epochs {self.budget_epochs} is less than tune.epochs {self.epochs}: "
+                "not one tuning trial could train to the end"
+            )
+        return self
 
     @field_validator("metric")
     @classmethod

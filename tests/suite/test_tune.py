@@ -189,3 +189,7 @@ def test_replicates_and_budget_epochs_validate_and_hide_their_defaults() -> None
     for bad in ({"replicates": 0}, {"replicates": 1.5}, {"budget_epochs": 0}):
         with pytest.raises(ValidationError):
             TuneConfig.model_validate({**base, **bad})
+    # a budget below one trial's epochs: no trial could train to the end
+    with pytest.raises(ValidationError, match="budget_epochs 5 is less than tune.epochs 6"):
+        TuneConfig.model_validate({**base, "budget_epochs": 5})
+    assert TuneConfig.model_validate({**base, "budget_epochs": 6}).budget_epochs == 6
