@@ -61,6 +61,13 @@ class Progress:
         self._last_line[task_id] = now
         self._observe(running)
 
+    def dropped(self, task_id: str) -> None:
+        """Task `task_id` will not run in this invocation (a tuning trial refused by its
+        group's epoch budget): out of the total, so "n/total done" and the time left end at
+        what really runs."""
+        self._starts.pop(task_id, None)
+        self.total = max(self.done, self.total - 1)
+
     def epoch(self, task_id: str, result: Mapping[str, Any], epochs: int | None) -> None:
         """A per-epoch line for `task_id`, at most one per EPOCH_LINE_EVERY_S per task."""
         now = self.clock()

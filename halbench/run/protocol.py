@@ -203,6 +203,7 @@ class TuningRecorder:
         if budget is not None and self.spent(group.key) >= budget:
             if task_id not in self.denied:
                 self.denied.add(task_id)
+                self.progress.dropped(task_id)
                 self.progress.say(
                     f"tune {group.key}: epoch budget {budget} spent "
                     f"({self.spent(group.key)} epochs run); {task_id} not started"
