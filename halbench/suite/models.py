@@ -280,8 +280,9 @@ class Suite(Section):
         curve = {
             k for k in CURVE_KEYS if getattr(self.eval, k) == EvalConfig.model_fields[k].default
         }
-        if curve:
-            exclude["eval"] = curve
+        # save_embeddings decides what is kept, not what is measured: never in the hash (a
+        # resume may turn it on for the trials still to run).
+        exclude["eval"] = curve | {"save_embeddings"}
         return self.model_dump(mode="json", exclude=exclude)
 
     def hash(self) -> str:

@@ -58,6 +58,9 @@ def test_hash_ignores_resources_and_formatting_but_not_science() -> None:
     assert a.hash() == b.hash()
     assert a.hash() != c.hash()
     assert suite_diff(a.science(), c.science()) == ["grid.seed"]
+    # eval.save_embeddings keeps files, it measures nothing: the same hash (a resume may add it)
+    eval_ = {**GOOD.get("eval", {}), "save_embeddings": True}
+    assert parse_suite({**GOOD, "eval": eval_}, Path("d.yaml")).hash() == a.hash()
 
 
 def test_labels_distinguish_two_entries_of_one_loss() -> None:
