@@ -142,10 +142,13 @@ def test_an_output_that_is_a_file_is_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_a_tuned_suite_is_summarized_by_its_plan(capsys) -> None:
-    # 3 losses x (8 tuning trials + 3 final seeds), each at most 4 epochs.
+    # 2 replicates x 3 losses x (8 tuning trials + 5 final seeds) = 78 planned; the epoch budget
+    # (16 per replicate and loss) lets 4 tuning trials of 4 epochs run per group: 24 + 30 = 54
+    # trials, 2 x 3 x 16 + 30 x 4 = 216 epochs at most.
     assert main(["validate", str(ROOT / "suites" / "fair-fashion-mnist-cpu.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "33 trials of 3 losses, at most 132 training epochs" in out
+    assert "54 trials of 3 losses, at most 216 training epochs" in out
+    assert "tune.budget_epochs 16" in out and "30 final trials" in out
 
 
 def test_data_missing_from_disk_fails_validate(tmp_path: Path, monkeypatch, capsys) -> None:
