@@ -112,6 +112,10 @@ def init_ray(
             ) from None
     else:
         ensure_private_token(create=True)  # before Ray writes one with mode 644
+        # With the token in place, token mode set here, as Ray itself would set it: Ray then
+        # takes it as the user's choice and skips the banner it prints on every start when it
+        # switches token mode on by itself. An explicit RAY_AUTH_MODE is left alone.
+        use_auth_token_if_present()
         ray_temp = session.private_temp_dir(temp_dir) if temp_dir else None
         with loopback_only():  # every service of a local Ray on 127.0.0.1
             ctx = ray.init(

@@ -82,5 +82,7 @@ def test_dashboard_url_token_names_and_loopback(tmp_path: Path) -> None:
         sockets = wait_for_listeners(run.pids)
         exposed = [s for s in sockets if s[0] not in LOOPBACK]
         assert not exposed, f"listening beyond the loopback: {exposed}"
+    # Token mode is on (the 401 above) without Ray's banner saying so on every start.
+    assert "Token authentication is enabled" not in run.output()
     token = home / ".ray" / "auth_token"
     assert stat.S_IMODE(token.stat().st_mode) == 0o600  # created by halbench, not by Ray
