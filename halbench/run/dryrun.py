@@ -6,8 +6,9 @@ configuration are timed here, and the total is extrapolated: training from the i
 second, evaluation from the seconds per embedded image. Nothing is written (no run directory).
 The trials are the run's own plan (runner.run_plan): a tuned suite (`tune:` / `final:`) counts
 budget x groups x replicates tuning trials at tune.epochs (an upper bound: the scheduler may
-stop some early; with tune.budget_epochs N a group starts at most ceil(N / tune.epochs) of them
-when none stops early) and groups x replicates x final.seeds final trials.
+stop some early; with tune.budget_epochs N a group runs at most ceil(N / tune.epochs) of them
+when none stops early, the last cut short at N epochs in all) and groups x replicates x
+final.seeds final trials.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def plan(suite: Suite, datasets: tuple[str, ...] | None = None) -> list[Planned]
         out[key] = Planned(task.kind, spec.dataset.name, spec.loss.display, spec.batch_size,
                            task.epochs, 1, validation)  # fmt: skip
     if tune is not None and tune.budget_epochs is not None:
-        # Trials start while the group has spent less than N epochs: ceil(N / E) full ones.
+        # Trials start while the group has an epoch left: ceil(N / E), the last cut short.
         most = math.ceil(tune.budget_epochs / tune.epochs)
         for key, p in out.items():
             if p.phase == TUNE:
@@ -99,8 +100,9 @@ def protocol_lines(suite: Suite, datasets: tuple[str, ...] | None = None) -> lis
     if tune.budget_epochs is not None:
         most = min(tune.budget, math.ceil(tune.budget_epochs / tune.epochs))
         cap = (
-            f"; tune.budget_epochs {tune.budget_epochs}: a group starts no trial once it has "
-            f"run that many epochs ({most} trials each when none stops early)"
+            f"; tune.budget_epochs {tune.budget_epochs}: a group's tuning trains that many "
+            f"epochs at most, its last trial cut short ({most} trials each when none stops "
+            "early)"
         )
     lines = [
         f"  protocol: tune {reps}{points} group{'s' * (points != 1)} x {tune.budget} trials "

@@ -144,7 +144,8 @@ class Executor:
             ray_search.fit_tuning(self.suite, todo, self.out_dir, recorder, **self._ray_kw())
         else:  # the seeded random configurations, one by one, no early stopping (FIFO)
             specs = [s for group in todo.values() for s in group]
-            self._in_process(specs, recorder, admit=recorder.admit)  # tune.budget_epochs
+            # tune.budget_epochs: asked as each trial starts and after each of its epochs
+            self._in_process(specs, recorder, admit=recorder.admit, stop=recorder.stop_after)
 
     def _ray_kw(self) -> dict[str, Any]:
         max_concurrent = self.options.max_concurrent or self.suite.resources.max_concurrent
@@ -157,8 +158,9 @@ class Executor:
         }
 
     def _in_process(
-        self, todo: list[TrialSpec], sink: TaskSink, admit: Callable[[str], bool] | None = None
-    ) -> None:
+        self, todo: list[TrialSpec], sink: TaskSink, admit: Callable[[str], bool] | None = None,
+        stop: Callable[[str, int], bool] | None = None,
+    ) -> None:  # fmt: skip
         trial_fn = self.trial_fn
         if trial_fn is None:
             from halbench.trial import run_trial as trial_fn  # torch: only when trials run here
@@ -169,8 +171,9 @@ class Executor:
             sink.progress.started(spec.trial_id)
             rundir.fault_point("trial-started")
 
-            def report(epoch_row: dict[str, Any], task_id: str = spec.trial_id) -> None:
+            def report(epoch_row: dict[str, Any], task_id: str = spec.trial_id) -> bool:
                 sink.epoch(task_id, epoch_row)
+                return stop is not None and stop(task_id, int(epoch_row["epoch"]))  # True: stop
 
             result = trial_fn(self.suite, spec, report=report)
             saved = getattr(result, "embeddings", None)  # a stub trial_fn may return rows only

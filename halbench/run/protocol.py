@@ -6,8 +6,9 @@ A group is dataset x loss x the grid point left as an axis (a tuned batch size o
 dim is no axis) x the tuning replicate (`tune.replicates`: R independent tunings, each with its
 own search seed, training seed and validation split, each followed by the final seeds of its
 own choice; with R = 1 the ids and keys are those of a run before replicates existed).
-`tune.budget_epochs` caps the epochs one group's tuning may spend: no trial starts once the
-group's finished and running trials have run that many (TuningRecorder.admit).
+`tune.budget_epochs` caps the epochs one group's tuning may spend, concurrency included: a
+trial starts only while epochs are left and stops once they are spent (run/budget.py; asked by
+the trial itself as it starts and after each epoch).
 
 Phase 1 gives each group `tune.budget` tuning trials, one Ray Tune Tuner per
 group (so ASHA and the searcher compare the trials of one loss only); trial 0 is the suite's
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 
 from halbench import results
 from halbench.run import store, tables
+from halbench.run.budget import START, EpochBudget
 from halbench.run.groups import (
     Group,
     default_config,
@@ -177,40 +179,53 @@ class TuningRecorder:
         self.curves: dict[str, dict[int, float]] = {}  # trial -> epoch -> score
         self.rows: dict[str, dict[str, Any]] = {}  # the trial's own row, when it sent one
         self.done = finished_tuning(out_dir, suite)
-        self.started: set[str] = set()  # trials admitted this invocation
         self.denied: set[str] = set()  # trials not started: their group's epoch budget is spent
-
-    # tune.budget_epochs: the executor asks before it starts a tuning trial.
+        # tune.budget_epochs: the budget keeper (budget.EpochBudget, or on Ray a proxy of the
+        # actor that every trial asks: ray_search.budget_actor), None without a budget.
+        self.budget: Any = None
+        if suite.tune is not None and suite.tune.budget_epochs is not None:
+            spent: dict[str, int] = {}
+            for r in self.done.values():
+                spent[r["group"]] = spent.get(r["group"], 0) + int(r["epochs_run"] or 0)
+            groups = {task_id: group.key for task_id, (group, _) in planned.items()}
+            self.budget = EpochBudget(suite.tune.budget_epochs, groups, spent)
 
     def spent(self, group_key: str) -> int:
         """Epochs a group's tuning has run: its finished trials' and its running ones' so far."""
         done = sum(r["epochs_run"] for r in self.done.values() if r["group"] == group_key)
         running = sum(
-            len(self.curves.get(t, {})) for t in self.started
-            if t not in self.done and self.planned[t][0].key == group_key
+            len(curve) for t, curve in self.curves.items()
+            if t not in self.done and t in self.planned and self.planned[t][0].key == group_key
         )  # fmt: skip
         return done + running
 
+    # tune.budget_epochs, in process: the executor asks before a trial and after each epoch.
+
     def admit(self, task_id: str) -> bool:
-        """Whether a tuning trial may start: always without tune.budget_epochs, else while its
-        group has spent less. A trial refused is no result: no file, no row, and a resumed run
-        refuses it again (the budget is spent from the finished rows)."""
-        assert self.suite.tune is not None
-        if task_id in self.started:
+        """Whether a tuning trial may start: always without tune.budget_epochs. A trial refused
+        is no result: no file, no row, and a resumed run refuses it again (the budget is spent
+        from the finished rows)."""
+        # One trial at a time here: none of the group runs, so WAIT cannot come back.
+        if self.budget is None or self.budget.admit(task_id) == START:
             return True
-        budget = self.suite.tune.budget_epochs
+        self.refused(task_id)
+        return False
+
+    def stop_after(self, task_id: str, epoch: int) -> bool:
+        """Whether a tuning trial stops after `epoch`: its group's epoch budget is met."""
+        return self.budget is not None and bool(self.budget.epoch(task_id, epoch))
+
+    def refused(self, task_id: str) -> None:
+        if task_id in self.denied:
+            return
+        assert self.suite.tune is not None
+        self.denied.add(task_id)
+        self.progress.dropped(task_id)
         group = self.planned[task_id][0]
-        if budget is not None and self.spent(group.key) >= budget:
-            if task_id not in self.denied:
-                self.denied.add(task_id)
-                self.progress.dropped(task_id)
-                self.progress.say(
-                    f"tune {group.key}: epoch budget {budget} spent "
-                    f"({self.spent(group.key)} epochs run); {task_id} not started"
-                )
-            return False
-        self.started.add(task_id)
-        return True
+        self.progress.say(
+            f"tune {group.key}: epoch budget {self.suite.tune.budget_epochs} spent "
+            f"({self.spent(group.key)} epochs run); {task_id} not started"
+        )
 
     # The executor's sink (ray_tune.TaskSink): the events of a running tuning trial.
 
@@ -245,6 +260,12 @@ class TuningRecorder:
             return
         group, spec = self.planned[trial_id]
         own = self.rows.get(trial_id)
+        if status is None and own is None and trial_id not in self.curves:
+            # It never trained an epoch: refused by the budget as it started (on Ray the trial
+            # asks, then returns without a result), or cut off by the Ctrl-C before any epoch.
+            if self.budget is not None and self.budget.refused(trial_id):
+                self.refused(trial_id)
+                return
         if status is None:
             if own is None and interrupted:
                 return
@@ -257,6 +278,8 @@ class TuningRecorder:
         )  # fmt: skip
         store.save(self.out_dir, row, kind=store.TUNING)
         self.done[trial_id] = row
+        if self.budget is not None:
+            self.budget.end(trial_id, row["epochs_run"])
         self.progress.finished(trial_id, status, error)  # a trial ASHA stopped is ok
         early = f"; {trial_id} stopped early after {row['epochs_run']} epochs"
         self.progress.say(self.group_line(group) + (early if row["stopped_early"] else ""))

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from halbench.run import protocol
+from halbench.run.budget import EpochBudget
 from halbench.run.ray_tune import VAL_KEY, Search, TrialFn, fit
 from halbench.suite import Suite, TrialSpec
 
@@ -34,17 +36,12 @@ def make_asha(suite: Suite) -> Any:
     )
 
 
-def grouped_asha(
-    suite: Suite, group_of: Callable[[Any], str], admit: Callable[[Any], bool] | None = None,
-    asha: bool = True,
-) -> Any:  # fmt: skip
+def grouped_asha(suite: Suite, group_of: Callable[[Any], str]) -> Any:
     """One Tune scheduler holding an ASHA per group: equal treatment in a shared Tuner.
 
-    `admit(trial)` (tune.budget_epochs): asked of every pending trial whenever Tune picks
-    trials to start; a trial refused is stopped before it trains (Tune then reports it
-    complete with no result, and the recorder writes nothing for it). `asha=False`: FIFO.
+    (tune.budget_epochs is kept by the trials themselves, as they start and after each epoch:
+    budget_actor. A scheduler is asked about a trial when Tune queues it, too early.)
     """
-    from ray.tune.experiment import Trial
     from ray.tune.schedulers import FIFOScheduler
 
     class GroupedASHA(FIFOScheduler):
@@ -55,18 +52,8 @@ def grouped_asha(
         def _of(self, trial: Any) -> Any:
             key = group_of(trial)
             if key not in self.by_group:
-                self.by_group[key] = make_asha(suite) if asha else FIFOScheduler()
+                self.by_group[key] = make_asha(suite)
             return self.by_group[key]
-
-        def choose_trial_to_run(self, tune_controller):  # noqa: ANN001, ANN201
-            if admit is not None:
-                for trial in list(tune_controller.get_trials()):
-                    if trial.status == Trial.PENDING and not admit(trial):
-                        # A never-started trial has no directory; Tune's result grid reads
-                        # every trial's path at the end.
-                        trial.init_local_path()
-                        tune_controller.stop_trial(trial)
-            return super().choose_trial_to_run(tune_controller)
 
         def on_trial_add(self, tune_controller, trial):  # noqa: ANN001, ANN201
             self._of(trial).on_trial_add(tune_controller, trial)
@@ -109,17 +96,11 @@ def fit_tuning(
                        optuna=True, **kw)  # fmt: skip
         return
     specs = [s for group in todo.values() for s in group]
-    scheduler = None
-    budget = suite.tune.budget_epochs is not None
 
     def task_id(trial: Any) -> str:
         return trial.config["spec"]["trial_id"]
 
-    if asha or budget:
-        scheduler = grouped_asha(
-            suite, lambda t: recorder.planned[task_id(t)][0].key,
-            (lambda t: recorder.admit(task_id(t))) if budget else None, asha,
-        )  # fmt: skip
+    scheduler = grouped_asha(suite, lambda t: recorder.planned[task_id(t)][0].key) if asha else None
     _one_tuner(suite, specs, out_dir, recorder, scheduler, optuna=False, **kw)
 
 
@@ -130,15 +111,60 @@ def _one_tuner(
 ) -> None:  # fmt: skip
     names: dict[str, str] = {}
     search = optuna_search(suite, todo, recorder, names) if optuna else None
-    if search is not None and suite.tune is not None and suite.tune.budget_epochs is not None:
-        # One group per Tuner: its scheduler (ASHA or FIFO) wrapped to refuse trials to start
-        # once the group's epoch budget is spent.
-        namer = search[3]
-        scheduler = grouped_asha(suite, lambda t: "group", lambda t: recorder.admit(namer(t)),
-                                 suite.tune.scheduler == "asha")  # fmt: skip
-    fit(suite, todo, out_dir, recorder, resources=resources, max_concurrent=max_concurrent,
-        storage=storage, trial_fn=trial_fn, scheduler=scheduler, search=search,
-        names=names, log_to=log_to)  # fmt: skip
+    with budget_actor(recorder) as budget:
+        fit(suite, todo, out_dir, recorder, resources=resources, max_concurrent=max_concurrent,
+            storage=storage, trial_fn=trial_fn, scheduler=scheduler, search=search,
+            names=names, log_to=log_to, budget=budget)  # fmt: skip
+
+
+class BudgetProxy:
+    """The recorder's view of the budget actor: budget.EpochBudget's calls, answered by it."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def admit(self, trial: str) -> str:
+        return self._get(self.actor.admit.remote(trial))
+
+    def epoch(self, trial: str, epoch: int) -> bool:
+        return self._get(self.actor.epoch.remote(trial, epoch))
+
+    def end(self, trial: str, epochs: int | None = None) -> None:
+        self._get(self.actor.end.remote(trial, epochs))
+
+    def refused(self, trial: str) -> bool:
+        return self._get(self.actor.refused.remote(trial))
+
+    @staticmethod
+    def _get(ref: Any) -> Any:
+        import ray
+
+        return ray.get(ref)
+
+
+@contextmanager
+def budget_actor(recorder: Any) -> Iterator[Any]:
+    """tune.budget_epochs on Ray: the recorder's EpochBudget moved into an actor for one
+    Tuner, which every tuning trial asks where it runs; the recorder asks it too (a refused
+    trial, a trial's end). Yields the actor handle (None without a budget); killed after."""
+    local = recorder.budget
+    if local is None:
+        yield None
+        return
+    import ray
+
+    actor = ray.remote(num_cpus=0)(EpochBudget).remote(local.budget, local.groups, local.finished)
+    recorder.budget = BudgetProxy(actor)
+    try:
+        yield actor
+    finally:
+        # what the actor knows comes back (a later Tuner of this run starts from it)
+        try:
+            local.finished, local.refusals = ray.get(actor.state.remote())
+        except Exception:  # noqa: BLE001 - the run is ending (Ctrl-C, a lost head)
+            pass
+        recorder.budget = local
+        ray.kill(actor)
 
 
 def optuna_search(

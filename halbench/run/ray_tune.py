@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from halbench import failures
 from halbench.probes import placement
 from halbench.run import storage as tune_storage
+from halbench.run.budget import START, WAIT
 from halbench.run.loggers import tune_callbacks
 from halbench.run.progress import Progress
 from halbench.suite import Suite, TrialSpec
@@ -41,6 +42,10 @@ MAX_RAY_RETRIES = 2
 # A tuning trial reports every epoch: ASHA and the searcher score each one.
 REPORT_EVERY_S = 2.0
 _clock = time.monotonic  # the reporting cadence's clock (a test steps it)
+# A tuning trial that finds its group's epoch budget reserved by running trials asks again this
+# often, for at most this long (ray_tune.budget_admits).
+BUDGET_POLL_S = 0.5
+BUDGET_WAIT_S = 600.0
 
 TrialFn = Callable[..., Any]  # run_trial's signature (halbench.trial), returning .row, .epochs
 
@@ -81,14 +86,18 @@ def _recorded_error(trial: Any) -> BaseException | None:
 
 
 def halbench_trial(
-    config: dict[str, Any], suite_json: dict[str, Any], trial_fn: TrialFn | None
-) -> None:
+    config: dict[str, Any], suite_json: dict[str, Any], trial_fn: TrialFn | None,
+    budget: Any = None,
+) -> None:  # fmt: skip
     """The Tune function trainable: one trial (a grid point, a tuning trial or a final seed).
 
     With --dashboard every trial gets its own actor, named by its trial id (named_trainable);
     otherwise actors are reused, and each trial logs its id when it starts, so an actor's log
-    (dashboard: Actors -> Logs) says which trial runs.
+    (dashboard: Actors -> Logs) says which trial runs. `budget`: the run's epoch-budget actor
+    (tune.budget_epochs, run/budget.py), asked by a tuning trial as it really starts (Tune
+    queues trials long before) and after each epoch; a refused trial returns with no result.
     """
+    import ray
     from ray import tune
 
     from halbench.plugins import load_plugins
@@ -102,6 +111,10 @@ def halbench_trial(
     if sampled:  # a searcher's suggestion (tune.search: optuna); its name is the trial id
         name = tune.get_context().get_trial_name()
         spec = spec.model_copy(update={"overrides": sampled, "trial_id": name})
+    budgeted = budget is not None and spec.phase == "tune"
+    if budgeted and not budget_admits(budget, spec.trial_id):
+        print(f"[halbench] trial {spec.trial_id}: not started, epoch budget spent", flush=True)
+        return
     print(f"[halbench] trial {spec.trial_id}", flush=True)
     started = placement.now()
 
@@ -111,15 +124,18 @@ def halbench_trial(
     last_val = [float("-inf")]
     last_sent = [float("-inf")]
 
-    def report_epoch(epoch_row: dict[str, Any]) -> None:
+    def report_epoch(epoch_row: dict[str, Any]) -> bool:
         if spec.phase != "tune":  # only printed by the driver: REPORT_EVERY_S at most
             if _clock() - last_sent[0] < REPORT_EVERY_S:
-                return
+                return False
             last_sent[0] = _clock()
+        # Told before Tune sees the epoch: an ASHA stop may end this worker at the report.
+        stop = budgeted and ray.get(budget.epoch.remote(spec.trial_id, int(epoch_row["epoch"])))
         metrics = {k: v for k, v in epoch_row.items() if isinstance(v, int | float)}
         if val_metric is not None and val_metric in metrics:
             metrics[VAL_KEY] = last_val[0] = metrics[val_metric]
         tune.report(metrics)
+        return bool(stop)  # True: the trainer ends the trial after this epoch
 
     result = trial_fn(suite, spec, report=report_epoch)
     placement.record(result.row, started)  # node id, GPU ids, times; the node in an error
@@ -130,6 +146,21 @@ def halbench_trial(
         final[EMBEDDINGS_KEY] = saved
     # Tune checks that every result of a tuning trial has the scheduler's metric.
     tune.report({**final, **({VAL_KEY: last_val[0]} if val_metric else {})})
+
+
+def budget_admits(budget: Any, trial_id: str) -> bool:
+    """Ask the epoch-budget actor until it answers START or REFUSE (run/budget.py): WAIT
+    while trials of the group that are running may still leave it an epoch. Bounded: a
+    trial lost with its worker and waiting for a free slot to be retried keeps its epoch
+    reserved, and the waiters must not hold every slot forever."""
+    import ray
+
+    deadline = _clock() + BUDGET_WAIT_S
+    while (answer := ray.get(budget.admit.remote(trial_id))) == WAIT:
+        if _clock() > deadline:
+            return False
+        time.sleep(BUDGET_POLL_S)
+    return answer == START
 
 
 class Interrupt:
@@ -265,6 +296,7 @@ def fit(
     trial_fn: TrialFn | None,
     reuse_actors: bool = True,
     scheduler: Any = None,
+    budget: Any = None,
     search: Search | None = None,
     names: dict[str, str] | None = None,
     log_to: tuple[str, ...] = (),
@@ -287,8 +319,11 @@ def fit(
     trainable = tune.with_resources(
         named_trainable(
             tune.with_parameters(
-                halbench_trial, suite_json=suite.model_dump(mode="json"), trial_fn=trial_fn
-            )
+                halbench_trial,
+                suite_json=suite.model_dump(mode="json"),
+                trial_fn=trial_fn,
+                budget=budget,
+            )  # fmt: skip
         ),
         resources,
     )

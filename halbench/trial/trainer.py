@@ -64,7 +64,7 @@ class TrialResult:
 
 
 def run_trial(
-    suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], None] | None = None
+    suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], bool | None] | None = None
 ) -> TrialResult:
     """Train and evaluate one grid point; failures become a status, never an exception."""
     spec = resolve_spec(spec)  # a tuning/final trial's batch size, dim and loss params
@@ -213,7 +213,7 @@ def _train(
     suite: Suite,
     spec: TrialSpec,
     result: TrialResult,
-    report: Callable[[dict[str, Any]], None] | None,
+    report: Callable[[dict[str, Any]], bool | None] | None,
 ) -> None:
     row = result.row
     run = setup_run(suite, spec, row)
@@ -273,8 +273,10 @@ def _train(
             result.epochs.append(epoch_row)
             row["epochs_done"] = epoch
             row["warmup_s"] = run.warmup_s
-            if report is not None:
-                report(epoch_row)
+            # The report may end the trial here (a tuning trial whose group's epoch budget is
+            # met, run/budget.py): the epochs so far are its result, as after an ASHA stop.
+            if report is not None and report(epoch_row):
+                break
         row.update(metrics)
         row["final_train_loss"] = train_loss
         row["train_time_s"] = elapsed

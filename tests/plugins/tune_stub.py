@@ -47,7 +47,7 @@ def score(config: dict[str, Any]) -> float:
 
 
 def run_trial(
-    suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], None] | None = None
+    suite: Suite, spec: TrialSpec, *, report: Callable[[dict[str, Any]], bool | None] | None = None
 ) -> StubResult:
     run_suite, run_spec = resolve(suite, spec)
     total = phase_epochs(suite, spec)
@@ -64,8 +64,8 @@ def run_trial(
             **{f"knn_acc_{k}": value * epoch / total for k in suite.eval.ks},
         }
         epochs.append(row)
-        if report is not None:
-            report(row)
+        if report is not None and report(row):
+            break  # as the trainer does: its group's epoch budget is met (run/budget.py)
     row = {
         **base_row(suite, run_spec),
         "epochs_done": len(epochs),

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import polars as pl
 import yaml
 
-from halbench.run import protocol, ray_search, runner
+from halbench.run import protocol, runner
 from halbench.run.options import RunOptions
 from halbench.suite import Suite
 from tests.plugins import tune_stub
@@ -97,8 +96,9 @@ def test_tuning_and_final_seeds_are_disjoint_across_replicates() -> None:
     assert [s.seed for s in specs] == [1, 3, 5]
 
 
-def test_the_epoch_budget_stops_starting_trials(tmp_path, capsys) -> None:
-    # 5 trials of 3 epochs each; a budget of 7 epochs starts trials 0, 1, 2 (0, 3, 6 spent)
+def test_the_epoch_budget_is_spent_exactly(tmp_path, capsys) -> None:
+    # 5 trials of 3 epochs each, a budget of 7 epochs: trials 0 and 1 run 3 each, trial 2
+    # starts with 1 epoch left and stops after it (stopped early), trials 3 and 4 never start
     suite, path = write_suite(tmp_path, replicated(2, budget_epochs=7))
     ran: list[str] = []
 
@@ -110,11 +110,12 @@ def test_the_epoch_budget_stops_starting_trials(tmp_path, capsys) -> None:
     assert not summary.interrupted and summary.statuses == {"ok": 4}
     tun = pl.read_parquet(tmp_path / "run/tuning.parquet")
     for r in (0, 1):
-        mine = tun.filter(pl.col("replicate") == r)
-        assert sorted(mine["trial_index"]) == [0, 1, 2]
-        assert mine["epochs_run"].sum() == 9
+        mine = tun.filter(pl.col("replicate") == r).sort("trial_index")
+        assert mine["trial_index"].to_list() == [0, 1, 2]
+        assert mine["epochs_run"].to_list() == [3, 3, 1]
+        assert mine["stopped_early"].to_list() == [False, False, True]
     err = capsys.readouterr().err
-    assert "epoch budget 7 spent (9 epochs run)" in err
+    assert "epoch budget 7 spent (7 epochs run)" in err
     # refused trials leave the progress total: replicate 0's two are out of it when the last
     # trial ends (replicate 1's are refused after that), so the count ends at 6/8, not 6/10
     done = [line.split()[1] for line in err.splitlines() if " tuning trials done (" in line]
@@ -122,35 +123,6 @@ def test_the_epoch_budget_stops_starting_trials(tmp_path, capsys) -> None:
     ran.clear()
     run(suite, path, tmp_path / "run", counting, resume=True)
     assert ran == []  # the refused trials stay refused; nothing is rerun
-
-
-def test_grouped_scheduler_stops_pending_trials_of_a_spent_group() -> None:
-    from ray.tune.experiment import Trial
-
-    suite = Suite.model_validate(replicated(1, budget_epochs=3))
-
-    class Fake(SimpleNamespace):
-        def init_local_path(self) -> None:
-            self.path = "made"
-
-    trials = [Fake(status=Trial.PENDING, config={"g": g}, trial_id=g + str(i))
-              for i, g in enumerate("aab")]  # fmt: skip
-    stopped: list[str] = []
-
-    class Controller:
-        def get_trials(self):  # noqa: ANN202
-            return trials
-
-        def stop_trial(self, trial) -> None:  # noqa: ANN001
-            stopped.append(trial.trial_id)
-            trial.status = Trial.TERMINATED
-
-    sched = ray_search.grouped_asha(
-        suite, lambda t: t.config["g"], lambda t: t.config["g"] != "a", asha=False
-    )
-    chosen = sched.choose_trial_to_run(Controller())
-    assert stopped == ["a0", "a1"] and chosen is trials[2]
-    assert [getattr(t, "path", None) for t in trials] == ["made", "made", None]
 
 
 def test_the_report_shows_what_each_replicate_chose(tmp_path) -> None:
