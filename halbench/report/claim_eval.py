@@ -20,7 +20,7 @@ from halbench.report.claims import (
     combine,
 )
 from halbench.report.format import norm_name
-from halbench.report.rows import Row, finite, group_by
+from halbench.report.rows import Row, finite, group_by, seed_values
 from halbench.report.stats import Estimate, mean_ci
 from halbench.report.verdict_stats import MAX_UNITS, Tested, assess_all
 from halbench.report.views import ReportView
@@ -36,15 +36,7 @@ def with_name(rows: list[Row], names: list[str]) -> list[Row]:
 
 def unit_values(rows: list[Row], column: str, scale: float = 1.0) -> dict[Any, float]:
     """seed -> value, or (replicate, seed) -> value when the rows carry tuning replicates."""
-    reps = any(r.get("replicate") is not None for r in rows)
-    return {
-        ((int(r.get("replicate") or 0), int(r["seed"])) if reps else int(r["seed"])): float(
-            r[column]
-        )
-        * scale
-        for r in rows
-        if finite(r.get(column))
-    }
+    return seed_values(rows, column, scale)
 
 
 def tuning_metric(view: ReportView) -> str | None:

@@ -18,7 +18,7 @@ from halbench.report.claims import (
 )
 from halbench.report.format import fmt_est, fmt_ratio
 from halbench.report.model import VERDICT_SYMBOLS, Cell, Table
-from halbench.report.stats import Estimate, mean_ci
+from halbench.report.stats import Estimate, nested_mean_ci
 from halbench.report.verdict_stats import Tested
 from halbench.report.views import ReportView
 from halbench.report.views import key_text as point_text
@@ -58,7 +58,7 @@ def _t(t: Tested | None, digits: int = 2) -> Cell:
 
 
 def _describe(p: Pick) -> str:
-    return f"{p.loss} B={p.batch_size} d={p.embedding_dim}: {fmt_est(mean_ci(p.values.values()))}"
+    return f"{p.loss} B={p.batch_size} d={p.embedding_dim}: {fmt_est(nested_mean_ci(p.values))}"
 
 
 def _result(
@@ -144,9 +144,9 @@ def margin_result(ev: MarginEvaluation, prefix: str) -> ClaimResult:
                         Cell(str(c.key[0])),
                         Cell(str(c.key[1]), c.key[1]),
                         Cell(str(c.key[2]), c.key[2]),
-                        Cell(f"{c.subject.loss}: {fmt_est(mean_ci(c.subject.values.values()))}"),
+                        Cell(f"{c.subject.loss}: {fmt_est(nested_mean_ci(c.subject.values))}"),
                         Cell(
-                            f"{c.competitor.loss}: {fmt_est(mean_ci(c.competitor.values.values()))}"
+                            f"{c.competitor.loss}: {fmt_est(nested_mean_ci(c.competitor.values))}"
                         ),
                         Cell(_ci(c.diff), None if c.diff is None else c.diff.mean),
                         _v(c.verdict),
@@ -259,10 +259,10 @@ def convergence_result(ev: ConvergenceEvaluation, prefix: str) -> ClaimResult:
         rows.append(
             [
                 Cell(f"{c.key[0]} B={c.key[1]} d={c.key[2]}{target}"),
-                Cell(f"{fmt_est(mean_ci(s_to.values()))} / {fmt_est(mean_ci(b_to.values()))}"),
+                Cell(f"{fmt_est(nested_mean_ci(s_to))} / {fmt_est(nested_mean_ci(b_to))}"),
                 _t(c.faster, 1),
                 _t(c.auc),
-                Cell(f"{fmt_est(mean_ci(s_acc.values()))} / {fmt_est(mean_ci(b_acc.values()))}"),
+                Cell(f"{fmt_est(nested_mean_ci(s_acc))} / {fmt_est(nested_mean_ci(b_acc))}"),
                 _t(c.higher),
                 _v(c.verdict),
             ]

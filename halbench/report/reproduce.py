@@ -30,7 +30,7 @@ from halbench.report.claims import (
     load_claims,
 )
 from halbench.report.load import load_groups
-from halbench.report.stats import Estimate, mean_ci
+from halbench.report.stats import Estimate, nested_mean_ci
 from halbench.report.views import ReportView, build_view
 
 EXIT_MOVED = 3  # halbench.cli's EXIT_REGRESSION: a headline left the original's interval
@@ -61,7 +61,7 @@ def _group_headlines(view: ReportView, claims: list[Claim], g: str) -> dict[str,
             if pick:
                 where = f"B={pick.batch_size} d={pick.embedding_dim}"
                 name = f"{g}accuracy {ds} {loss} (k-NN@{k}, {where})"
-                _est(name, mean_ci(pick.values.values()), out)
+                _est(name, nested_mean_ci(pick.values), out)
     for claim in claims:
         if isinstance(claim, AccuracyMarginClaim):
             for c in evaluate_accuracy_margin(view, claim).conditions:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from halbench.report.stats import Estimate, diff_ci, mean_ci
+from halbench.report.stats import Estimate, diff_ci, nested_mean_ci
 
 Row = dict[str, Any]
 
@@ -25,14 +25,26 @@ def group_by(rows: Iterable[Row], keys: Sequence[str]) -> dict[tuple, list[Row]]
     return out
 
 
-def seed_values(rows: Iterable[Row], column: str, scale: float = 1.0) -> dict[int, float]:
-    """seed -> value of column (non-null, finite), scaled."""
-    return {int(r["seed"]): float(r[column]) * scale for r in rows if finite(r.get(column))}
+def seed_values(rows: Iterable[Row], column: str, scale: float = 1.0) -> dict[Any, float]:
+    """seed -> value of column (non-null, finite), scaled; (replicate, seed) -> value when the
+    rows carry tuning replicates (final runs of R tunings share their seeds: keyed by seed
+    alone, one tuning's runs would hide the other's)."""
+    rows = list(rows)
+    reps = any(r.get("replicate") is not None for r in rows)
+    return {
+        ((int(r.get("replicate") or 0), int(r["seed"])) if reps else int(r["seed"])): float(
+            r[column]
+        )
+        * scale
+        for r in rows
+        if finite(r.get(column))
+    }
 
 
 def percent_estimate(rows: Iterable[Row], column: str) -> Estimate | None:
-    """Mean and 95% CI over seeds of an accuracy column, in percent points."""
-    return mean_ci(seed_values(rows, column, 100.0).values())
+    """Mean and 95% CI over seeds of an accuracy column, in percent points (with tuning
+    replicates, over the replicates' means: stats.nested_mean_ci)."""
+    return nested_mean_ci(seed_values(rows, column, 100.0))
 
 
 def median_of(rows: Iterable[Row], column: str) -> float | None:

@@ -121,6 +121,37 @@ def mean_ci(values: Iterable[float], level: float = LEVEL) -> Estimate | None:
     return _interval(mean, math.sqrt(var / n), n - 1, n, "t", level)
 
 
+def replicate_means(values: Mapping[Any, float]) -> dict[Any, float] | None:
+    """replicate -> mean over its seeds, for values keyed (replicate, seed) with at least 2
+    replicates (independent tunings); None otherwise (plain seeds, or one replicate)."""
+    per: dict[Any, list[float]] = {}
+    for key, v in values.items():
+        if not isinstance(key, tuple):
+            return None
+        per.setdefault(key[0], []).append(float(v))
+    if len(per) < 2:
+        return None
+    return {rep: sum(vs) / len(vs) for rep, vs in sorted(per.items())}
+
+
+def nested_mean_ci(values: Mapping[Any, float], level: float = LEVEL) -> Estimate | None:
+    """Mean and t interval of values keyed by seed, or by (replicate, seed).
+
+    With tuning replicates the interval is over the replicates' means (R - 1 degrees of
+    freedom): the random-effects interval of a balanced nested design, which covers the
+    variance between tunings as well as between seeds, as the verdicts' intervals do
+    (verdict_stats). Seeds of one tuning share its chosen configuration; counted as
+    independent they would give an interval far too narrow when the tunings disagree. n stays
+    the number of runs. Plain seeds: mean_ci.
+    """
+    reps = replicate_means(values)
+    if reps is None:
+        return mean_ci(values.values(), level)
+    est = mean_ci(reps.values(), level)
+    assert est is not None
+    return Estimate(est.mean, est.lo, est.hi, len(values), "replicate")
+
+
 def diff_ci(
     a: Mapping[Any, float], b: Mapping[Any, float], level: float = LEVEL
 ) -> Estimate | None:
@@ -132,6 +163,14 @@ def diff_ci(
     """
     if not a or not b:
         return None
+    ra, rb = replicate_means(a), replicate_means(b)
+    if ra is not None and rb is not None:
+        # tuning replicates: a replicate's mean difference is the unit (as verdict_stats does)
+        if set(ra) == set(rb):
+            est = mean_ci([ra[r] - rb[r] for r in ra], level)
+            assert est is not None
+            return Estimate(est.mean, est.lo, est.hi, est.n, "replicate")
+        a, b = ra, rb
     if set(a) == set(b) and len(a) >= 2:
         est = mean_ci([a[s] - b[s] for s in sorted(a)], level)
         assert est is not None

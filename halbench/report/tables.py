@@ -117,6 +117,18 @@ def _ks_text(view: ReportView) -> str:
 # ---------------------------------------------------------------- accuracy
 
 
+# Said under the accuracy tables of a run with tuning replicates (stats.nested_mean_ci).
+REPLICATES_NOTE = (
+    " With tuning replicates, each cell pools every replicate's final runs, and its interval "
+    "(and a star's) is over the replicates' means: it covers the variance between tunings, "
+    "as the verdicts' intervals do, so it is wide when the tunings disagree."
+)
+
+
+def _replicated(rows: list) -> bool:
+    return len({r.get("replicate") for r in rows if r.get("replicate") is not None}) > 1
+
+
 def accuracy_tables(view: ReportView, prefix: str) -> list[Table]:
     """One table per k: rows dataset x loss, columns (B, d); best loss per column marked."""
     rows = view.ok
@@ -180,6 +192,8 @@ def accuracy_tables(view: ReportView, prefix: str) -> list[Table]:
                     "No mark where a column has one loss or the top two have one seed each. "
                     "Loss params: the loss's parameters as trained (a tuned value when the run "
                     "tuned it; defaults: the registry's own), per (B, d) when they differ."
+                    + REPLICATES_NOTE
+                    * _replicated(rows)
                 ],
             )
         )
@@ -257,6 +271,6 @@ def best_config_table(view: ReportView, prefix: str) -> Table | None:
         notes=[
             "Values in %, mean ± 95% CI half-width over seeds. ★ best loss per dataset beyond "
             "the noise; ☆ within noise of the runner-up; no mark where a column has one loss "
-            "or one seed."
+            "or one seed." + REPLICATES_NOTE * _replicated(rows)
         ],
     )

@@ -64,3 +64,22 @@ def test_loglog_slope():
     assert loglog_slope(xs, [3 * x**2 for x in xs]) == pytest.approx(2.0)
     assert loglog_slope(xs, [0.5 * x for x in xs]) == pytest.approx(1.0)
     assert loglog_slope([64], [1.0]) is None
+
+
+def test_replicated_values_are_judged_over_replicate_means():
+    from scipy import stats as sps
+
+    from halbench.report.stats import nested_mean_ci
+
+    a = {(r, s): 80.0 + 4 * r + s for r in range(2) for s in range(3)}  # replicate means 81, 85
+    est = nested_mean_ci(a)
+    lo, hi = sps.t.interval(0.95, 1, loc=83.0, scale=sps.sem([81.0, 85.0]))
+    assert (est.mean, est.lo, est.hi, est.n, est.method) == pytest.approx(
+        (83.0, lo, hi, 6, "replicate")
+    )
+    one = {(0, s): v for (r, s), v in a.items() if r == 0}  # one replicate: its seeds
+    assert nested_mean_ci(one) == mean_ci(one.values())
+    b = {(r, s): v - (0.2 if r == 0 else 1.5) for (r, s), v in a.items()}
+    diff = diff_ci(a, b)  # the unit is a replicate's mean difference (0.2, 1.5)
+    lo, hi = sps.t.interval(0.95, 1, loc=0.85, scale=sps.sem([0.2, 1.5]))
+    assert (diff.mean, diff.lo, diff.hi, diff.method) == pytest.approx((0.85, lo, hi, "replicate"))

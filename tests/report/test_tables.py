@@ -1,7 +1,9 @@
 import json
 import math
+import statistics
 
 import pytest
+from scipy import stats
 
 from halbench.report.cost_tables import profile_cost_table, slope_table, trial_cost_table
 from halbench.report.format import fmt_si, norm_name
@@ -175,3 +177,42 @@ def test_the_chosen_scale_reaches_the_accuracy_tables(make_run):
     assert acc[("fashion_mnist", "nca")][2].text == "scale=1"
     best = by_row(best_config_table(view, "g1"))
     assert best[("fashion_mnist", "hal")][5].text in ("scale=8", "scale=24.5")
+
+
+def test_replicated_cells_pool_every_tuning_and_widen_by_its_variance(make_run):
+    # 2 tuning replicates x 3 final seeds (the seeds repeat across replicates). Replicate 1 tuned
+    # 4 points better than replicate 0; nca beats hal by 0.2 points in replicate 0 and 1.5 in 1.
+    rows = []
+    for rep, base, gap in ((0, 80.0, 0.2), (1, 84.0, 1.5)):
+        for s in range(3):
+            for loss, acc in (("hal", base + s), ("nca", base + s + gap)):
+                rows.append(
+                    trial(
+                        loss,
+                        32,
+                        16,
+                        s,
+                        acc / 100,
+                        replicate=rep,
+                        trial_id=f"final-{loss}-r{rep}-s{s}",
+                    )  # fmt: skip
+                )
+    view = build_view(load_groups([make_run(rows)])[0])
+    table = accuracy_tables(view, "g1")[0]
+    hal, nca = (
+        by_row(table)[("fashion_mnist", "hal")][3],
+        by_row(table)[("fashion_mnist", "nca")][3],
+    )
+    # every run counts (keyed by seed alone, replicate 1 once hid replicate 0: 85.00 ± ...)
+    assert hal.value == pytest.approx(83.0) and nca.value == pytest.approx(83.0 + 0.85)
+    # the interval is over the replicates' means (81, 85), independent computation by scipy
+    half = stats.t.ppf(0.975, 1) * statistics.stdev([81.0, 85.0]) / math.sqrt(2)
+    assert hal.text.startswith("83.00 ± ") and float(hal.text.split("± ")[1]) == pytest.approx(
+        half, abs=0.06
+    )
+    # nca's lead: 0.2 and 1.5 points by replicate; its interval over 2 replicate differences
+    # reaches 0 (6 (replicate, seed) pairs taken as independent would give it a star)
+    assert nca.best and nca.within_noise
+    assert any("over the replicates' means" in note for note in table.notes)
+    best = by_row(best_config_table(view, "g1"))[("fashion_mnist", "hal")]
+    assert best[4].text == "6"  # runs of both replicates
