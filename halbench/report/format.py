@@ -16,6 +16,8 @@ def fmt_est(est: Estimate | None, digits: int = 2, n_expected: int | None = None
         return "—"
     text = f"{est.mean:.{digits}f}"
     if est.half_width is not None and est.half_width == 0:
+        if est.method == "replicate":  # the tunings' means agree; their runs need not
+            return text + " (replicate means equal)"
         return text + f" (all {est.n} equal)"
     if est.half_width is not None:
         text += f" ± {_spread(est.half_width, digits)}"

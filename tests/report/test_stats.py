@@ -83,3 +83,14 @@ def test_replicated_values_are_judged_over_replicate_means():
     diff = diff_ci(a, b)  # the unit is a replicate's mean difference (0.2, 1.5)
     lo, hi = sps.t.interval(0.95, 1, loc=0.85, scale=sps.sem([0.2, 1.5]))
     assert (diff.mean, diff.lo, diff.hi, diff.method) == pytest.approx((0.85, lo, hi, "replicate"))
+
+
+def test_equal_replicate_means_are_not_called_equal_runs():
+    from halbench.report.format import fmt_est
+    from halbench.report.stats import nested_mean_ci
+
+    # runs 105, 90, 60, 75, 150 and 135, 90, 90, 75, 90: both tunings average 96
+    a = dict(zip([(0, s) for s in range(5)], [105.0, 90, 60, 75, 150], strict=True))
+    a.update(zip([(1, s) for s in range(5)], [135.0, 90, 90, 75, 90], strict=True))
+    assert fmt_est(nested_mean_ci(a)) == "96.00 (replicate means equal)"
+    assert fmt_est(mean_ci([2.0, 2.0, 2.0])) == "2.00 (all 3 equal)"
