@@ -281,8 +281,9 @@ def convergence_result(ev: ConvergenceEvaluation, prefix: str) -> ClaimResult:
     notes = [
         (
             f"Target: the lower of the two losses' mean final accuracies on the curve's "
-            f"subsample minus {claim.target_margin:g} points; steps: the first evaluation at "
-            "or above it (a run that never reaches it counts its last step: censored, "
+            f"subsample minus {claim.target_margin:g} points; steps: the first evaluation "
+            "after step 0 (the untrained model) at or above it (a run that never reaches it "
+            "counts its last step: censored, "
             f"{sum(c.censored for c in ev.conditions)} run(s)). Mean accuracy over steps: area "
             "under the curve divided by its step range."
         )

@@ -436,3 +436,13 @@ def test_the_metric_is_the_tunings_unless_the_claims_file_names_another(tmp_path
     assert not any(
         isinstance(b, Paragraph) and "judges k-NN@" in b.text for s in default for b in s.blocks
     )
+
+
+def test_c3_steps_to_target_never_count_the_untrained_model():
+    from halbench.report.claim_convergence import steps_to
+
+    # the untrained model scores 75 (k-NN on random embeddings), training first lowers it
+    steps, acc = [0, 10, 20, 30, 40], [75.0, 70.0, 72.0, 74.5, 76.0]
+    assert steps_to(steps, acc, 74.0) == (30, True)
+    assert steps_to(steps, acc, 80.0) == (40, False)  # censored: its last step
+    assert steps_to([0, 10], [80.0, 81.0], 74.0) == (10, True)  # the first step it trained
