@@ -59,6 +59,17 @@ def test_reproduce_exit_code_says_whether_every_headline_is_inside(
     assert ("OUTSIDE" in line) == (code == 3)
 
 
+def test_c3_in_epochs_is_not_compared_with_c3_in_steps():
+    old = {"C3 ds B=64 d=16 epochs saved": reproduce.Headline(0.5, -1.0, 2.0)}
+    lines, ok = reproduce.check(old, {"C3 ds B=64 d=16 steps saved": reproduce.Headline(12.0)})
+    assert ok and lines == [
+        "C3 ds B=64 d=16 epochs saved: the rerun measures steps saved (12); the original, "
+        "without sub-epoch curves, epochs: not compared"
+    ]
+    lines, ok = reproduce.check(old, {})
+    assert not ok and "missing in the rerun — NOT reproduced" in lines[0]
+
+
 def test_reproduce_refuses_a_directory_without_a_suite(tmp_path):
     assert main(["reproduce", str(tmp_path)]) == 2
 
