@@ -114,6 +114,10 @@ def halbench_trial(
     budgeted = budget is not None and spec.phase == "tune"
     if budgeted and not budget_admits(budget, spec.trial_id):
         print(f"[halbench] trial {spec.trial_id}: not started, epoch budget spent", flush=True)
+        if sampled:
+            # Tune checks a searcher's metric in every result, also the one a trial that
+            # returns makes; NaN is no score: Optuna records the trial as failed, not as a point.
+            tune.report({VAL_KEY: float("nan")})
         return
     print(f"[halbench] trial {spec.trial_id}", flush=True)
     started = placement.now()
