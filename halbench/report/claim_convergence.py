@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from halbench.report.claim_eval import metric_k, tested_all, unit_values, verdict_of, with_name
+from halbench.report.claim_eval import metric_k, tested_all, verdict_of, with_name
 from halbench.report.claims import INCONCLUSIVE, NO_DATA, ConvergenceClaim, combine
-from halbench.report.rows import Row, group_by
+from halbench.report.rows import Row, group_by, seed_values
 from halbench.report.verdict_stats import Tested
 from halbench.report.views import ReportView
 from halbench.results import convergence
@@ -74,7 +74,7 @@ def mean_accuracy(steps: list[int], acc: list[float]) -> float:
 
 
 def _keyed(cell: list[Row], fn) -> dict:
-    keys = unit_values(cell, "seed")  # same keys as the accuracies (seed or (replicate, seed))
+    keys = seed_values(cell, "seed")  # same keys as the accuracies (seed or (replicate, seed))
     out = {}
     for key, r in zip(keys, [r for r in cell if r.get("seed") is not None], strict=False):
         v = fn(r)
@@ -105,8 +105,8 @@ def evaluate_convergence(view: ReportView, claim: ConvergenceClaim) -> Convergen
     inputs = []
     for key in shared:
         s_cell, b_cell = subj[key], base[key]
-        s_acc = unit_values(s_cell, f"knn_acc_{k}", 100.0)
-        b_acc = unit_values(b_cell, f"knn_acc_{k}", 100.0)
+        s_acc = seed_values(s_cell, f"knn_acc_{k}", 100.0)
+        b_acc = seed_values(b_cell, f"knn_acc_{k}", 100.0)
         target, n_censored, s_auc, b_auc = None, 0, {}, {}
         if curves:
             finals = [

@@ -34,11 +34,6 @@ def with_name(rows: list[Row], names: list[str]) -> list[Row]:
     return [r for r in rows if norm_name(r["loss_name"]) in wanted]
 
 
-def unit_values(rows: list[Row], column: str, scale: float = 1.0) -> dict[Any, float]:
-    """seed -> value, or (replicate, seed) -> value when the rows carry tuning replicates."""
-    return seed_values(rows, column, scale)
-
-
 def tuning_metric(view: ReportView) -> str | None:
     """The metric the run's tuning selected on (suite tune.metric), when it records one."""
     tune = view.suite.get("tune")
@@ -173,8 +168,8 @@ def best_pick(rows: list[Row], column: str, by: str | None = None) -> Pick | Non
     tuned run; default: column itself), with its per-seed values of column (first of equals)."""
     best: tuple[float, Pick] | None = None
     for (loss, b, d), cell in group_by(rows, ["loss", "batch_size", "embedding_dim"]).items():
-        vals = unit_values(cell, column, 100.0)
-        est = mean_ci(unit_values(cell, by).values()) if by else mean_ci(vals.values())
+        vals = seed_values(cell, column, 100.0)
+        est = mean_ci(seed_values(cell, by).values()) if by else mean_ci(vals.values())
         if vals and est is not None and (best is None or est.mean > best[0]):
             best = (est.mean, Pick(loss, b, d, vals, tuple(cell)))
     return None if best is None else best[1]

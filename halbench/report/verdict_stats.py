@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
-from halbench.report.stats import Estimate, diff_ci, mean_ci
+from halbench.report.stats import Estimate, diff_ci, mean_ci, replicate_means
 
 MAX_UNITS = 10_000  # "more than" this many seeds: no realistic budget resolves it
 
@@ -50,12 +49,9 @@ def units_of(a: Mapping[Any, float], b: Mapping[Any, float]) -> Units:
     """a, b map seed, or (replicate, seed), -> value; see the module docstring."""
     if set(a) == set(b) and len(a) >= 2:
         diffs = {key: a[key] - b[key] for key in sorted(a)}
-        reps = {key[0] for key in diffs if isinstance(key, tuple)}
-        if len(reps) > 1:
-            per_rep: dict[Any, list[float]] = defaultdict(list)
-            for key, v in diffs.items():
-                per_rep[key[0]].append(v)
-            return Units("replicate", [statistics.fmean(v) for _, v in sorted(per_rep.items())], [])
+        per_rep = replicate_means(diffs)
+        if per_rep is not None:
+            return Units("replicate", list(per_rep.values()), [])
         return Units("paired", list(diffs.values()), [])
     return Units("welch", list(a.values()), list(b.values()))
 
